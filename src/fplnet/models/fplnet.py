@@ -1,0 +1,189 @@
+"""FPLNet (Atif et al.): encoder, decoder and every ablation variant of Tables VI-X.
+
+The architecture is one class, ``FPLNet``, driven by ``FPLNetConfig``; each variant of the
+paper is a different config, listed as data in ``VARIANTS`` at the bottom of this file.
+
+Shapes for a 512x1024 input (Table II)::
+
+    stage 1  InitialModule            35 x 256 x 512    (conv s2, 2 x conv, concat image/2)
+    stage 2  FPL s2 + 4 x FPL         64 x 128 x 256
+             FIR                     131 x 128 x 256    [deep + shallow, deep, image/4]
+    stage 3  FPL s2 + 8 x FPL        128 x  64 x 128
+             FIR                     259 x  64 x 128    [deep + shallow, deep, image/8]
+    head     encoder-only: 1x1 -> C, bilinear to input size
+             decoder: 1x1 -> 64, U -> 64, 2 x FPL, U -> 16, 2 x FPL, 2x2 deconv -> C
+
+Interpretation choices fixed by the paper's own parameter counts are documented in the blocks
+(``fplnet.layers``); the decoder's choices are documented in ``FPLDecoder``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..layers import FPLModule, InitialModule, StageFusion, Upsampler, avg_pool_image, conv2d, create_block
+
+
+@dataclass(frozen=True)
+class FPLNetConfig:
+    """Every choice the paper ablates is a field here."""
+    block: str = "fpl"                         # "fpl" | "esp"                      (Table VI)
+    factorization: str = "composite"           # "composite" | "none" | "all"       (Table X)
+    delayed_downsampling: bool = True          # False = "hasty"                     (Table VII)
+    fusion: str = "fir"                        # FIR or a Table VIII alternative     (Table VIII)
+    depths: tuple = (4, 8)                     # FPL modules after each downsampler  (Table IX)
+    widths: tuple = (64, 128)                  # stage-2 and stage-3 channels        (Table II)
+    stem_width: int = 32                       # stage-1 channels                    (Table II)
+    dilations: tuple = (1, 2, 4, 8)            # FPL branch rates (our choice, see layers/fpl.py)
+    act: str = "prelu"                         # "prelu" | "relu"                    (Sec. IV-C)
+    decoder: bool = True                       # False = encoder + 1x1 + bilinear x8
+    decoder_widths: tuple = (64, 16)           # Table II layers 22-27
+    decoder_depths: tuple = (2, 2)
+
+    def block_kwargs(self) -> dict:
+        if self.block == "fpl":
+            return {"dilations": self.dilations, "factorization": self.factorization}
+        return {}
+
+
+def _stage(cfg: FPLNetConfig, in_chs: int, width: int, depth: int) -> nn.ModuleList:
+    """A downsampling block followed by ``depth`` blocks at the same width."""
+    kwargs = cfg.block_kwargs()
+    blocks = [create_block(cfg.block, in_chs, width, stride=2, act=cfg.act, **kwargs)]
+    blocks += [create_block(cfg.block, width, width, act=cfg.act, **kwargs) for _ in range(depth)]
+    return nn.ModuleList(blocks)
+
+
+class FPLEncoder(nn.Module):
+    """Stages 1-3 of Table II (layers 1-20)."""
+
+    def __init__(self, cfg: FPLNetConfig, in_chs: int = 3):
+        super().__init__()
+        self.initial = InitialModule(in_chs, cfg.stem_width, cfg.delayed_downsampling, cfg.act)
+        chs = self.initial.out_chs
+        self.stages, self.fusions = nn.ModuleList(), nn.ModuleList()
+        for width, depth in zip(cfg.widths, cfg.depths):
+            self.stages.append(_stage(cfg, chs, width, depth))
+            self.fusions.append(StageFusion(cfg.fusion, width, in_chs, cfg.act))
+            chs = self.fusions[-1].out_chs
+        self.out_chs = chs
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """Returns the last fused map and the spatial size of every stage (for the decoder)."""
+        image = avg_pool_image(x)
+        out = self.initial(x, image)
+        sizes = [out.shape[-2:]]
+        for stage, fusion in zip(self.stages, self.fusions):
+            image = avg_pool_image(image)
+            shallow = stage[0](out)
+            deep = shallow
+            for block in stage[1:]:
+                deep = block(deep)
+            out = fusion(deep, shallow, image)
+            sizes.append(out.shape[-2:])
+        return out, sizes
+
+
+class FPLDecoder(nn.Module):
+    """The sequential asymmetric decoder (Section III-B, Table II layers 21-28).
+
+    No skip connections from the encoder ("purely sequential"). Choices the paper leaves open,
+    fixed so that the full network stays under 0.5M parameters (499,898 with 20 classes):
+
+    * The 1x1 projection 259 -> 64 is a plain bias-free convolution; a BN + PReLU after it
+      would add 192 parameters and cross the 0.5M line.
+    * The upsamplers are 3x3 stride-2 transposed convolutions with bias + BN + PReLU, and
+      the final projection is a 2x2 stride-2 transposed convolution with bias: Table II calls
+      it a deconvolution to C channels at full resolution.
+    * The FPL modules of the decoder are the encoder's block with the same factorization and
+      dilations (at 16 channels each branch is 4 channels wide).
+    """
+
+    def __init__(self, cfg: FPLNetConfig, in_chs: int, num_classes: int):
+        super().__init__()
+        kwargs = cfg.block_kwargs()
+        self.project = conv2d(in_chs, cfg.decoder_widths[0], 1)
+        self.upsamplers, self.stages = nn.ModuleList(), nn.ModuleList()
+        chs = cfg.decoder_widths[0]
+        for width, depth in zip(cfg.decoder_widths, cfg.decoder_depths):
+            self.upsamplers.append(Upsampler(chs, width, cfg.act))
+            self.stages.append(nn.Sequential(*[create_block(cfg.block, width, width, act=cfg.act, **kwargs)
+                                               for _ in range(depth)]))
+            chs = width
+        self.classifier = nn.ConvTranspose2d(chs, num_classes, 2, stride=2, bias=True)
+
+    def forward(self, x: torch.Tensor, sizes: list, out_size) -> torch.Tensor:
+        x = self.project(x)
+        # sizes = [stage-1, stage-2, stage-3]; the decoder climbs back through stage 2 then stage 1.
+        for upsample, stage, size in zip(self.upsamplers, self.stages, reversed(sizes[:-1])):
+            x = stage(upsample(x, size))
+        return self.classifier(x)[..., : out_size[0], : out_size[1]]
+
+
+class BilinearHead(nn.Module):
+    """Encoder-only head: 1x1 projection to C (bias-free, as the Table VIII counts require) and
+    bilinear interpolation to the input size (x8 when the sides are multiples of 8)."""
+
+    def __init__(self, in_chs: int, num_classes: int):
+        super().__init__()
+        self.classifier = conv2d(in_chs, num_classes, 1)
+
+    def forward(self, x: torch.Tensor, sizes: list, out_size) -> torch.Tensor:
+        return F.interpolate(self.classifier(x), size=out_size, mode="bilinear", align_corners=False)
+
+
+class FPLNet(nn.Module):
+    def __init__(self, cfg: FPLNetConfig = FPLNetConfig(), num_classes: int = 19, in_chs: int = 3):
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.encoder = FPLEncoder(cfg, in_chs)
+        head = FPLDecoder if cfg.decoder else BilinearHead
+        self.head = head(cfg, self.encoder.out_chs, num_classes) if cfg.decoder else head(self.encoder.out_chs, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features, sizes = self.encoder(x)
+        return self.head(features, sizes, x.shape[-2:])
+
+
+# --- the paper's variants, as data -------------------------------------------------------------
+ENCODER = FPLNetConfig(decoder=False)
+
+# name: (config, paper parameter count, where the paper gives it, paper mIoU (Cityscapes val), description)
+VARIANTS: dict[str, tuple] = {
+    "fplnet": (FPLNetConfig(), 0.49e6, "Table IV", 66.93, "FPLNet: encoder + sequential asymmetric decoder"),
+    "fplnet_encoder": (ENCODER, 419_994, "Table VIII", 58.83, "FPLNet encoder, 1x1 + bilinear x8 (FIR fusion)"),
+    "fplnet_encoder_if": (replace(ENCODER, fusion="if"), 414_810, "Table VIII", 57.00, "image fusion only"),
+    "fplnet_encoder_isff_add": (replace(ENCODER, fusion="isff_add"), 414_636, "Table VIII", 56.42,
+                                "intra-stage feature fusion by addition"),
+    "fplnet_encoder_isff_concat": (replace(ENCODER, fusion="isff_concat"), 419_820, "Table VIII", 56.97,
+                                   "intra-stage feature fusion by concatenation"),
+    "fplnet_encoder_if_isff_add": (replace(ENCODER, fusion="if_isff_add"), 414_810, "Table VIII", 57.20,
+                                   "image fusion + ISFF by addition"),
+    "fplnet_encoder_if_isff_concat": (replace(ENCODER, fusion="if_isff_concat"), 419_994, "Table VIII", 57.75,
+                                      "image fusion + ISFF by concatenation"),
+    "fplnet_encoder_hasty": (replace(ENCODER, delayed_downsampling=False), 0.40e6, "Table VII", 56.97,
+                             "hasty downsampling (no stage-1 convolutions)"),
+    "fplnet_encoder_nofact": (replace(ENCODER, factorization="none"), 0.54e6, "Table X", 59.10,
+                              "no factorization (FPL-decomp.)"),
+    "fplnet_encoder_allfact": (replace(ENCODER, factorization="all"), 0.38e6, "Table X", 56.79,
+                               "every kernel factorized, the 3x3 too"),
+    "fplnet_encoder_relu": (replace(ENCODER, act="relu"), None, "Sec. IV-C", None, "ReLU instead of PReLU"),
+    "fplnet_encoder_esp": (replace(ENCODER, block="esp"), 0.38e6, "Table VI", 56.29,
+                           "FPLNet encoder with ESP modules (FPLNet-ESP)"),
+}
+# Table IX: (#FPL in stage 2, #FPL in stage 3) -> (paper parameters, paper mIoU)
+_TABLE_IX = {(2, 6): (0.32e6, 56.0), (2, 8): (0.40e6, 56.1), (2, 10): (0.47e6, 55.9), (2, 12): (0.57e6, 55.0),
+             (4, 6): (0.34e6, 57.4), (4, 8): (0.42e6, 58.83), (4, 10): (0.49e6, 57.2), (4, 12): (0.57e6, 57.98)}
+for (_n2, _n3), (_params, _miou) in _TABLE_IX.items():
+    VARIANTS[f"fplnet_encoder_d{_n2}x{_n3}"] = (replace(ENCODER, depths=(_n2, _n3)), _params, "Table IX", _miou,
+                                               f"encoder with {_n2} + {_n3} FPL modules")
+
+
+def _builder(cfg: FPLNetConfig):
+    def build(num_classes: int, **overrides) -> FPLNet:
+        return FPLNet(replace(cfg, **overrides), num_classes=num_classes)
+    return build
