@@ -59,4 +59,9 @@ def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optio
     if pretrained is not None:
         from ..checkpoint import load_pretrained_into
         return load_pretrained_into(name, pretrained, num_classes=num_classes, **overrides)
-    return entry.builder(num_classes=DEFAULT_NUM_CLASSES if num_classes is None else num_classes, **overrides)
+    num_classes = DEFAULT_NUM_CLASSES if num_classes is None else num_classes
+    model = entry.builder(num_classes=num_classes, **overrides)
+    # Checkpoints and exporters read these two attributes; every family gets them here.
+    model.num_classes = num_classes
+    model.model_name = name
+    return model

@@ -1,0 +1,53 @@
+"""The `fplnet` command: argument parsing and dispatch only.
+
+Each sub-command lives in a module that provides ``add_arguments(parser)`` and ``run(args)``;
+modules are imported only when their command runs, so `fplnet models` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "models": ("fplnet.engine.models_table", "list every registered model with parameters and MACs"),
+    "train": ("fplnet.engine.train", "train a model (YAML config; flags win)"),
+    "evaluate": ("fplnet.engine.evaluate", "evaluate a checkpoint: per-class IoU and mIoU"),
+    "predict": ("fplnet.engine.predict", "segment images, folders and videos"),
+    "export": ("fplnet.engine.export", "export a checkpoint to ONNX or TorchScript"),
+    "benchmark": ("fplnet.engine.benchmark", "side-by-side speed of several models"),
+    "demo": ("fplnet.engine.demo", "segment the shipped CamVid images with the shipped weights"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fplnet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            continue  # command not available in this build
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_arguments(cmd)
+        cmd.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError) as err:
+        # User-facing errors (bad paths, bad data, bad checkpoints) carry their own explanation.
+        print(f"fplnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Parameter and MAC counting.
+
+Parameters are counted the way the FPLNet authors did with pytorch-OpCounter (thop): every
+parameter of the model, BatchNorm and PReLU included. MACs count multiply-accumulates of
+convolutions, transposed convolutions and linear layers for one forward pass (thop's
+convention for those layers); element-wise ops, BN and interpolation are left out.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_conv_weights(module: nn.Module) -> int:
+    """Convolution weights only: the quantity of the paper's Table I."""
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)))
+
+
+def count_macs(model: nn.Module, input_size=(512, 1024), batch_size: int = 1) -> int:
+    total = 0
+
+    def conv_hook(module, inputs, output):
+        nonlocal total
+        # Each output element of a conv costs (in/groups) * kh * kw MACs; a transposed conv
+        # spreads each *input* element over kh * kw * out/groups outputs instead.
+        kernel = module.weight[0, 0].numel()
+        if isinstance(module, nn.ConvTranspose2d):
+            total += inputs[0].numel() * kernel * module.out_channels // module.groups
+        else:
+            total += output.numel() * kernel * module.in_channels // module.groups
+
+    def linear_hook(module, inputs, output):
+        nonlocal total
+        total += output.numel() * module.in_features
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.inference_mode():
+            model(torch.zeros(batch_size, 3, *input_size))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return total

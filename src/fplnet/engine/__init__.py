@@ -1,0 +1,1 @@
+"""Training, evaluation, inference, export and benchmarking. Model code never imports from here."""
