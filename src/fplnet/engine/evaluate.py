@@ -1,0 +1,98 @@
+"""`fplnet evaluate` and the evaluation loop the trainer uses.
+
+Evaluation is at full label resolution: the network runs on the whole image (optionally
+resized to ``eval_size``, e.g. 1024x512 for a model trained on half-resolution Cityscapes), the
+logits are resized bilinearly to the label's size, and one confusion matrix accumulates
+every pixel that is not ``ignore_index``.
+"""
+from __future__ import annotations
+
+import json
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..data import build_dataset
+from ..data.transforms import normalize
+from ..metrics import ConfusionMatrix
+from .runtime import autocast, parse_size, resolve_device
+
+
+@torch.inference_mode()
+def evaluate(model, images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], num_classes: int,
+             mean, std, device, batch_size: int = 4, eval_size: Optional[tuple] = None, amp: str = "none",
+             channels_last: bool = False, indices: Optional[Sequence[int]] = None,
+             ignore_index: int = 255) -> ConfusionMatrix:
+    """Confusion matrix of ``model`` over uint8 ``images`` (3xHxW) and ``masks`` (HxW).
+
+    ``indices`` restricts the pass to a shard (one rank's part in distributed evaluation);
+    the caller all-reduces the matrix.
+    """
+    was_training = model.training
+    model.eval()
+    matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
+    order = list(range(len(images))) if indices is None else list(indices)
+    # Images of one batch must share a size; batch consecutive images and split when sizes change.
+    batch: list[int] = []
+    for pos, i in enumerate(order + [None]):
+        if i is not None and (not batch or (len(batch) < batch_size and images[i].shape == images[batch[0]].shape)):
+            batch.append(i)
+            continue
+        if batch:
+            x = torch.stack([images[j] for j in batch]).to(device, non_blocking=True).float().div_(255)
+            target = torch.stack([masks[j] for j in batch]).to(device, non_blocking=True).long()
+            x = normalize(x, mean, std)
+            if eval_size is not None and tuple(x.shape[-2:]) != tuple(eval_size):
+                x = F.interpolate(x, size=eval_size, mode="bilinear", align_corners=False)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, amp):
+                logits = model(x)
+            if logits.shape[-2:] != target.shape[-2:]:
+                logits = F.interpolate(logits.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
+            matrix.update(logits.argmax(1), target)
+        batch = [] if i is None else [i]
+    model.train(was_training)
+    return matrix
+
+
+def add_arguments(parser):
+    parser.add_argument("--checkpoint", required=True, help="checkpoint file or shipped weights name (camvid)")
+    parser.add_argument("--dataset", required=True, help="cityscapes | camvid | folder")
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--eval-size", default=None,
+                        help="run the network at HxW (e.g. 512x1024); logits are resized to the label size")
+    parser.add_argument("--json", metavar="OUT", help="write per-class IoU, mIoU and accuracy as JSON")
+
+
+def run(args):
+    from ..checkpoint import load_model
+    device = resolve_device(args.device)
+    model, ckpt = load_model(args.checkpoint, device)
+    dataset = build_dataset(args.dataset, args.data_root, args.split)
+    info = dataset.info
+    if info.num_classes != ckpt["num_classes"]:
+        raise ValueError(f"checkpoint {args.checkpoint} predicts {ckpt['num_classes']} classes but dataset "
+                         f"{args.dataset} has {info.num_classes}; evaluate on the dataset it was trained for")
+    norm = ckpt.get("dataset") or {}
+    mean, std = norm.get("mean", info.mean), norm.get("std", info.std)
+    images, masks = dataset.load_all_uint8()
+    eval_size = parse_size(args.eval_size) if args.eval_size else ckpt.get("eval_size")
+    matrix = evaluate(model, images, masks, info.num_classes, mean, std, device, args.batch_size,
+                      eval_size=tuple(eval_size) if eval_size else None, ignore_index=info.ignore_index)
+    result = matrix.compute()
+    print(f"{args.checkpoint} on {args.dataset} {args.split} ({len(dataset)} images)")
+    print(matrix.format_table(info.class_names))
+    if args.json:
+        payload = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,
+                   "images": len(dataset), "miou": float(result["miou"]) * 100,
+                   "pixel_accuracy": float(result["pixel_accuracy"]) * 100,
+                   "iou": {n: (None if v != v else float(v) * 100)
+                           for n, v in zip(info.class_names, result["iou"].tolist())}}
+        with open(args.json, "w") as fh:
+            json.dump(payload, fh, indent=2)
+    return 0
