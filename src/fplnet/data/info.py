@@ -1,0 +1,190 @@
+"""What a data set is, independent of where its files are: class names, colours, ignore value,
+normalization statistics and, for Cityscapes, the official id tables.
+
+The FPLNet paper (Sec. IV-A) evaluates on the 19 Cityscapes training classes and the 11 CamVid
+classes; these are the two ``DatasetInfo`` constants below. A ``DatasetInfo`` travels inside
+checkpoints (``to_dict``) so that a trained model can be used without the data set on disk.
+
+Post-processing lives here, in one place: ``colorize`` for visualisation and
+``train_ids_to_label_ids`` for Cityscapes test-server files.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]   # RGB per class, same order as class_names
+    ignore_index: int = 255                      # value of the masks that the loaders produce
+    # ImageNet statistics: the paper trains from scratch and does not give its own, so these are
+    # only a conventional scale for the inputs.
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    train_to_label_id: Optional[tuple[int, ...]] = None   # Cityscapes: official labelId per train id
+
+    def __post_init__(self):
+        if len(self.palette) != len(self.class_names):
+            raise ValueError(f"{self.name}: {len(self.class_names)} class names but "
+                             f"{len(self.palette)} palette colours")
+        if 0 <= self.ignore_index < len(self.class_names):
+            raise ValueError(f"{self.name}: ignore_index {self.ignore_index} is also a class index")
+        if self.train_to_label_id is not None and len(self.train_to_label_id) != len(self.class_names):
+            raise ValueError(f"{self.name}: train_to_label_id needs one entry per class")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict:
+        """Plain lists, strings and numbers only: checkpoints are read with
+        ``torch.load(weights_only=True)`` and safetensors metadata must be JSON."""
+        return {
+            "name": self.name,
+            "class_names": list(self.class_names),
+            "palette": [list(color) for color in self.palette],
+            "ignore_index": int(self.ignore_index),
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "train_to_label_id": (None if self.train_to_label_id is None
+                                  else [int(v) for v in self.train_to_label_id]),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DatasetInfo":
+        label_ids = d.get("train_to_label_id")
+        return cls(
+            name=str(d["name"]),
+            class_names=tuple(str(n) for n in d["class_names"]),
+            palette=tuple(tuple(int(c) for c in color) for color in d["palette"]),
+            ignore_index=int(d.get("ignore_index", 255)),
+            mean=tuple(float(v) for v in d.get("mean", (0.485, 0.456, 0.406))),
+            std=tuple(float(v) for v in d.get("std", (0.229, 0.224, 0.225))),
+            train_to_label_id=None if label_ids is None else tuple(int(v) for v in label_ids),
+        )
+
+
+# Official Cityscapes table (cityscapesScripts, labels.py): index = labelId 0..33, value = trainId.
+# The license plate (labelId -1) never appears in the 8-bit labelIds PNGs.
+CITYSCAPES_LABEL_ID_TO_TRAIN_ID = (
+    255,  # 0  unlabeled
+    255,  # 1  ego vehicle
+    255,  # 2  rectification border
+    255,  # 3  out of roi
+    255,  # 4  static
+    255,  # 5  dynamic
+    255,  # 6  ground
+    0,    # 7  road
+    1,    # 8  sidewalk
+    255,  # 9  parking
+    255,  # 10 rail track
+    2,    # 11 building
+    3,    # 12 wall
+    4,    # 13 fence
+    255,  # 14 guard rail
+    255,  # 15 bridge
+    255,  # 16 tunnel
+    5,    # 17 pole
+    255,  # 18 polegroup
+    6,    # 19 traffic light
+    7,    # 20 traffic sign
+    8,    # 21 vegetation
+    9,    # 22 terrain
+    10,   # 23 sky
+    11,   # 24 person
+    12,   # 25 rider
+    13,   # 26 car
+    14,   # 27 truck
+    15,   # 28 bus
+    255,  # 29 caravan
+    255,  # 30 trailer
+    16,   # 31 train
+    17,   # 32 motorcycle
+    18,   # 33 bicycle
+)
+
+CITYSCAPES = DatasetInfo(
+    name="cityscapes",
+    class_names=("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
+                 "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car", "truck",
+                 "bus", "train", "motorcycle", "bicycle"),
+    palette=((128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153),
+             (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152),
+             (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100),
+             (0, 80, 100), (0, 0, 230), (119, 11, 32)),
+    train_to_label_id=tuple(CITYSCAPES_LABEL_ID_TO_TRAIN_ID.index(train_id) for train_id in range(19)),
+)
+
+# SegNet's CamVid: label values 0..10 are these classes, 11 is void (mapped to 255 by the loader).
+CAMVID_VOID_LABEL = 11
+CAMVID = DatasetInfo(
+    name="camvid",
+    class_names=("Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence",
+                 "Car", "Pedestrian", "Bicyclist"),
+    palette=((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+             (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0),
+             (0, 128, 192)),
+)
+
+_INFOS = {info.name: info for info in (CITYSCAPES, CAMVID)}
+
+
+def get_info(name: str) -> DatasetInfo:
+    """The built-in data sets. A ``folder`` data set describes itself in its ``classes.yaml``."""
+    if name not in _INFOS:
+        raise KeyError(f"no built-in dataset info for {name!r}; known: {', '.join(_INFOS)} "
+                       "(a 'folder' dataset reads its classes from root/classes.yaml)")
+    return _INFOS[name]
+
+
+def _lookup_table(values: dict[int, int], default: int) -> np.ndarray:
+    table = np.full(256, default, dtype=np.uint8)
+    for source, target in values.items():
+        table[source] = target
+    return table
+
+
+_LABEL_TO_TRAIN_LUT = _lookup_table(dict(enumerate(CITYSCAPES_LABEL_ID_TO_TRAIN_ID)), default=255)
+# Ignore becomes "unlabeled" (0): the test server only accepts real label ids.
+_TRAIN_TO_LABEL_LUT = _lookup_table(dict(enumerate(CITYSCAPES.train_to_label_id)), default=0)
+
+
+def _as_uint8(array: np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{what} must be an integer array, got {array.dtype}")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise ValueError(f"{what} must hold values 0..255, got {array.min()}..{array.max()}")
+    return array.astype(np.uint8)
+
+
+def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    """Cityscapes labelIds (34 classes) -> the 19 train ids; everything else becomes 255."""
+    return _LABEL_TO_TRAIN_LUT[_as_uint8(label_ids, "label ids")]
+
+
+def train_ids_to_label_ids(train_ids: np.ndarray) -> np.ndarray:
+    """Cityscapes train ids -> official labelIds, as the evaluation server expects.
+    255 and any value that is not a train id become 0 (unlabeled)."""
+    return _TRAIN_TO_LABEL_LUT[_as_uint8(train_ids, "train ids")]
+
+
+def colorize(train_id_map, info: DatasetInfo) -> np.ndarray:
+    """HxW class indices (numpy or torch) -> HxWx3 uint8 RGB; ignore and unknown values are black."""
+    if hasattr(train_id_map, "detach"):
+        train_id_map = train_id_map.detach().cpu().numpy()
+    train_id_map = np.asarray(train_id_map)
+    if train_id_map.ndim != 2:
+        raise ValueError(f"colorize expects an HxW map, got shape {train_id_map.shape}")
+    colors = np.zeros((256, 3), dtype=np.uint8)
+    colors[:info.num_classes] = np.asarray(info.palette, dtype=np.uint8)
+    # Anything outside 0..255 is not a class either; clip it onto a black entry.
+    indices = np.where((train_id_map >= 0) & (train_id_map < info.num_classes), train_id_map, 255)
+    return colors[indices.astype(np.intp)]
