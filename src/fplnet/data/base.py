@@ -57,6 +57,7 @@ def _is_wider_than_8_bits(image: Image.Image) -> bool:
 
 def _open_decoded(path: Path, what: str) -> tuple[Image.Image, bool]:
     """Open and fully decode, so truncated files fail here and not halfway through training."""
+    image = None
     try:
         image = Image.open(path)
         wide = _is_wider_than_8_bits(image)
@@ -64,6 +65,8 @@ def _open_decoded(path: Path, what: str) -> tuple[Image.Image, bool]:
     except FileNotFoundError:
         raise DatasetError(f"{what} {path} does not exist") from None
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError) as error:
+        if image is not None:
+            image.close()
         raise DatasetError(f"cannot decode {what} {path}: {error}. The file is truncated, corrupt or "
                            "not an image; re-extract it from the original archive or remove it "
                            "together with its pair.") from error
