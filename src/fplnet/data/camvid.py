@@ -36,9 +36,12 @@ def _pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     label_folder = require_folder(root / f"{split}annot", _LAYOUT_HINT)
     pairs = []
     for image_path in list_image_files(image_folder):
+        # Pair by stem so that re-encoded copies (frames saved as .jpg) still find their .png labels.
         label_path = label_folder / image_path.name
         if not label_path.is_file():
-            raise DatasetError(f"image {image_path} has no label: expected {label_path}")
+            label_path = label_folder / f"{image_path.stem}.png"
+        if not label_path.is_file():
+            raise DatasetError(f"image {image_path} has no label: expected {label_folder / image_path.name}")
         pairs.append((image_path, label_path))
     if not pairs:
         raise DatasetError(f"CamVid split {split!r}: no images in {image_folder}")

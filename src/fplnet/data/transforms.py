@@ -147,7 +147,7 @@ def apply_augment(images_uint8: torch.Tensor, masks_uint8: torch.Tensor, params:
     shifted = (masks_uint8.to(device=device, dtype=torch.float32) + 1).unsqueeze(1)
     masks = F.grid_sample(shifted, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     masks = masks.squeeze(1).long() - 1
-    masks[masks < 0] = IGNORE
+    masks.masked_fill_(masks < 0, IGNORE)  # masked_fill: boolean indexing would sync with the GPU
     return images, masks
 
 

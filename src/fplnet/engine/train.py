@@ -32,7 +32,6 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 import yaml
 from torch import nn
 from torch.utils.data.distributed import DistributedSampler
@@ -102,6 +101,10 @@ def load_config(path: Optional[str], overrides: dict) -> TrainConfig:
         if not isinstance(values, dict):
             raise ValueError(f"config file {path} must be a mapping of key: value")
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if str(values.get("val_split", "")).lower() in ("none", "null"):
+        values["val_split"] = None
+    if values.get("init_from") in ("none", "null", ""):
+        values["init_from"] = None
     unknown = sorted(set(values) - set(TrainConfig.fields()))
     if unknown:
         raise ValueError(f"unknown config keys {unknown} in {path or 'flags'}; valid keys: {TrainConfig.fields()}")
@@ -131,13 +134,7 @@ def _git_commit() -> str:
 
 def load_split_in_memory(dataset, size: Optional[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode a split once into stacked uint8 tensors (N,3,H,W) and (N,H,W)."""
-    images, masks = dataset.load_all_uint8()
-    if size is not None:
-        images = [F.interpolate(im[None].float(), size=size, mode="bilinear", align_corners=False)
-                  .round().clamp(0, 255).to(torch.uint8)[0] if tuple(im.shape[-2:]) != tuple(size) else im
-                  for im in images]
-        masks = [F.interpolate(m[None, None].float(), size=size, mode="nearest").to(torch.uint8)[0, 0]
-                 if tuple(m.shape[-2:]) != tuple(size) else m for m in masks]
+    images, masks = dataset.load_all_uint8(size)
     shapes = {tuple(im.shape) for im in images}
     if len(shapes) > 1:
         raise ValueError(f"images of split {dataset.split!r} under {dataset.root} have different sizes "
@@ -302,7 +299,7 @@ class Trainer:
             "generator": generator_state,
             "best_miou": self.best_miou, "metrics": metrics, "history": self.history,
             "run_config": self.cfg.to_dict(), "eval_size": None if self.cfg.eval_size is None else list(self.cfg.eval_size),
-            "git_commit": _git_commit(), "torch_version": torch.__version__,
+            "git_commit": _git_commit(), "torch_version": str(torch.__version__),
         })
         return ckpt
 
@@ -507,6 +504,7 @@ def add_arguments(parser):
     parser.add_argument("--output", help="run folder for checkpoints and logs")
     parser.add_argument("--time-budget-minutes", dest="time_budget_minutes", type=float)
     parser.add_argument("--save-every-minutes", dest="save_every_minutes", type=float)
+    parser.add_argument("--tensorboard", action=argparse_bool(), default=None)
     parser.add_argument("--resume", help="continue a run from its last.pt exactly")
 
 
