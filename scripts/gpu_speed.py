@@ -62,7 +62,14 @@ def main():
     size = tuple(int(v) for v in args.size.split("x"))
     torch.backends.cudnn.benchmark = True
     names = [n for n in args.models.split(",") if n in list_models()]
-    calls = {(n, m): prepare(n, m, size, args.num_classes) for n in names for m in MODES}
+    calls, failed = {}, {}
+    for n in names:
+        for m in MODES:
+            try:
+                calls[(n, m)] = prepare(n, m, size, args.num_classes)
+            except Exception as err:  # e.g. an op that cannot be captured in a CUDA graph
+                failed[f"{n}/{m}"] = f"{type(err).__name__}: {err}"[:300]
+                print(f"skipped {n} {m}: {failed[f'{n}/{m}']}")
     times = {key: [] for key in calls}
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     with torch.inference_mode():
@@ -85,7 +92,7 @@ def main():
                      "median_ms": round(median, 3), "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 3),
                      "fps": round(1000 / median, 1)})
     info = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "size": list(size), "batch": 1, "rounds": args.rounds, "iters": args.iters, "rows": rows}
+            "size": list(size), "batch": 1, "failed": failed, "rounds": args.rounds, "iters": args.iters, "rows": rows}
     print(f"{info['gpu']}  torch {info['torch']}  CUDA {info['cuda']}  input 1x3x{size[0]}x{size[1]}")
     print(f"{'model':16s} {'mode':14s} {'params':>9s} {'median ms':>10s} {'p90 ms':>8s} {'FPS':>8s}")
     for r in rows:
