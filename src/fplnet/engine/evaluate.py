@@ -86,7 +86,10 @@ def run(args):
                       eval_size=tuple(eval_size) if eval_size else None, ignore_index=info.ignore_index)
     result = matrix.compute()
     print(f"{args.checkpoint} on {args.dataset} {args.split} ({len(dataset)} images)")
-    print(matrix.format_table(info.class_names))
+    table = matrix.format_table(info.class_names).splitlines()
+    print("\n".join(table[:-1]))
+    print(f"pixel accuracy: {float(result['pixel_accuracy']) * 100:.2f}")
+    print(table[-1])  # "mIoU: xx.xx" stays the last line, for scripts
     if args.json:
         payload = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,
                    "images": len(dataset), "miou": float(result["miou"]) * 100,

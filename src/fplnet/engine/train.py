@@ -174,7 +174,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self._setup_data()
-        self._setup_model()
+        self._setup_model(initialise=resume is None)  # a resumed run reloads everything from its checkpoint
         self.start_epoch, self.start_step, self.best_miou, self.saved_generator = 0, 0, -1.0, None
         self.history: list[dict] = []
         if resume:
@@ -213,12 +213,12 @@ class Trainer:
                              f"the {len(self.images)} training images; lower --batch-size")
         self.aug = AugmentConfig(crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range), hflip=cfg.hflip)
 
-    def _setup_model(self):
+    def _setup_model(self, initialise: bool = True):
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank and every run
         model = create_model(cfg.model, num_classes=self.info.num_classes)
         self.init_note = ""
-        if cfg.init_from:
+        if cfg.init_from and initialise:
             n = copy_encoder_weights(model, cfg.init_from)
             self.init_note = f"{n} tensors from {cfg.init_from}"
         model.to(self.device)
