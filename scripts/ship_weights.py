@@ -1,0 +1,66 @@
+"""Turn a training checkpoint into shipped weights: evaluate it on a split, then write a
+safetensors file whose metadata records what a user needs to trust it.
+
+    python scripts/ship_weights.py runs/camvid_train/last.pt src/fplnet/weights/fplnet_camvid.safetensors \
+        --data-root ../shared/data/camvid --split val --hardware "..." --note "..."
+
+The recorded mIoU is measured here, by the same `evaluate` that `fplnet evaluate` runs, so
+`fplnet evaluate --checkpoint camvid ...` reproduces it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+
+import torch
+
+from fplnet.checkpoint import build_model, load_checkpoint, save_safetensors
+from fplnet.data import build_dataset
+from fplnet.engine.evaluate import evaluate
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("checkpoint")
+    parser.add_argument("output")
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--hardware", default="")
+    parser.add_argument("--note", default="")
+    parser.add_argument("--wall-minutes", type=float)
+    args = parser.parse_args()
+
+    ckpt = load_checkpoint(args.checkpoint)
+    model = build_model(ckpt).eval()
+    run = ckpt.get("run_config", {})
+    dataset = build_dataset(run.get("dataset", "camvid"), args.data_root, args.split)
+    images, masks = dataset.load_all_uint8()
+    info = dataset.info
+    matrix = evaluate(model, images, masks, info.num_classes, info.mean, info.std, torch.device("cpu"),
+                      batch_size=4, eval_size=ckpt.get("eval_size"), ignore_index=info.ignore_index)
+    result = matrix.compute()
+    miou = round(float(result["miou"]) * 100, 4)
+    iou = {n: round(float(v) * 100, 2) for n, v in zip(info.class_names, result["iou"].tolist())}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    extra = {
+        "metrics": {f"{args.split}_miou": miou, f"{args.split}_iou": iou,
+                    f"{args.split}_pixel_accuracy": round(float(result["pixel_accuracy"]) * 100, 4),
+                    "evaluated_on": f"{run.get('dataset')} {args.split} ({len(dataset)} images, full 360x480, void ignored)"},
+        "run_config": run,
+        "epochs": ckpt.get("epoch"),
+        "iterations": ckpt.get("scheduler", {}).get("last_epoch"),
+        "history": ckpt.get("history", []),
+        "training_git_commit": ckpt.get("git_commit", ""),
+        "shipped_git_commit": commit,
+        "hardware": args.hardware,
+        "wall_minutes": args.wall_minutes,
+        "note": args.note,
+    }
+    save_safetensors(ckpt, args.output, extra)
+    print(matrix.format_table(info.class_names))
+    print(json.dumps({k: extra[k] for k in ("epochs", "iterations", "hardware", "wall_minutes")}))
+
+
+if __name__ == "__main__":
+    main()
