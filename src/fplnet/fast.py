@@ -1,0 +1,407 @@
+"""Inference-only rewrites of a trained network that keep its outputs and make it cheaper to run.
+
+Each function takes an eval-mode model and returns a rewritten *copy*; the original is never
+touched, so the same object can still be trained or exported as is.
+
+* ``fold_batchnorm``: a BatchNorm whose input is the output of a convolution (and nothing else
+  reads that output) becomes part of the convolution's weights and bias. In FPLNet most BNs sit
+  after a concatenation or a residual addition (FPL modules, FIR, the initial module); those are
+  left alone. The data flow is read from a ``torch.fx`` trace, so a pair is only folded when the
+  graph proves that the BN sees the convolution's output and nothing else does.
+* ``pixel_shuffle_deconvs``: a transposed convolution whose kernel equals its stride (FPLNet's
+  and ENet's final 2x2 stride-2 "deconvolution") writes every output pixel exactly once, so it
+  is a 1x1 convolution to ``out * s * s`` channels followed by ``pixel_shuffle(s)``. PyTorch's
+  CPU transposed convolution is slow for this shape (about 16 ms of FPLNet's 512x1024 forward);
+  the 1x1 convolution takes under 1 ms.
+
+``keep_freed_memory`` tunes glibc so that large activations are not page-faulted in again on
+every call. ``Variant`` names a combination of all these with a memory format, a precision and
+a backend (``keep_memory+fold_bn+channels_last+compile+freeze``), and ``InferenceRunner`` runs
+a model that way: it is what ``Segmenter``, ``fplnet predict`` and ``fplnet benchmark`` use.
+"""
+from __future__ import annotations
+
+import copy
+import ctypes
+import operator
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+# --- BatchNorm folding ---------------------------------------------------------------------------
+
+def _spatial_only_slice(node) -> bool:
+    """``x[..., a:b, c:d]`` or ``x[:, :, a:b]``: an indexing that keeps batch and channel axes
+    whole, so a per-channel affine map commutes with it (FPLNet's decoder crops this way)."""
+    if node.op != "call_function" or node.target is not operator.getitem:
+        return False
+    index = node.args[1]
+    if not isinstance(index, tuple):
+        return False
+    if index and index[0] is Ellipsis:
+        return len(index) <= 3 and all(isinstance(i, slice) for i in index[1:])  # the last two axes at most
+    return (len(index) >= 2 and all(isinstance(i, slice) for i in index)
+            and all(i == slice(None) for i in index[:2]))
+
+
+def _traced_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    import torch.fx
+    graph = torch.fx.symbolic_trace(model).graph
+    modules = dict(model.named_modules())
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules.get(node.target), BATCHNORMS):
+            continue
+        source = node.args[0]
+        while isinstance(source, torch.fx.Node) and _spatial_only_slice(source) and len(source.users) == 1:
+            source = source.args[0]
+        if (isinstance(source, torch.fx.Node) and source.op == "call_module"
+                and isinstance(modules.get(source.target), CONVS) and len(source.users) == 1):
+            pairs.append((source.target, node.target))
+    return pairs
+
+
+def _sequential_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """Without a trace, only ``nn.Sequential`` says what runs after what: a convolution and the
+    BN that runs right after it inside the same Sequential (nested Sequentials flattened)."""
+    def leaves(prefix: str, seq: nn.Sequential):
+        for name, child in seq.named_children():
+            full = f"{prefix}.{name}" if prefix else name
+            if isinstance(child, nn.Sequential):
+                yield from leaves(full, child)
+            else:
+                yield full, child
+
+    pairs, claimed = [], set()
+    for prefix, module in model.named_modules():
+        if not isinstance(module, nn.Sequential) or prefix in claimed:
+            continue
+        flat = list(leaves(prefix, module))
+        claimed.update(name for name, m in module.named_modules(prefix) if isinstance(m, nn.Sequential))
+        for (conv_name, conv), (bn_name, bn) in zip(flat, flat[1:]):
+            if isinstance(conv, CONVS) and isinstance(bn, BATCHNORMS):
+                pairs.append((conv_name, bn_name))
+    return pairs
+
+
+def find_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(convolution name, BatchNorm name) for every BN that can be folded into its convolution."""
+    try:
+        pairs = _traced_conv_bn_pairs(model)
+    except Exception:  # symbolic tracing fails on data-dependent Python control flow
+        pairs = _sequential_conv_bn_pairs(model)
+    modules = dict(model.named_modules())
+    return [(c, b) for c, b in pairs if _foldable(modules[c], modules[b])]
+
+
+def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
+    if bn.running_mean is None or bn.running_var is None or conv.out_channels != bn.num_features:
+        return False
+    # A grouped transposed convolution stores its output channels group-major in dim 1; not worth
+    # the bookkeeping, none of our models has one.
+    return not (isinstance(conv, nn.modules.conv._ConvTransposeNd) and conv.groups != 1)
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with every foldable BN merged into its convolution and
+    replaced by ``nn.Identity``. ``len(find_conv_bn_pairs(model))`` says how many that is."""
+    model = copy.deepcopy(model).eval()
+    for conv_name, bn_name in find_conv_bn_pairs(model):
+        conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else torch.rsqrt(bn.running_var + bn.eps)
+        shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
+        # Output channels are dim 0 of a convolution's weight and dim 1 of a transposed one's.
+        axis = 1 if isinstance(conv, nn.modules.conv._ConvTransposeNd) else 0
+        shape = [1] * conv.weight.ndim
+        shape[axis] = -1
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.weight.copy_(conv.weight * scale.view(shape))
+        conv.bias = nn.Parameter(bias * scale + shift)
+        _set_submodule(model, bn_name, nn.Identity())
+    return model
+
+
+# --- transposed convolution as 1x1 convolution + pixel shuffle ----------------------------------
+
+class PixelShuffleDeconv(nn.Module):
+    """Same output as ``nn.ConvTranspose2d(c, o, k, stride=k)``: 1x1 conv to o*k*k, pixel shuffle."""
+
+    def __init__(self, deconv: nn.ConvTranspose2d):
+        super().__init__()
+        k = deconv.stride[0]
+        in_chs, out_chs = deconv.in_channels, deconv.out_channels
+        self.upscale = k
+        self.conv = nn.Conv2d(in_chs, out_chs * k * k, 1, bias=deconv.bias is not None)
+        with torch.no_grad():
+            # ConvTranspose weight (in, out, ky, kx) -> 1x1 weight (out*k*k, in), in the order
+            # pixel_shuffle reads channels: output channel o, then row offset ky, then column kx.
+            self.conv.weight.copy_(deconv.weight.permute(1, 2, 3, 0).reshape(out_chs * k * k, in_chs, 1, 1))
+            if deconv.bias is not None:
+                self.conv.bias.copy_(deconv.bias.repeat_interleave(k * k))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(x), self.upscale)
+
+
+def find_shuffle_deconvs(model: nn.Module) -> list[str]:
+    """Names of the transposed convolutions that ``pixel_shuffle_deconvs`` replaces."""
+    return [name for name, m in model.named_modules()
+            if type(m) is nn.ConvTranspose2d and m.groups == 1 and m.dilation == (1, 1)
+            and m.padding == (0, 0) and m.output_padding == (0, 0)
+            and m.kernel_size == m.stride and m.stride[0] == m.stride[1]]
+
+
+def pixel_shuffle_deconvs(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every kernel == stride transposed convolution replaced."""
+    model = copy.deepcopy(model)
+    for name in find_shuffle_deconvs(model):
+        _set_submodule(model, name, PixelShuffleDeconv(model.get_submodule(name)))
+    return model
+
+
+# --- the allocator -------------------------------------------------------------------------------
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc malloc.h
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of handing it back to the kernel.
+
+    By default glibc serves every allocation above 32 MB (and, after trimming, many smaller ones)
+    with a fresh ``mmap`` and unmaps it on ``free``; the next forward pass then touches new pages
+    and takes a page fault for every 4 KB of every large activation. FPLNet's 512x1024 forward
+    allocates about 130 MB of such activations: 32,000 faults per call, 40-60 ms on the 2-core
+    VM of docs/benchmarks.md (a third of the eager forward). Raising the mmap threshold to 1 GB
+    and the trim threshold to 2 GB keeps those pages mapped, so repeated calls reuse them.
+
+    This is process-wide and not undone: the process keeps its peak memory. It is the same kind
+    of change as the jemalloc/tcmalloc ``LD_PRELOAD`` that CPU inference guides recommend, but
+    needs nothing installed. Returns False (and changes nothing) where libc is not glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+# --- how to run a model: variants and the runner -------------------------------------------------
+
+# Every switch a variant can turn on, in the order its name lists them.
+VARIANT_TOKENS = {
+    "keep_memory": "glibc keeps freed memory (keep_freed_memory; process-wide, set when the runner is built)",
+    "fold_bn": "BatchNorm folded into the preceding convolution (fold_batchnorm)",
+    "shuffle_deconv": "kernel == stride transposed convolutions as 1x1 conv + pixel shuffle",
+    "channels_last": "NHWC memory format for weights and activations",
+    "bf16": "bfloat16 autocast",
+    "fp16": "float16 autocast",
+    "compile": "torch.compile (inductor, static shapes), compiled on the first call of each input shape",
+    "freeze": "with compile: inductor freezing (weights become constants, prepacked for oneDNN)",
+    "cuda_graphs": "the forward captured in a CUDA graph per input shape and replayed",
+    "torchscript": "torch.jit.trace + freeze + optimize_for_inference, per input shape",
+    "onnxruntime": "ONNX export (BN folded) run by onnxruntime on the CPU, all graph optimizations",
+}
+BACKENDS = ("torchscript", "onnxruntime")
+
+# What fast=True means (``Segmenter``, ``fplnet predict``), from the variant study of
+# docs/benchmarks.md: FPLNet at 512x1024, batch 1, 2-core AMD EPYC. bf16 autocast is faster
+# still, but on a trained CamVid FPLNet it changes the argmax of 0.15% of the pixels, more than
+# the 0.1% that fast=True may change, so it is left to an explicit variant.
+CPU_FAST = "keep_memory+fold_bn+channels_last+compile+freeze"
+# On CUDA: see the GPU section of docs/benchmarks.md.
+CUDA_FAST = "fold_bn+channels_last+cuda_graphs"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running a model, written as its switches joined by '+', e.g.
+    ``channels_last+bf16``; ``eager`` is plain fp32 NCHW PyTorch."""
+    switches: frozenset = frozenset()
+
+    @classmethod
+    def parse(cls, spec: str) -> "Variant":
+        tokens = {t.strip() for t in str(spec).split("+") if t.strip()} - {"eager", "fp32"}
+        unknown = tokens - set(VARIANT_TOKENS)
+        if unknown:
+            raise ValueError(f"unknown variant switch(es) {', '.join(sorted(unknown))} in {spec!r}; "
+                             f"combine with '+': eager, {', '.join(VARIANT_TOKENS)}")
+        if {"bf16", "fp16"} <= tokens:
+            raise ValueError(f"variant {spec!r} asks for both bf16 and fp16")
+        backends = tokens & set(BACKENDS)
+        if len(backends) > 1 or (backends and tokens & {"compile", "cuda_graphs", "bf16", "fp16"}):
+            raise ValueError(f"variant {spec!r}: {' / '.join(sorted(backends))} runs the exported fp32 graph; "
+                             "it does not combine with compile, cuda_graphs, bf16 or fp16")
+        if {"compile", "cuda_graphs"} <= tokens:
+            raise ValueError(f"variant {spec!r}: compile and cuda_graphs are separate variants here "
+                             "(torch.compile's mode='reduce-overhead' is what combines them)")
+        if "freeze" in tokens and "compile" not in tokens:
+            raise ValueError(f"variant {spec!r}: freeze is an option of compile; add compile")
+        return cls(frozenset(tokens))
+
+    def __contains__(self, switch: str) -> bool:
+        return switch in self.switches
+
+    @property
+    def name(self) -> str:
+        return "+".join(t for t in VARIANT_TOKENS if t in self.switches) or "eager"
+
+    @property
+    def backend(self) -> str:
+        return next((b for b in BACKENDS if b in self.switches), "torch")
+
+    @property
+    def autocast_dtype(self) -> Optional[torch.dtype]:
+        return torch.bfloat16 if "bf16" in self else torch.float16 if "fp16" in self else None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def fast_variant(device) -> Variant:
+    """The variant ``fast=True`` means on ``device``."""
+    return Variant.parse(CUDA_FAST if torch.device(device).type == "cuda" else CPU_FAST)
+
+
+def prepare_model(model: nn.Module, variant: Variant) -> nn.Module:
+    """The rewrites and memory format of ``variant`` applied to an eval-mode copy of ``model``."""
+    model = copy.deepcopy(model).eval()
+    if "fold_bn" in variant or variant.backend != "torch":
+        # Exported graphs always get the exact BN folding: it is what `fplnet export` ships.
+        model = fold_batchnorm(model)
+    if "shuffle_deconv" in variant:
+        model = pixel_shuffle_deconvs(model)
+    if "channels_last" in variant:
+        model = model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class InferenceRunner:
+    """Runs ``model`` the way ``variant`` says.
+
+    Call it with a normalized float32 NCHW batch; it returns the logits (N, C, H, W) on
+    ``device``, in bfloat16 or float16 when the variant autocasts (their argmax is the same as
+    that of the float32 copy, which would cost a 40 MB conversion at 512x1024). Per-shape work (compiling, tracing, capturing a CUDA graph) happens on the first
+    call with a new input shape and is added to ``setup_seconds`` (with that first call).
+    If torch.compile fails (no working C++ compiler, an unsupported op), the runner warns once
+    and goes on uncompiled.
+    """
+
+    def __init__(self, model: nn.Module, variant="eager", device="cpu", threads: Optional[int] = None):
+        self.variant = variant if isinstance(variant, Variant) else Variant.parse(variant)
+        self.device = torch.device(device)
+        if "cuda_graphs" in self.variant and self.device.type != "cuda":
+            raise ValueError(f"variant {self.variant}: CUDA graphs need a CUDA device")
+        if self.variant.backend == "onnxruntime" and self.device.type != "cpu":
+            raise ValueError(f"variant {self.variant}: the onnxruntime backend here runs on the CPU only")
+        self.threads = threads or torch.get_num_threads()
+        self.setup_seconds = 0.0
+        self._per_shape: dict = {}
+        started = time.perf_counter()
+        if "keep_memory" in self.variant:
+            keep_freed_memory()
+        self.model = prepare_model(model, self.variant).to(self.device)
+        self._compiled = None
+        if "compile" in self.variant:
+            options = {"freezing": True} if "freeze" in self.variant else None
+            self._compiled = torch.compile(self.model, dynamic=False, options=options)
+        self._session = self._onnxruntime_session() if self.variant.backend == "onnxruntime" else None
+        self.setup_seconds += time.perf_counter() - started
+
+    # -- backends --
+    def _onnxruntime_session(self):
+        import onnxruntime
+        from .engine.export import export_onnx_bytes
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        return onnxruntime.InferenceSession(export_onnx_bytes(self.model), options,
+                                            providers=["CPUExecutionProvider"])
+
+    def _torchscript(self, x: torch.Tensor):
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            traced = torch.jit.trace(self.model, x, check_trace=False)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+
+    def _cuda_graph(self, x: torch.Tensor):
+        static_input = x.clone()
+        stream = torch.cuda.Stream(self.device)
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream):
+            for _ in range(3):  # cuDNN picks its algorithms before the capture
+                self._forward(static_input)
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_output = self._forward(static_input)
+        return graph, static_input, static_output
+
+    def _forward(self, x: torch.Tensor, model: Optional[nn.Module] = None) -> torch.Tensor:
+        model = self.model if model is None else model
+        dtype = self.variant.autocast_dtype
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            return model(x)
+
+    def _compiled_forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            return self._forward(x, self._compiled)
+        except Exception as err:  # inductor raises many types: compiler missing, lowering errors...
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
+                          "running this model uncompiled", RuntimeWarning, stacklevel=3)
+            self._compiled = None
+            return self._forward(x)
+
+    # -- the call --
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, torch.float32)
+        if "channels_last" in self.variant:
+            x = x.contiguous(memory_format=torch.channels_last)
+        key = tuple(x.shape)
+        first = key not in self._per_shape
+        started = time.perf_counter()
+        if self._session is not None:
+            out = torch.from_numpy(self._session.run(None, {"image": x.contiguous().numpy()})[0])
+        elif self.variant.backend == "torchscript":
+            if first:
+                self._per_shape[key] = self._torchscript(x)
+            out = self._per_shape[key](x)
+        elif "cuda_graphs" in self.variant:
+            if first:
+                self._per_shape[key] = self._cuda_graph(x)
+            graph, static_input, static_output = self._per_shape[key]
+            static_input.copy_(x)
+            graph.replay()
+            out = static_output.clone()  # the next replay overwrites static_output
+        elif self._compiled is not None:
+            out = self._compiled_forward(x)
+        else:
+            out = self._forward(x)
+        if first:
+            self._per_shape.setdefault(key, None)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.setup_seconds += time.perf_counter() - started
+        return out
