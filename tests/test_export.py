@@ -1,0 +1,114 @@
+"""`fplnet export` and BN folding: ONNX (onnxruntime) and TorchScript reproduce the PyTorch
+logits on a real CamVid image at two input sizes, and the metadata travels with the file."""
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fplnet.data.info
+from fplnet.checkpoint import load_model
+from fplnet.cli import main
+from fplnet.engine.export import load_exported, read_metadata
+from fplnet.fast import find_conv_bn_pairs, find_shuffle_deconvs, fold_batchnorm, pixel_shuffle_deconvs
+
+from _helpers import camvid_image, make_checkpoint, make_model, normalized
+
+SIZES = [(360, 480), (256, 320)]   # CamVid's own size, and the image resized
+
+
+@pytest.fixture(scope="module")
+def camvid_ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "camvid.pt")
+
+
+def camvid_inputs():
+    image = normalized(camvid_image(4))
+    return [image if size == tuple(image.shape[-2:]) else
+            F.interpolate(image, size=size, mode="bilinear", align_corners=False) for size in SIZES]
+
+
+def assert_parity(reference: torch.Tensor, exported: torch.Tensor) -> None:
+    assert exported.shape == reference.shape
+    max_diff = (reference - exported).abs().max().item()
+    agreement = (reference.argmax(1) == exported.argmax(1)).float().mean().item()
+    assert max_diff < 1e-4, f"max |logits diff| {max_diff:.2e} (logits up to {reference.abs().max():.1f})"
+    assert agreement >= 0.999, f"argmax agrees on {agreement:.4%} of pixels"
+
+
+@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
+def test_export_matches_pytorch_at_two_sizes(camvid_ckpt, tmp_path, capsys, fmt, suffix):
+    path = tmp_path / f"fplnet{suffix}"
+    assert main(["export", "--checkpoint", str(camvid_ckpt), "--format", fmt, "--output", str(path),
+                 "--size", "360x480", "--no-verify"]) == 0
+    assert "2 of 23 BatchNorm layers folded" in capsys.readouterr().out
+
+    model, _ = load_model(camvid_ckpt)
+    run = load_exported(path)
+    for x in camvid_inputs():
+        with torch.no_grad():
+            reference = model(x)
+        assert_parity(reference, run(x))
+    # Dynamic batch too.
+    batch = torch.cat([camvid_inputs()[1]] * 2)
+    with torch.no_grad():
+        assert_parity(model(batch), run(batch))
+
+    meta = read_metadata(path)
+    camvid = fplnet.data.info.CAMVID
+    assert meta["model_name"] == "fplnet" and meta["num_classes"] == 11
+    assert meta["class_names"] == list(camvid.class_names)
+    assert meta["palette"] == [list(c) for c in camvid.palette]
+    assert meta["mean"] == pytest.approx(camvid.mean) and meta["std"] == pytest.approx(camvid.std)
+    assert meta["folded_batchnorms"] == 2
+
+
+def test_onnx_graph_has_dynamic_axes_prelu_and_deconv(camvid_ckpt, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "m.onnx"
+    assert main(["export", "--checkpoint", str(camvid_ckpt), "--output", str(path), "--no-verify"]) == 0
+    proto = onnx.load(str(path))
+    ops = {node.op_type for node in proto.graph.node}
+    assert {"PRelu", "ConvTranspose", "Conv"} <= ops
+    # Two BNs are folded away; the 21 that follow a concatenation or an addition stay.
+    assert sum(node.op_type == "BatchNormalization" for node in proto.graph.node) == 21
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "height", "width"]
+    assert json.loads({p.key: p.value for p in proto.metadata_props}["fplnet"])["dataset"]["name"] == "camvid"
+
+
+@pytest.mark.parametrize("name,expected_pairs", [("fplnet", 2), ("espnet", 4), ("enet", 83), ("erfnet", 36),
+                                                 ("cgnet", 27)])
+def test_fold_batchnorm_is_exact(name, expected_pairs):
+    model = make_model(name, num_classes=11)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pairs = find_conv_bn_pairs(model)
+    assert len(pairs) == expected_pairs
+    folded = fold_batchnorm(model)
+    remaining = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    total = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert remaining == total - expected_pairs
+    x = normalized(camvid_image(5)[:97, :131])
+    with torch.no_grad():
+        reference, out = model(x), folded(x)
+    assert (reference - out).abs().max() < 1e-4 * max(1.0, reference.abs().max().item())
+    # The original is untouched.
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fplnet_bn_folding_only_takes_bns_that_follow_a_convolution():
+    pairs = dict((bn, conv) for conv, bn in find_conv_bn_pairs(make_model("fplnet")))
+    # The decoder's upsamplers crop the deconvolution before BN: a crop commutes with a
+    # per-channel affine map, so those two fold; every other BN follows a concat or an add.
+    assert pairs == {"head.upsamplers.0.norm_act.0": "head.upsamplers.0.deconv",
+                     "head.upsamplers.1.norm_act.0": "head.upsamplers.1.deconv"}
+
+
+def test_pixel_shuffle_deconv_is_exact():
+    model = make_model("fplnet")
+    assert find_shuffle_deconvs(model) == ["head.classifier"]
+    rewritten = pixel_shuffle_deconvs(model)
+    x = normalized(camvid_image(6)[:97, :131])
+    with torch.no_grad():
+        np.testing.assert_allclose(rewritten(x).numpy(), model(x).numpy(), atol=1e-4)
