@@ -1,0 +1,279 @@
+"""`fplnet predict`: segment image files, folders (recursively) and videos with a checkpoint.
+
+Outputs, for an input ``NAME.ext`` (inside a folder input, the same sub-folders are made
+under ``--output``)::
+
+    --format color     NAME_mask.png       the dataset palette (default)
+    --format trainid   NAME_trainid.png    single channel, the network's class index (255 never occurs)
+    --format labelid   NAME.png            single channel, Cityscapes label ids (test-server files)
+    --overlay ALPHA    NAME_overlay.jpg    the palette blended over the input (ALPHA > 0)
+    videos             NAME_overlay.mp4    or NAME_mask.mp4 with --overlay 0; always in colour
+
+Cityscapes test-server files (``--format labelid``): the server reads 8-bit PNGs of the 34
+official label ids (road = 7, car = 26, ...), one per test image, and finds the prediction of
+``CITY_SEQ_FRAME_leftImg8bit.png`` by matching ``CITY_SEQ_FRAME*.png`` anywhere in the uploaded
+folder. We keep the input's file name unchanged (``frankfurt_000000_000294_leftImg8bit.png``
+-> ``frankfurt_000000_000294_leftImg8bit.png``) and its city sub-folder when a folder is
+given, which satisfies that rule and leaves no doubt about which image a file belongs to.
+The train ids are mapped back with the checkpoint's ``train_to_label_id`` table. Uploading
+train ids instead (road = 0, car = 13, ...) is a known pitfall (DABNet issue 32): the files are
+accepted and score close to zero. No overlays are written in this mode unless ``--overlay`` is
+given, so the output folder can be zipped as it is.
+
+A file that cannot be read is reported on stderr and skipped; the others are still processed
+and the exit status is 1. The summary gives the per-image model latency (preprocessing,
+forward pass and argmax; file reading and writing excluded).
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
+FORMATS = ("color", "trainid", "labelid")
+
+
+def add_arguments(parser):
+    parser.add_argument("--checkpoint", required=True, help="checkpoint file or shipped weights name (e.g. camvid)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders (searched recursively) and videos (.mp4 .avi .mov .mkv)")
+    parser.add_argument("--output", required=True, type=Path, help="folder to write the results to")
+    parser.add_argument("--format", choices=FORMATS, default="color",
+                        help="color: palette PNG; trainid: class index PNG; labelid: Cityscapes label id PNG "
+                             "named like the input (test-server submission)")
+    parser.add_argument("--overlay", type=float, default=None, metavar="ALPHA",
+                        help="blend the colour mask over the input with this weight and write NAME_overlay.jpg "
+                             "(default 0.5; 0 for --format labelid; 0 disables)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
+    parser.add_argument("--batch-size", type=int, default=1, help="images (or video frames) per forward pass")
+    parser.add_argument("--no-fast", action="store_true",
+                        help="plain fp32 NCHW eager PyTorch instead of the fast path (see docs/benchmarks.md)")
+    parser.add_argument("--variant", default=None, metavar="SPEC",
+                        help="run the model another way, e.g. keep_memory+channels_last (no compilation wait); "
+                             "the switches are listed by `fplnet benchmark --help`")
+    parser.add_argument("--quiet", action="store_true", help="no line per file, only the summary")
+
+
+@dataclass
+class Item:
+    source: Path
+    relative: Path   # where the outputs go under --output, without suffix (sub-folders kept)
+    is_video: bool
+
+
+def collect_inputs(inputs, report) -> list[Item]:
+    """Files, and the images and videos inside folders, in a stable order."""
+    items = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            if not found:
+                report(path, "no images or videos in this folder")
+            items += [Item(p, p.relative_to(path).with_suffix(""), p.suffix.lower() in VIDEO_SUFFIXES) for p in found]
+        elif path.is_file():
+            items.append(Item(path, Path(path.stem), path.suffix.lower() in VIDEO_SUFFIXES))
+        else:
+            report(path, "no such file or folder")
+    return items
+
+
+class Writer:
+    """Turns label maps into the files of the chosen --format."""
+
+    def __init__(self, segmenter, output: Path, fmt: str, overlay: float):
+        self.segmenter, self.output, self.format, self.alpha = segmenter, output, fmt, overlay
+        self.written: set[Path] = set()
+
+    def claim(self, path: Path) -> None:
+        """Two inputs with the same name in different places must not silently share an output."""
+        if path in self.written:
+            print(f"warning: {path} is written a second time (two inputs have the same name)", file=sys.stderr)
+        self.written.add(path)
+
+    def paths(self, item: Item) -> list[Path]:
+        base = self.output / item.relative
+        name = {"color": f"{base.name}_mask.png", "trainid": f"{base.name}_trainid.png",
+                "labelid": f"{item.source.stem}.png"}[self.format]
+        paths = [base.with_name(name)]
+        if self.alpha > 0:
+            paths.append(base.with_name(f"{base.name}_overlay.jpg"))
+        return paths
+
+    def write(self, item: Item, rgb: np.ndarray, labels: np.ndarray) -> list[Path]:
+        from PIL import Image
+        paths = self.paths(item)
+        for path in paths:
+            self.claim(path)
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        if self.format == "color":
+            Image.fromarray(self.segmenter.colorize(labels)).save(paths[0])
+        elif self.format == "trainid":
+            Image.fromarray(labels.astype(np.uint8), mode="L").save(paths[0])
+        else:
+            Image.fromarray(self.segmenter.to_label_ids(labels), mode="L").save(paths[0])
+        if self.alpha > 0:
+            Image.fromarray(self.segmenter.overlay(rgb, labels, self.alpha)).save(paths[1], quality=90)
+        return paths
+
+
+def _video_writer(path: Path, rate, width: int, height: int):
+    import av
+    container = av.open(str(path), mode="w")
+    stream = container.add_stream("libx264", rate=rate)
+    stream.width, stream.height = width, height
+    # 4:2:0 halves the chroma planes, which needs even sides; 4:4:4 takes any size.
+    stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+    stream.options = {"crf": "20"}
+    return container, stream
+
+
+class Predictor:
+    def __init__(self, segmenter, writer: Writer, batch_size: int, quiet: bool):
+        self.segmenter, self.writer = segmenter, writer
+        self.batch_size = max(1, batch_size)
+        self.quiet = quiet
+        self.latencies_ms: list[float] = []   # per image or frame
+        self.images = self.frames = 0
+
+    def _run(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        started = time.perf_counter()
+        labels = self.segmenter.predict_arrays(rgbs)
+        per_image = (time.perf_counter() - started) * 1000 / len(rgbs)
+        self.latencies_ms += [per_image] * len(rgbs)
+        return labels
+
+    def images_batch(self, batch: list[tuple[Item, np.ndarray]]) -> None:
+        labels = self._run([rgb for _, rgb in batch])
+        for (item, rgb), label_map in zip(batch, labels):
+            paths = self.writer.write(item, rgb, label_map)
+            self.images += 1
+            if not self.quiet:
+                print(f"{item.source} -> {', '.join(str(p) for p in paths)} ({self.latencies_ms[-1]:.1f} ms)")
+
+    def video(self, item: Item) -> None:
+        import av
+        overlay = self.writer.alpha > 0
+        out_path = self.writer.output / item.relative
+        out_path = out_path.with_name(f"{out_path.name}_{'overlay' if overlay else 'mask'}.mp4")
+        self.writer.claim(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        frames = 0
+        try:
+            with av.open(str(item.source)) as source:
+                stream = source.streams.video[0]
+                rate = stream.average_rate or 25
+                output, out_stream = None, None
+                try:
+                    pending: list[np.ndarray] = []
+
+                    def flush():
+                        nonlocal output, out_stream, frames
+                        for rgb, label_map in zip(pending, self._run(pending)):
+                            picture = (self.segmenter.overlay(rgb, label_map, self.writer.alpha) if overlay
+                                       else self.segmenter.colorize(label_map))
+                            if output is None:
+                                output, out_stream = _video_writer(out_path, rate, rgb.shape[1], rgb.shape[0])
+                            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
+                            output.mux(out_stream.encode(frame))
+                            frames += 1
+                        pending.clear()
+
+                    for frame in source.decode(stream):
+                        pending.append(frame.to_ndarray(format="rgb24"))
+                        if len(pending) == self.batch_size:
+                            flush()
+                    if pending:
+                        flush()
+                finally:
+                    if output is not None:
+                        output.mux(out_stream.encode(None))
+                        output.close()
+        except BaseException:
+            out_path.unlink(missing_ok=True)  # a half-written video is worse than none
+            raise
+        if frames == 0:
+            raise ValueError("no video frames could be decoded")
+        self.frames += frames
+        if not self.quiet:
+            recent = self.latencies_ms[-frames:]
+            print(f"{item.source} -> {out_path} ({frames} frames, {statistics.median(recent):.1f} ms per frame)")
+
+    def summary(self, wall_s: float) -> str:
+        if not self.latencies_ms:
+            return "nothing was predicted"
+        lat = sorted(self.latencies_ms)
+        p90 = lat[min(len(lat) - 1, int(round(0.9 * (len(lat) - 1))))]
+        what = ", ".join(f"{n} {name}" for n, name in ((self.images, "images"), (self.frames, "video frames")) if n)
+        return (f"{what} in {wall_s:.1f} s; model latency per image: median {statistics.median(lat):.1f} ms, "
+                f"p90 {p90:.1f} ms, first {self.latencies_ms[0]:.1f} ms (includes one-time setup); "
+                f"{self.segmenter.model_name} on {self.segmenter.device}, variant {self.segmenter.variant}, "
+                f"batch {self.batch_size}")
+
+
+def run(args) -> int:
+    from ..inference import Segmenter, load_rgb
+
+    failures: list[str] = []
+
+    def report(path, reason):
+        failures.append(str(path))
+        print(f"fplnet predict: cannot read {path}: {reason}", file=sys.stderr, flush=True)
+
+    if args.variant and args.no_fast:
+        raise ValueError("--no-fast and --variant both say how to run the model; give one")
+    segmenter = Segmenter(args.checkpoint, device=args.device, fast=not args.no_fast, variant=args.variant)
+    if args.format == "labelid" and segmenter.info.train_to_label_id is None:
+        raise ValueError(f"--format labelid needs a checkpoint trained on Cityscapes (its dataset maps train ids "
+                         f"to label ids); {args.checkpoint} was trained on {segmenter.info.name!r}. "
+                         "Use --format trainid or color")
+    overlay = args.overlay if args.overlay is not None else (0.0 if args.format == "labelid" else 0.5)
+    if not 0 <= overlay <= 1:
+        raise ValueError(f"--overlay must be between 0 and 1, got {overlay}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+
+    items = collect_inputs(args.inputs, report)
+    if args.format != "color" and any(item.is_video for item in items):
+        print("note: videos are written in colour; --format applies to images", file=sys.stderr)
+    predictor = Predictor(segmenter, Writer(segmenter, args.output, args.format, overlay), args.batch_size, args.quiet)
+
+    started = time.perf_counter()
+    batch: list[tuple[Item, np.ndarray]] = []
+
+    def flush():
+        if batch:
+            predictor.images_batch(batch)
+            batch.clear()
+
+    for item in items:
+        if item.is_video:
+            flush()
+            try:
+                predictor.video(item)
+            except Exception as err:  # a broken video must not stop the other inputs
+                report(item.source, f"{type(err).__name__}: {err}")
+            continue
+        try:
+            rgb = load_rgb(item.source)
+        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... for broken files
+            report(item.source, f"{type(err).__name__}: {err}")
+            continue
+        if batch and (rgb.shape != batch[0][1].shape or len(batch) == predictor.batch_size):
+            flush()
+        batch.append((item, rgb))
+    flush()
+
+    print(predictor.summary(time.perf_counter() - started))
+    if failures:
+        print(f"fplnet predict: {len(failures)} input(s) could not be processed: {', '.join(failures)}",
+              file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,149 @@
+"""``Segmenter``: a trained checkpoint as a function from RGB images to label maps.
+
+    from fplnet import Segmenter
+    seg = Segmenter("camvid")                    # or a checkpoint path; device="cuda" works too
+    labels = seg.predict("street.png")           # H x W uint8 train ids, at the input's size
+    Image.fromarray(seg.overlay("street.png", labels)).save("overlay.jpg")
+
+Pre-processing lives in ``Segmenter.preprocess`` and nowhere else: uint8 RGB -> float in [0, 1]
+-> per-channel (x - mean) / std with the statistics stored in the checkpoint. Post-processing
+(palette, train id -> Cityscapes label id) comes from the checkpoint's ``DatasetInfo``.
+
+``fast=True`` runs the fastest variant measured for the device that stays in float32
+(``fplnet.fast.fast_variant``; on CPU: freed memory kept by the allocator, BN folding,
+channels_last, torch.compile with freezing; see docs/benchmarks.md). Compilation happens on the
+first image of each size: tens of seconds the first time on a machine, a few seconds once
+inductor's cache is warm, so it pays off for folders and videos, not for a single image; pass
+``variant="keep_memory+channels_last"`` for no wait at all. ``fast=False`` is plain fp32 NCHW
+eager PyTorch. Fast and plain agree on the argmax of at least 99.9% of the pixels
+(tests/test_predict.py).
+"""
+from __future__ import annotations
+
+import colorsys
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .checkpoint import load_model
+from .data.info import DatasetInfo, colorize
+from .data.transforms import normalize
+from .engine.runtime import resolve_device
+from .fast import InferenceRunner, Variant, fast_variant
+
+ImageLike = Union[str, Path, "PIL.Image.Image", np.ndarray]
+
+
+def load_rgb(image: ImageLike) -> np.ndarray:
+    """A path, PIL image or array -> H x W x 3 uint8 RGB (grey is repeated, alpha dropped)."""
+    if isinstance(image, (str, Path)):
+        from PIL import Image
+        with Image.open(image) as pil:
+            return np.asarray(pil.convert("RGB"))
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        return np.asarray(image.convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"expected an H x W x 3 RGB image, got an array of shape {array.shape}")
+    if array.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image (values 0..255), got {array.dtype}; "
+                         "convert with (image * 255).round().astype(np.uint8) if it holds floats in [0, 1]")
+    return np.ascontiguousarray(array[:, :, :3])
+
+
+def _fallback_info(num_classes: int) -> DatasetInfo:
+    """For a checkpoint that carries no dataset description: numbered classes, evenly spread hues,
+    ImageNet statistics (the training default)."""
+    palette = tuple(tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / num_classes, 0.8, 0.9))
+                    for i in range(num_classes))
+    return DatasetInfo(name="unknown", class_names=tuple(f"class_{i}" for i in range(num_classes)), palette=palette)
+
+
+class Segmenter:
+    def __init__(self, checkpoint: Union[str, Path], device: str = "cpu", fast: bool = True,
+                 variant: Optional[str] = None):
+        """``checkpoint``: a checkpoint file or a shipped weights name (``"camvid"``).
+        ``variant`` overrides ``fast`` with an explicit ``fplnet.fast.Variant`` spec."""
+        self.device = resolve_device(device)
+        model, ckpt = load_model(checkpoint, device="cpu")
+        self.model_name = ckpt["model_name"]
+        self.num_classes = int(ckpt["num_classes"])
+        dataset = ckpt.get("dataset") or {}
+        self.info = DatasetInfo.from_dict(dataset) if dataset else _fallback_info(self.num_classes)
+        if self.info.num_classes != self.num_classes:
+            raise ValueError(f"checkpoint {checkpoint}: its dataset lists {self.info.num_classes} classes "
+                             f"but the model has {self.num_classes}")
+        if variant is not None:
+            self.variant = Variant.parse(variant)
+        else:
+            self.variant = fast_variant(self.device) if fast else Variant.parse("eager")
+        self.runner = InferenceRunner(model, self.variant, self.device)
+
+    def __repr__(self) -> str:
+        return (f"Segmenter({self.model_name}, {self.num_classes} classes of {self.info.name}, "
+                f"device={self.device}, variant={self.variant})")
+
+    # -- pre- and post-processing ---------------------------------------------------------------
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Same-size H x W x 3 uint8 RGB arrays -> normalized float32 (N, 3, H, W) on the device."""
+        batch = torch.from_numpy(np.stack(images)).to(self.device)
+        # NHWC -> NCHW as a real copy: a permuted view would run the eager model in channels_last
+        # without anyone asking for it; the runner picks the memory format.
+        batch = batch.permute(0, 3, 1, 2).contiguous().float().div_(255)
+        return normalize(batch, self.info.mean, self.info.std)
+
+    def colorize(self, label_map: np.ndarray) -> np.ndarray:
+        """H x W train ids -> H x W x 3 uint8 RGB in the dataset's palette."""
+        return colorize(label_map, self.info)
+
+    def overlay(self, image: ImageLike, label_map: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """The colour mask blended over the image: (1 - alpha) * image + alpha * colour."""
+        rgb = load_rgb(image)
+        if rgb.shape[:2] != np.shape(label_map):
+            raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but the label map is "
+                             f"{np.shape(label_map)[1]}x{np.shape(label_map)[0]}")
+        blended = (1 - alpha) * rgb.astype(np.float32) + alpha * self.colorize(label_map).astype(np.float32)
+        return np.clip(blended.round(), 0, 255).astype(np.uint8)
+
+    def to_label_ids(self, label_map: np.ndarray) -> np.ndarray:
+        """Train ids -> the dataset's official label ids (Cityscapes: the 34 ids of the test
+        server); anything that is not a train id becomes 0, 'unlabeled'."""
+        table = self.info.train_to_label_id
+        if table is None:
+            raise ValueError(f"the checkpoint's dataset ({self.info.name}) has no train id -> label id table; "
+                             "label ids exist for Cityscapes checkpoints only (use --format trainid or color)")
+        lookup = np.zeros(256, dtype=np.uint8)
+        lookup[: len(table)] = table
+        return lookup[np.asarray(label_map, dtype=np.uint8)]
+
+    # -- prediction -----------------------------------------------------------------------------
+    def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Same-size uint8 RGB arrays -> float32 logits (N, C, H, W) on the device."""
+        return self.runner(self.preprocess(images))
+
+    def predict_arrays(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Same-size H x W x 3 uint8 RGB arrays, one forward pass -> H x W train id maps."""
+        labels = self.logits(images).argmax(1)
+        labels = labels.to(torch.uint8) if self.num_classes <= 256 else labels
+        return list(labels.cpu().numpy())
+
+    def predict(self, image: ImageLike) -> np.ndarray:
+        """One image (path, PIL image or H x W x 3 uint8 RGB array) -> H x W train ids (uint8)."""
+        return self.predict_arrays([load_rgb(image)])[0]
+
+    def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 8) -> list[np.ndarray]:
+        """Several images, in order; consecutive images of the same size share a forward pass."""
+        arrays = [load_rgb(image) for image in images]
+        results: list[np.ndarray] = []
+        start = 0
+        while start < len(arrays):
+            end = start + 1
+            while end < len(arrays) and end - start < batch_size and arrays[end].shape == arrays[start].shape:
+                end += 1
+            results.extend(self.predict_arrays(arrays[start:end]))
+            start = end
+        return results

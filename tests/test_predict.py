@@ -1,0 +1,161 @@
+"""`Segmenter` and `fplnet predict`: inputs of every kind, output formats, broken files."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fplnet.data.info
+from fplnet import Segmenter
+from fplnet.checkpoint import load_model
+from fplnet.cli import main
+
+from _helpers import CITYSCAPES_SAMPLE, camvid_image, camvid_images, make_checkpoint, normalized
+
+# Plain eager: the CLI tests are about files, not speed, and must not wait for torch.compile.
+EAGER = "--no-fast"
+
+
+@pytest.fixture(scope="module")
+def camvid_ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "camvid.pt")
+
+
+@pytest.fixture(scope="module")
+def cityscapes_ckpt(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "cityscapes.pt", fplnet.data.info.CITYSCAPES)
+
+
+@pytest.fixture(scope="module")
+def eager(camvid_ckpt):
+    return Segmenter(camvid_ckpt, fast=False)
+
+
+def test_eager_prediction_is_the_models_argmax(camvid_ckpt, eager):
+    """Preprocessing happens once, with the checkpoint's statistics: same as normalizing by hand."""
+    image = camvid_image(1)
+    labels = eager.predict(image)
+    assert labels.shape == image.shape[:2] and labels.dtype == np.uint8
+    model, _ = load_model(camvid_ckpt)
+    with torch.no_grad():
+        expected = model(normalized(image)).argmax(1)[0].numpy()
+    np.testing.assert_array_equal(labels, expected)
+    assert len(np.unique(labels)) > 3  # a constant map would make the agreement tests below empty
+
+
+def test_fast_path_agrees_with_eager(camvid_ckpt, eager):
+    fast = Segmenter(camvid_ckpt, fast=True)
+    assert fast.variant.name != "eager"
+    image = camvid_image(2)
+    agreement = (fast.predict(image) == eager.predict(image)).mean()
+    assert agreement >= 0.999, f"{fast.variant}: argmax agrees on {agreement:.4%} of pixels"
+
+
+def test_inputs_of_every_kind_and_size(eager):
+    path = camvid_images()[0]
+    array = np.asarray(Image.open(path).convert("RGB"))
+    from_path = eager.predict(path)
+    np.testing.assert_array_equal(from_path, eager.predict(str(path)))
+    np.testing.assert_array_equal(from_path, eager.predict(Image.open(path)))
+    np.testing.assert_array_equal(from_path, eager.predict(array))
+    rgba = np.concatenate([array, np.full(array.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    np.testing.assert_array_equal(from_path, eager.predict(rgba))
+
+    odd = array[:97, :131]
+    assert eager.predict(odd).shape == (97, 131)
+    batch = eager.predict_batch([odd, array, array, odd[:50]], batch_size=2)
+    assert [b.shape for b in batch] == [(97, 131), (360, 480), (360, 480), (50, 131)]
+    np.testing.assert_array_equal(batch[1], from_path)
+
+    with pytest.raises(ValueError, match="uint8"):
+        eager.predict(array.astype(np.float32))
+
+
+def test_colorize_and_overlay(eager):
+    image = camvid_image(0)
+    labels = eager.predict(image)
+    color = eager.colorize(labels)
+    palette = np.asarray(fplnet.data.info.CAMVID.palette, dtype=np.uint8)
+    np.testing.assert_array_equal(color, palette[labels])
+    np.testing.assert_array_equal(eager.overlay(image, labels, alpha=0.0), image)
+    np.testing.assert_array_equal(eager.overlay(image, labels, alpha=1.0), color)
+
+
+def test_cli_images_folders_and_a_broken_file(camvid_ckpt, tmp_path, capsys):
+    images = camvid_images()
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    Image.open(images[0]).save(folder / "a.png")
+    Image.open(images[1]).save(folder / "sub" / "b.jpg")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    small = tmp_path / "small.png"
+    Image.fromarray(camvid_image(2)[:97, :131]).save(small)
+    out = tmp_path / "out"
+
+    status = main(["predict", "--checkpoint", str(camvid_ckpt), str(folder), str(small), "--output", str(out), EAGER])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "broken.png" in captured.err
+    assert "latency" in captured.out
+    for name, size in (("a", (480, 360)), ("sub/b", (480, 360)), ("small", (131, 97))):
+        mask = Image.open(out / f"{name}_mask.png")
+        assert mask.mode == "RGB" and mask.size == size
+        assert Image.open(out / f"{name}_overlay.jpg").size == size
+    assert not list(out.glob("broken*"))
+    # Every pixel of a colour mask is a palette colour.
+    colors = np.asarray(Image.open(out / "a_mask.png")).reshape(-1, 3)
+    assert set(map(tuple, np.unique(colors, axis=0))) <= set(fplnet.data.info.CAMVID.palette)
+
+
+def test_cli_trainid_format(camvid_ckpt, tmp_path, eager):
+    out = tmp_path / "out"
+    image = camvid_images()[3]
+    assert main(["predict", "--checkpoint", str(camvid_ckpt), str(image), "--output", str(out),
+                 "--format", "trainid", "--overlay", "0", EAGER]) == 0
+    written = Image.open(out / f"{image.stem}_trainid.png")
+    assert written.mode == "L"
+    np.testing.assert_array_equal(np.asarray(written), eager.predict(image))
+    assert not list(out.glob("*_overlay.jpg"))
+
+
+def test_cli_labelid_for_the_cityscapes_server(cityscapes_ckpt, tmp_path):
+    source = CITYSCAPES_SAMPLE / "leftImg8bit"
+    out = tmp_path / "submission"
+    assert main(["predict", "--checkpoint", str(cityscapes_ckpt), str(source), "--output", str(out),
+                 "--format", "labelid", EAGER]) == 0
+    written = out / "val" / "frankfurt" / "frankfurt_000000_000294_leftImg8bit.png"
+    labels = np.asarray(Image.open(written))
+    with Image.open(source / "val" / "frankfurt" / written.name) as image:
+        assert labels.shape == (image.height, image.width)
+    official = set(fplnet.data.info.CITYSCAPES.train_to_label_id)
+    assert set(np.unique(labels)) <= official, "the server wants label ids (7 = road, 26 = car...), not train ids"
+    assert len(np.unique(labels)) > 1
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [written.name]  # nothing else to zip
+
+
+def test_cli_refuses_labelid_without_a_label_id_table(camvid_ckpt, tmp_path, capsys):
+    status = main(["predict", "--checkpoint", str(camvid_ckpt), str(camvid_images()[0]),
+                   "--output", str(tmp_path), "--format", "labelid", EAGER])
+    assert status == 2
+    assert "Cityscapes" in capsys.readouterr().err
+
+
+def test_cli_video(camvid_ckpt, tmp_path):
+    av = pytest.importorskip("av")
+    frames = [camvid_image(i)[::2, ::2] for i in range(5)]   # 180 x 240
+    video = tmp_path / "clip.mp4"
+    with av.open(str(video), mode="w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 240, 180, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(camvid_ckpt), str(video), "--output", str(out),
+                 "--batch-size", "2", EAGER]) == 0
+    with av.open(str(out / "clip_overlay.mp4")) as container:
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(decoded) == 5
+    assert all(f.shape == (180, 240, 3) for f in decoded)
