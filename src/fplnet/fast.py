@@ -227,7 +227,8 @@ BACKENDS = ("torchscript", "onnxruntime")
 # still, but on a trained CamVid FPLNet it changes the argmax of 0.15% of the pixels, more than
 # the 0.1% that fast=True may change, so it is left to an explicit variant.
 CPU_FAST = "keep_memory+fold_bn+channels_last+compile+freeze"
-# On CUDA: see the GPU section of docs/benchmarks.md.
+# On CUDA, FPLNet's ~180 small kernels make the eager forward launch-bound: replaying a CUDA
+# graph took an H100 from 13.5 ms to 4.5 ms at 512x1024 (fp16 on top: 3.9 ms; docs/benchmarks.md).
 CUDA_FAST = "fold_bn+channels_last+cuda_graphs"
 
 

@@ -10,9 +10,9 @@ Pre-processing lives in ``Segmenter.preprocess`` and nowhere else: uint8 RGB -> 
 (palette, train id -> Cityscapes label id) comes from the checkpoint's ``DatasetInfo``.
 
 ``fast=True`` runs the fastest variant measured for the device that stays in float32
-(``fplnet.fast.fast_variant``; on CPU: freed memory kept by the allocator, BN folding,
-channels_last, torch.compile with freezing; see docs/benchmarks.md). Compilation happens on the
-first image of each size: tens of seconds the first time on a machine, a few seconds once
+(``fplnet.fast.fast_variant``; on CPU: freed memory kept by glibc for the whole process, BN
+folding, channels_last, torch.compile with freezing; on CUDA: a CUDA graph per input size; see
+docs/benchmarks.md). Compilation happens on the first image of each size: tens of seconds the first time on a machine, a few seconds once
 inductor's cache is warm, so it pays off for folders and videos, not for a single image; pass
 ``variant="keep_memory+channels_last"`` for no wait at all. ``fast=False`` is plain fp32 NCHW
 eager PyTorch. Fast and plain agree on the argmax of at least 99.9% of the pixels

@@ -20,6 +20,10 @@ train ids instead (road = 0, car = 13, ...) is a known pitfall (DABNet issue 32)
 accepted and score close to zero. No overlays are written in this mode unless ``--overlay`` is
 given, so the output folder can be zipped as it is.
 
+The model runs on the fast path of ``Segmenter`` unless ``--no-fast`` (plain eager) or
+``--variant`` says otherwise; on CPU that path compiles the model on the first image of each
+size, which pays off over a folder or a video (docs/benchmarks.md).
+
 A file that cannot be read is reported on stderr and skipped; the others are still processed
 and the exit status is 1. The summary gives the per-image model latency (preprocessing,
 forward pass and argmax; file reading and writing excluded).
@@ -234,6 +238,10 @@ def run(args) -> int:
         raise ValueError(f"--format labelid needs a checkpoint trained on Cityscapes (its dataset maps train ids "
                          f"to label ids); {args.checkpoint} was trained on {segmenter.info.name!r}. "
                          "Use --format trainid or color")
+    if "compile" in segmenter.variant:
+        print(f"note: the fast path ({segmenter.variant}) compiles the model on the first image of each size "
+              "(seconds with a warm cache, up to a minute the first time); --variant keep_memory+channels_last "
+              "starts at once", file=sys.stderr, flush=True)
     overlay = args.overlay if args.overlay is not None else (0.0 if args.format == "labelid" else 0.5)
     if not 0 <= overlay <= 1:
         raise ValueError(f"--overlay must be between 0 and 1, got {overlay}")
