@@ -112,3 +112,30 @@ def test_pixel_shuffle_deconv_is_exact():
     x = normalized(camvid_image(6)[:97, :131])
     with torch.no_grad():
         np.testing.assert_allclose(rewritten(x).numpy(), model(x).numpy(), atol=1e-4)
+
+
+def test_bn_folding_refuses_what_does_not_commute():
+    """A BN after a channel permutation, or after a convolution whose output is also used
+    elsewhere, must stay: folding it would change the output."""
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.permuted, self.shared, self.cropped = (torch.nn.Conv2d(3, 4, 3, padding=1) for _ in range(3))
+            self.bn1, self.bn2, self.bn3 = (torch.nn.BatchNorm2d(4) for _ in range(3))
+
+        def forward(self, x):
+            a = self.bn1(self.permuted(x)[:, [3, 2, 1, 0]])
+            shared = self.shared(x)
+            b = self.bn2(shared) + shared
+            return a + b + self.bn3(self.cropped(x)[..., 1:, :-1]).mean()
+
+    torch.manual_seed(0)
+    model = Toy()
+    for bn in (model.bn1, model.bn2, model.bn3):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    model.eval()
+    assert find_conv_bn_pairs(model) == [("cropped", "bn3")]
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(fold_batchnorm(model)(x), model(x))

@@ -10,9 +10,10 @@ touched, so the same object can still be trained or exported as is.
   graph proves that the BN sees the convolution's output and nothing else does.
 * ``pixel_shuffle_deconvs``: a transposed convolution whose kernel equals its stride (FPLNet's
   and ENet's final 2x2 stride-2 "deconvolution") writes every output pixel exactly once, so it
-  is a 1x1 convolution to ``out * s * s`` channels followed by ``pixel_shuffle(s)``. PyTorch's
-  CPU transposed convolution is slow for this shape (about 16 ms of FPLNet's 512x1024 forward);
-  the 1x1 convolution takes under 1 ms.
+  is a 1x1 convolution to ``out * s * s`` channels followed by ``pixel_shuffle(s)``. Exact, but
+  not faster on the CPU we measured (docs/benchmarks.md): the 1x1 convolution writes as many
+  bytes as the deconvolution, and in NHWC the pixel shuffle is a strided copy. It stays a
+  switch of the variant study.
 
 ``keep_freed_memory`` tunes glibc so that large activations are not page-faulted in again on
 every call. ``Variant`` names a combination of all these with a memory format, a precision and
@@ -40,18 +41,20 @@ BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 # --- BatchNorm folding ---------------------------------------------------------------------------
 
-def _spatial_only_slice(node) -> bool:
-    """``x[..., a:b, c:d]`` or ``x[:, :, a:b]``: an indexing that keeps batch and channel axes
-    whole, so a per-channel affine map commutes with it (FPLNet's decoder crops this way)."""
+def _spatial_slice_depth(node) -> int:
+    """How many trailing axes ``node`` slices if it is ``x[..., a:b, c:d]`` or ``x[:, :, a:b]``
+    (an indexing that keeps the batch and channel axes whole, so a per-channel affine map
+    commutes with it; FPLNet's decoder crops this way); 0 for anything else."""
     if node.op != "call_function" or node.target is not operator.getitem:
-        return False
+        return 0
     index = node.args[1]
-    if not isinstance(index, tuple):
-        return False
-    if index and index[0] is Ellipsis:
-        return len(index) <= 3 and all(isinstance(i, slice) for i in index[1:])  # the last two axes at most
-    return (len(index) >= 2 and all(isinstance(i, slice) for i in index)
-            and all(i == slice(None) for i in index[:2]))
+    if not isinstance(index, tuple) or not all(isinstance(i, slice) or i is Ellipsis for i in index):
+        return 0
+    if index and index[0] is Ellipsis and Ellipsis not in index[1:]:
+        return len(index) - 1 if len(index) > 1 else 0
+    if Ellipsis not in index and len(index) > 2 and index[:2] == (slice(None), slice(None)):
+        return len(index) - 2
+    return 0
 
 
 def _traced_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
@@ -62,11 +65,15 @@ def _traced_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules.get(node.target), BATCHNORMS):
             continue
-        source = node.args[0]
-        while isinstance(source, torch.fx.Node) and _spatial_only_slice(source) and len(source.users) == 1:
+        source, sliced_axes = node.args[0], 0
+        while isinstance(source, torch.fx.Node) and _spatial_slice_depth(source) and len(source.users) == 1:
+            sliced_axes = max(sliced_axes, _spatial_slice_depth(source))
             source = source.args[0]
-        if (isinstance(source, torch.fx.Node) and source.op == "call_module"
-                and isinstance(modules.get(source.target), CONVS) and len(source.users) == 1):
+        if not (isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1):
+            continue
+        conv = modules.get(source.target)
+        # An Ellipsis slice of k axes is spatial only if the convolution has k spatial axes or more.
+        if isinstance(conv, CONVS) and sliced_axes <= conv.weight.ndim - 2:
             pairs.append((source.target, node.target))
     return pairs
 
