@@ -42,12 +42,13 @@ def add_arguments(parser):
     parser.add_argument("--output", default="demo_output")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5, help="timed forward passes per image")
+    parser.add_argument("--no-fast", dest="fast", action="store_false",
+                        help="plain eager fp32 instead of the fast CPU path (no compile wait)")
 
 
 def run(args):
     from ..inference import Segmenter
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    segmenter = Segmenter(args.checkpoint, device=args.device)
+    segmenter = Segmenter(args.checkpoint, device=args.device, fast=args.fast)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     info = segmenter.info
@@ -74,9 +75,10 @@ def run(args):
     print()
     print(f"IoU per class on these {len(dataset)} CamVid val frames ({seen}):")
     print(matrix.format_table(info.class_names))
-    print(f"{segmenter.device.type.upper()} latency per 480x360 frame ({segmenter.variant}, "
-          f"{torch.get_num_threads()} threads): median {statistics.median(latencies):.0f} ms "
-          f"over {len(latencies)} runs")
+    if latencies:
+        print(f"{segmenter.device.type.upper()} latency per 480x360 frame ({segmenter.variant}, "
+              f"{torch.get_num_threads()} threads): median {statistics.median(latencies):.0f} ms "
+              f"over {len(latencies)} runs")
     print(f"Outputs: colour masks, overlays and grid.png (input | ground truth | prediction | overlay) in {out}/")
     return 0
 

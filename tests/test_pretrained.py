@@ -1,0 +1,61 @@
+"""The shipped CamVid weights: self-description, loading paths, the recorded mIoU, the demo."""
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import fplnet
+from fplnet.checkpoint import PRETRAINED, WEIGHTS_DIR, CheckpointError, load_checkpoint
+from fplnet.cli import main as cli
+
+from conftest import CAMVID
+
+WEIGHTS = WEIGHTS_DIR / PRETRAINED["camvid"][1]
+
+
+def test_weights_ship_small_and_self_describing():
+    assert WEIGHTS.stat().st_size < 3 * 1024 * 1024
+    with safe_open(str(WEIGHTS), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["fplnet"])
+    assert meta["model_name"] == "fplnet" and meta["num_classes"] == 11
+    assert meta["dataset"]["name"] == "camvid" and len(meta["dataset"]["palette"]) == 11
+    assert meta["dataset"]["mean"] and meta["dataset"]["std"]
+    assert meta["run_config"]["train_split"] == "train" and meta["epochs"] > 0
+    assert 0 < meta["metrics"]["val_miou"] < 100 and meta["shipped_git_commit"]
+
+
+def test_create_model_pretrained_and_errors():
+    model = fplnet.create_model("fplnet", pretrained="camvid")
+    assert model.num_classes == 11
+    with pytest.raises(CheckpointError, match="hold model 'fplnet'"):
+        fplnet.create_model("espnet", pretrained="camvid")
+    with pytest.raises(CheckpointError, match="11 classes"):
+        fplnet.create_model("fplnet", pretrained="camvid", num_classes=19)
+
+
+def test_pickled_checkpoints_are_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": "fplnet-checkpoint/1", "state_dict": {}, "payload": ValueError("pickled")}, bad)
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_checkpoint(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.skipif(not CAMVID.exists(), reason="shared CamVid missing")
+def test_evaluate_reproduces_the_recorded_val_miou(tmp_path, capsys):
+    recorded = load_checkpoint("camvid")["metrics"]["val_miou"]
+    out = tmp_path / "eval.json"
+    assert cli(["evaluate", "--checkpoint", "camvid", "--dataset", "camvid", "--data-root", str(CAMVID),
+                "--split", "val", "--json", str(out)]) == 0
+    assert abs(json.loads(out.read_text())["miou"] - recorded) < 0.01
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"mIoU: {recorded:.2f}"
+
+
+def test_demo_writes_masks_overlays_and_grid(tmp_path, capsys):
+    assert cli(["demo", "--output", str(tmp_path), "--no-fast", "--repeats", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "never saw these frames" in text and "mIoU: " in text and "latency" in text
+    assert len(list(tmp_path.glob("*_mask.png"))) == 5 and len(list(tmp_path.glob("*_overlay.jpg"))) == 5
+    assert (tmp_path / "grid.png").exists()
