@@ -1,6 +1,6 @@
 """Building blocks of FPLNet and its baselines. No training code lives here."""
 from .activations import ACTIVATIONS, create_act
-from .conv import BN_EPS, ConvAct, ConvNormAct, NormAct, Upsampler, avg_pool_image, conv2d
+from .conv import BN_EPS, ConvAct, ConvNormAct, NormAct, Upsampler, avg_pool_image, conv2d, run_stage
 from .esp import ESPModule, hierarchical_fusion
 from .fpl import FACTORIZATIONS, FactorizedConv, FPLModule, pairwise_fusion
 from .fusion import FUSIONS, StageFusion

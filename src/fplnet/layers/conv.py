@@ -71,3 +71,14 @@ def avg_pool_image(image: torch.Tensor) -> torch.Tensor:
     image pyramid lines up with the feature maps for any input size.
     """
     return nn.functional.avg_pool2d(image, 3, stride=2, padding=1)
+
+
+def run_stage(blocks, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a stage (its downsampler, then its blocks in sequence) and return both the first
+    block's output (the "shallow" features) and the last one's (the "deep" features), which
+    stage-end fusions of FPLNet, ESPNet and CGNet all need."""
+    first = blocks[0](x)
+    last = first
+    for block in blocks[1:]:
+        last = block(last)
+    return first, last

@@ -6,7 +6,7 @@ CLI, the trainer and ``torch.hub`` use.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional
 
 from torch import nn
@@ -65,3 +65,14 @@ def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optio
     model.num_classes = num_classes
     model.model_name = name
     return model
+
+
+def register_variants(model_cls, variants: dict, tags: tuple = ()) -> None:
+    """Register a family's variants, given as data: name -> (config, paper parameter count,
+    where the paper gives it, paper mIoU, description). Each builder is
+    ``model_cls(replace(config, **overrides), num_classes=...)``."""
+    for name, (cfg, params, source, miou, description) in variants.items():
+        def build(num_classes: int, _cfg=cfg, **overrides) -> nn.Module:
+            return model_cls(replace(_cfg, **overrides), num_classes=num_classes)
+        register_model(name, build, description=description, paper_params=params, paper_source=source,
+                       paper_miou=miou, tags=tags)

@@ -33,13 +33,13 @@ and the logits are interpolated to the input size as in the paper.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import ConvNormAct, NormAct, avg_pool_image, conv2d
+from ..layers import ConvNormAct, NormAct, avg_pool_image, conv2d, run_stage
 
 
 @dataclass(frozen=True)
@@ -119,21 +119,13 @@ class CGNet(nn.Module):
                    for _ in range(depth - 1)]
         return nn.ModuleList(blocks)
 
-    @staticmethod
-    def _run(blocks: nn.ModuleList, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        first = blocks[0](x)
-        last = first
-        for block in blocks[1:]:
-            last = block(last)
-        return first, last
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image2 = avg_pool_image(x)              # input injection, 1/2
         image4 = avg_pool_image(image2)         # 1/4
         out1 = self.norm1(torch.cat([self.stage1(x), image2], 1))
-        first2, last2 = self._run(self.stage2, out1)
+        first2, last2 = run_stage(self.stage2, out1)
         out2 = self.norm2(torch.cat([last2, first2, image4], 1))
-        first3, last3 = self._run(self.stage3, out2)
+        first3, last3 = run_stage(self.stage3, out2)
         out3 = self.norm3(torch.cat([first3, last3], 1))
         logits = self.classifier(self.dropout(out3))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -144,9 +136,3 @@ CGNET_VARIANTS: dict[str, tuple] = {
     "cgnet": (CGNetConfig(), 0.5e6, "CGNet paper / FPLNet Table IV", 64.8,
               "CGNet_M3N21 (Wu et al.), context guided blocks with input injection"),
 }
-
-
-def _builder(cfg: CGNetConfig):
-    def build(num_classes: int, **overrides) -> CGNet:
-        return CGNet(replace(cfg, **overrides), num_classes=num_classes)
-    return build

@@ -41,7 +41,7 @@ onnxruntime reproduces the PyTorch logits.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -217,9 +217,3 @@ ENET_VARIANTS: dict[str, tuple] = {
     "enet": (ENetConfig(), 0.36e6, "FPLNet Table IV", 57.0,
              "ENet (Paszke et al. 2016), encoder-decoder with max-unpooling"),
 }
-
-
-def _builder(cfg: ENetConfig):
-    def build(num_classes: int, **overrides) -> ENet:
-        return ENet(replace(cfg, **overrides), num_classes=num_classes)
-    return build

@@ -32,7 +32,7 @@ the encoder map at that scale, the last one to the input size.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -127,9 +127,3 @@ ERFNET_VARIANTS: dict[str, tuple] = {
     "erfnet": (ERFNetConfig(), 2.06e6, "ERFNet paper", 68.0,
                "ERFNet (Romera et al. 2017), non-bottleneck-1D encoder-decoder"),
 }
-
-
-def _builder(cfg: ERFNetConfig):
-    def build(num_classes: int, **overrides) -> ERFNet:
-        return ERFNet(replace(cfg, **overrides), num_classes=num_classes)
-    return build

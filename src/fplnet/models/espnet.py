@@ -20,13 +20,13 @@ decoder's transposed convolutions are bias-free, as in ESPNet's code.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import ConvNormAct, ESPModule, NormAct, avg_pool_image, conv2d, create_block
+from ..layers import ConvNormAct, ESPModule, NormAct, avg_pool_image, conv2d, create_block, run_stage
 
 
 @dataclass(frozen=True)
@@ -64,21 +64,13 @@ class ESPNet(nn.Module):
             self.refine1 = ConvNormAct(w1 + in_chs + c, c, 3, act=cfg.act)
             self.up1 = nn.ConvTranspose2d(c, c, 2, stride=2, bias=False)
 
-    @staticmethod
-    def _run(blocks: nn.ModuleList, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        first = blocks[0](x)
-        last = first
-        for block in blocks[1:]:
-            last = block(last)
-        return first, last
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image2 = avg_pool_image(x)
         image4 = avg_pool_image(image2)
         out1 = self.norm1(torch.cat([self.level1(x), image2], 1))
-        first2, last2 = self._run(self.level2, out1)
+        first2, last2 = run_stage(self.level2, out1)
         out2 = self.norm2(torch.cat([last2, first2, image4], 1))
-        first3, last3 = self._run(self.level3, out2)
+        first3, last3 = run_stage(self.level3, out2)
         logits3 = self.classifier(self.norm3(torch.cat([first3, last3], 1)))
         if not self.cfg.decoder:
             return F.interpolate(logits3, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -95,9 +87,3 @@ ESPNET_VARIANTS: dict[str, tuple] = {
     "espnet": (ESPNetConfig(decoder=True), 0.364e6, "ESPNet paper", 61.4, "ESPNet with its own decoder"),
     "espnet_c_fpl": (ESPNetConfig(block="fpl"), 0.38e6, "FPLNet Table VI", 55.73, "ESPNet-C with FPL modules"),
 }
-
-
-def _builder(cfg: ESPNetConfig):
-    def build(num_classes: int, **overrides) -> ESPNet:
-        return ESPNet(replace(cfg, **overrides), num_classes=num_classes)
-    return build

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import FPLModule, InitialModule, StageFusion, Upsampler, avg_pool_image, conv2d, create_block
+from ..layers import InitialModule, StageFusion, Upsampler, avg_pool_image, conv2d, create_block, run_stage
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,7 @@ class FPLEncoder(nn.Module):
         sizes = [out.shape[-2:]]
         for stage, fusion in zip(self.stages, self.fusions):
             image = avg_pool_image(image)
-            shallow = stage[0](out)
-            deep = shallow
-            for block in stage[1:]:
-                deep = block(deep)
+            shallow, deep = run_stage(stage, out)
             out = fusion(deep, shallow, image)
             sizes.append(out.shape[-2:])
         return out, sizes
@@ -181,9 +178,3 @@ _TABLE_IX = {(2, 6): (0.32e6, 56.0), (2, 8): (0.40e6, 56.1), (2, 10): (0.47e6, 5
 for (_n2, _n3), (_params, _miou) in _TABLE_IX.items():
     VARIANTS[f"fplnet_encoder_d{_n2}x{_n3}"] = (replace(ENCODER, depths=(_n2, _n3)), _params, "Table IX", _miou,
                                                f"encoder with {_n2} + {_n3} FPL modules")
-
-
-def _builder(cfg: FPLNetConfig):
-    def build(num_classes: int, **overrides) -> FPLNet:
-        return FPLNet(replace(cfg, **overrides), num_classes=num_classes)
-    return build
