@@ -31,7 +31,10 @@ from torch import nn
 FORMAT = "fplnet-checkpoint/1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # name -> (model name, file in WEIGHTS_DIR)
-PRETRAINED = {"camvid": ("fplnet", "fplnet_camvid.safetensors")}
+PRETRAINED = {
+    "camvid": ("fplnet", "fplnet_camvid.safetensors"),                     # trained on train; val held out
+    "camvid_trainval": ("fplnet", "fplnet_camvid_trainval.safetensors"),   # trained on train + val (has seen val)
+}
 
 
 class CheckpointError(ValueError):
