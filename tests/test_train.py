@@ -37,10 +37,10 @@ def assert_same_weights(a, b):
 
 
 def fixed_batch_loss(trainer: Trainer) -> float:
-    """Weighted cross-entropy of the model on the 8 training frames at half size, no augmentation."""
+    """Weighted cross-entropy of the model on the 8 full training frames, no augmentation."""
     from fplnet.data.transforms import normalize
-    images = torch.nn.functional.interpolate(trainer.images.float() / 255, size=(180, 240), mode="bilinear")
-    masks = torch.nn.functional.interpolate(trainer.masks[:, None].float(), size=(180, 240), mode="nearest")
+    images = trainer.images.float() / 255
+    masks = trainer.masks[:, None]
     model = trainer.model.eval()
     with torch.no_grad():
         loss = trainer.criterion(model(normalize(images, trainer.info.mean, trainer.info.std)), masks[:, 0].long())
@@ -50,12 +50,12 @@ def fixed_batch_loss(trainer: Trainer) -> float:
 
 def test_loss_falls_in_30_iterations(tiny_camvid, tmp_path):
     # 8 images, batch 4: 2 steps per epoch, 15 epochs = 30 iterations.
-    trainer = Trainer(config(tiny_camvid, tmp_path, epochs=15, crop_size=(128, 160), lr=0.045))
+    trainer = Trainer(config(tiny_camvid, tmp_path, epochs=15, crop_size=(180, 240), lr=0.045))
     before = fixed_batch_loss(trainer)
     summary = trainer.fit()
     after = fixed_batch_loss(trainer)
     assert summary["epochs"] == 15 and trainer.scheduler.last_epoch == 30
-    assert after < 0.7 * before, (before, after)
+    assert after < 0.8 * before, (before, after)
 
 
 def test_resume_after_interruption_is_exact(tiny_camvid, tmp_path, monkeypatch):
@@ -97,7 +97,17 @@ def test_epoch_by_epoch_resume_is_exact(tiny_camvid, tmp_path):
     assert_same_weights(weights(straight / "last.pt"), weights(resumed / "last.pt"))
 
 
-def test_sigkill_mid_run_resumes_from_last_checkpoint(tiny_camvid, tmp_path):
+@pytest.fixture
+def one_thread():
+    # The killed run is a subprocess with one thread; CPU kernels sum in a thread-count dependent
+    # order, so the in-process runs it is compared with use one thread too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_sigkill_mid_run_resumes_from_last_checkpoint(tiny_camvid, tmp_path, one_thread):
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "fplnet.cli", "train", "--model", "fplnet_encoder", "--dataset", "camvid",
            "--data-root", str(tiny_camvid), "--val-split", "none", "--crop-size", "96x128", "--batch-size", "4",

@@ -319,10 +319,12 @@ class Trainer:
             raise ValueError(f"--resume {path} holds model {ckpt['model_name']!r} but the config trains "
                              f"{self.cfg.model!r}; resume with the run's own config ({Path(path).parent}/config.yaml)")
         self.model.load_state_dict(ckpt["state_dict"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
         self.total_iters = ckpt["total_iters"]
         self.cfg.epochs = math.ceil(self.total_iters / self.steps_per_epoch)
+        # The scheduler first: building a LambdaLR resets the optimizer's lr to lambda(0), and
+        # loading the optimizer state afterwards puts back the lr of the interrupted iteration.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, poly_lambda(self.total_iters, self.cfg.poly_power))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.start_epoch, self.start_step = ckpt["epoch"], ckpt["step"]
         self.saved_generator = ckpt["generator"]
