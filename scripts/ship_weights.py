@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 
 import torch
 
-from fplnet.checkpoint import build_model, load_checkpoint, save_safetensors
-from fplnet.data import build_dataset
-from fplnet.engine.evaluate import evaluate
+from fplnet.checkpoint import load_checkpoint, save_safetensors
+from fplnet.engine.evaluate import evaluate_checkpoint
+from fplnet.engine.train import git_commit
 
 
 def main():
@@ -32,17 +31,14 @@ def main():
     args = parser.parse_args()
 
     ckpt = load_checkpoint(args.checkpoint)
-    model = build_model(ckpt).eval()
     run = ckpt.get("run_config", {})
-    dataset = build_dataset(run.get("dataset", "camvid"), args.data_root, args.split)
-    images, masks = dataset.load_all_uint8()
+    # The same evaluation `fplnet evaluate` runs, so it reproduces the figure recorded here.
+    matrix, dataset = evaluate_checkpoint(args.checkpoint, run.get("dataset", "camvid"), args.data_root, args.split,
+                                          torch.device("cpu"))
     info = dataset.info
-    matrix = evaluate(model, images, masks, info.num_classes, info.mean, info.std, torch.device("cpu"),
-                      batch_size=4, eval_size=ckpt.get("eval_size"), ignore_index=info.ignore_index)
     result = matrix.compute()
     miou = round(float(result["miou"]) * 100, 4)
     iou = {n: round(float(v) * 100, 2) for n, v in zip(info.class_names, result["iou"].tolist())}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     extra = {
         "metrics": {f"{args.split}_miou": miou, f"{args.split}_iou": iou,
                     f"{args.split}_pixel_accuracy": round(float(result["pixel_accuracy"]) * 100, 4),
@@ -52,7 +48,7 @@ def main():
         "iterations": ckpt.get("scheduler", {}).get("last_epoch"),
         "history": ckpt.get("history", []),
         "training_git_commit": ckpt.get("git_commit", ""),
-        "shipped_git_commit": commit,
+        "shipped_git_commit": git_commit(),
         "hardware": args.hardware,
         "wall_minutes": args.wall_minutes,
         "note": args.note,

@@ -69,21 +69,32 @@ def add_arguments(parser):
     parser.add_argument("--json", metavar="OUT", help="write per-class IoU, mIoU and accuracy as JSON")
 
 
-def run(args):
+def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, device, batch_size: int = 4,
+                        eval_size=None):
+    """Evaluate a checkpoint (file or shipped name) on a split the way `fplnet evaluate` does:
+    normalization from the checkpoint, its recorded eval size unless ``eval_size`` is given.
+    Returns (confusion matrix, dataset)."""
     from ..checkpoint import load_model
-    device = resolve_device(args.device)
-    model, ckpt = load_model(args.checkpoint, device)
-    dataset = build_dataset(args.dataset, args.data_root, args.split)
+    model, ckpt = load_model(checkpoint, device)
+    dataset = build_dataset(dataset_name, data_root, split)
     info = dataset.info
     if info.num_classes != ckpt["num_classes"]:
-        raise ValueError(f"checkpoint {args.checkpoint} predicts {ckpt['num_classes']} classes but dataset "
-                         f"{args.dataset} has {info.num_classes}; evaluate on the dataset it was trained for")
+        raise ValueError(f"checkpoint {checkpoint} predicts {ckpt['num_classes']} classes but dataset "
+                         f"{dataset_name} has {info.num_classes}; evaluate on the dataset it was trained for")
     norm = ckpt.get("dataset") or {}
     mean, std = norm.get("mean", info.mean), norm.get("std", info.std)
     images, masks = dataset.load_all_uint8()
-    eval_size = parse_size(args.eval_size) if args.eval_size else ckpt.get("eval_size")
-    matrix = evaluate(model, images, masks, info.num_classes, mean, std, device, args.batch_size,
+    eval_size = eval_size or ckpt.get("eval_size")
+    matrix = evaluate(model, images, masks, info.num_classes, mean, std, device, batch_size,
                       eval_size=tuple(eval_size) if eval_size else None, ignore_index=info.ignore_index)
+    return matrix, dataset
+
+
+def run(args):
+    matrix, dataset = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.split,
+                                          resolve_device(args.device), args.batch_size,
+                                          parse_size(args.eval_size) if args.eval_size else None)
+    info = dataset.info
     result = matrix.compute()
     print(f"{args.checkpoint} on {args.dataset} {args.split} ({len(dataset)} images)")
     table = matrix.format_table(info.class_names).splitlines()

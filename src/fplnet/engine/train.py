@@ -124,7 +124,7 @@ def poly_lambda(total_iters: int, power: float):
     return lambda it: max(0.0, 1.0 - it / max(1, total_iters)) ** power
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parent, timeout=5).stdout.strip()
@@ -169,6 +169,7 @@ class Trainer:
         self.dist = Distributed(cfg.device)
         self.device = self.dist.device
         self.out = Path(cfg.output)
+        self.git_commit = git_commit()  # once per run, not at every checkpoint save
         self.amp = default_amp(self.device) if cfg.amp == "auto" else cfg.amp
         self.channels_last = True if cfg.channels_last is None else cfg.channels_last
         if self.device.type == "cuda":
@@ -242,8 +243,12 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
         self.total_iters = cfg.epochs * self.steps_per_epoch
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, poly_lambda(self.total_iters, cfg.poly_power))
+        self.scheduler = self._poly_scheduler()
         self.criterion = nn.CrossEntropyLoss(weight=self.class_weights, ignore_index=self.info.ignore_index)
+
+    def _poly_scheduler(self):
+        """Poly decay over ``self.total_iters``, stepped every iteration."""
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, poly_lambda(self.total_iters, self.cfg.poly_power))
 
     def _fit_time_budget(self):
         """Shrink ``epochs`` so the run fits the time budget, from timed steps on a throwaway copy."""
@@ -278,8 +283,7 @@ class Trainer:
                          f"{cfg.time_budget_minutes:g} at {step * 1000:.1f} ms/step").strip()
             cfg.epochs = fit
             self.total_iters = fit * self.steps_per_epoch
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, poly_lambda(self.total_iters, cfg.poly_power))
+            self.scheduler = self._poly_scheduler()
 
     # --- one step -------------------------------------------------------------------------------
     def _batch(self, idx: torch.Tensor, gen: torch.Generator):
@@ -305,7 +309,7 @@ class Trainer:
             "generator": generator_state,
             "best_miou": self.best_miou, "metrics": metrics, "history": self.history,
             "run_config": self.cfg.to_dict(), "eval_size": None if self.cfg.eval_size is None else list(self.cfg.eval_size),
-            "git_commit": _git_commit(), "torch_version": str(torch.__version__),
+            "git_commit": self.git_commit, "torch_version": str(torch.__version__),
         })
         return ckpt
 
@@ -323,7 +327,7 @@ class Trainer:
         self.cfg.epochs = math.ceil(self.total_iters / self.steps_per_epoch)
         # The scheduler first: building a LambdaLR resets the optimizer's lr to lambda(0), and
         # loading the optimizer state afterwards puts back the lr of the interrupted iteration.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, poly_lambda(self.total_iters, self.cfg.poly_power))
+        self.scheduler = self._poly_scheduler()
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.start_epoch, self.start_step = ckpt["epoch"], ckpt["step"]
