@@ -35,7 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -140,10 +140,14 @@ def _video_writer(path: Path, rate, width: int, height: int):
 
 
 class Predictor:
-    def __init__(self, segmenter, writer: Writer, batch_size: int, quiet: bool):
+    def __init__(self, segmenter, writer: Writer, batch_size: int, quiet: bool,
+                 on_predicted: Optional[Callable[[int], None]] = None):
+        """``on_predicted(n)`` is called after each forward pass with the number of images or
+        frames it predicted (the web app's progress bar)."""
         self.segmenter, self.writer = segmenter, writer
         self.batch_size = max(1, batch_size)
         self.quiet = quiet
+        self.on_predicted = on_predicted
         self.latencies_ms: list[float] = []   # per image or frame
         self.images = self.frames = 0
 
@@ -152,6 +156,8 @@ class Predictor:
         labels = self.segmenter.predict_arrays(rgbs)
         per_image = (time.perf_counter() - started) * 1000 / len(rgbs)
         self.latencies_ms += [per_image] * len(rgbs)
+        if self.on_predicted is not None:
+            self.on_predicted(len(rgbs))
         return labels
 
     def images_batch(self, batch: list[tuple[Item, np.ndarray]]) -> None:
