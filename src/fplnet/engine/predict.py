@@ -168,7 +168,7 @@ class Predictor:
             if not self.quiet:
                 print(f"{item.source} -> {', '.join(str(p) for p in paths)} ({self.latencies_ms[-1]:.1f} ms)")
 
-    def video(self, item: Item) -> None:
+    def video(self, item: Item) -> Path:
         import av
         overlay = self.writer.alpha > 0
         out_path = self.writer.output / item.relative
@@ -215,6 +215,7 @@ class Predictor:
         if not self.quiet:
             recent = self.latencies_ms[-frames:]
             print(f"{item.source} -> {out_path} ({frames} frames, {statistics.median(recent):.1f} ms per frame)")
+        return out_path
 
     def summary(self, wall_s: float) -> str:
         if not self.latencies_ms:
