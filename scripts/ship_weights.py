@@ -16,7 +16,7 @@ import torch
 
 from fplnet.checkpoint import load_checkpoint, save_safetensors
 from fplnet.engine.evaluate import evaluate_checkpoint
-from fplnet.engine.train import git_commit
+from fplnet.provenance import git_commit
 
 
 def main():

@@ -4,11 +4,13 @@ SIGKILL), a diverging run stops cleanly, torchrun with two gloo processes works,
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,14 +18,14 @@ import torch
 from fplnet.checkpoint import load_checkpoint
 from fplnet.cli import main as cli
 from fplnet.engine import train as train_module
-from fplnet.engine.train import Trainer, TrainingDiverged, load_config, train
+from fplnet.engine.train import TrainConfig, Trainer, TrainingDiverged, load_config, train
 
 SMALL = dict(model="fplnet_encoder", dataset="camvid", crop_size=(96, 128), batch_size=4, val_split="none",
              tensorboard=False, lr=0.02, save_every_minutes=1000.0)
 
 
 def config(root, out, **kw):
-    return load_config(None, {**SMALL, "data_root": str(root), "output": str(out), **kw})
+    return load_config(None, {**SMALL, "data_root": str(root), "output": None if out is None else str(out), **kw})
 
 
 def weights(path):
@@ -89,11 +91,14 @@ def test_epoch_by_epoch_resume_is_exact(tiny_camvid, tmp_path):
     straight = tmp_path / "straight"
     train(config(tiny_camvid, straight, epochs=2))
     resumed = tmp_path / "resumed"
-    trainer = Trainer(config(tiny_camvid, resumed, epochs=2))
-    trainer.cfg.epochs = 1          # stop after the first epoch, keeping the 2-epoch poly schedule
-    trainer.fit()
-    assert load_checkpoint(resumed / "last.pt")["epoch"] == 1
-    train(config(tiny_camvid, resumed, epochs=2), resume=str(resumed / "last.pt"))
+    summary = train(config(tiny_camvid, resumed, epochs=2), stop_after_epoch=1)  # keeps the 2-epoch schedule
+    assert load_checkpoint(resumed / "last.pt")["epoch"] == 1 and not summary["complete"]
+    assert not (resumed / "summary.json").exists()
+    train(resume=resumed)           # the run's own settings, from its checkpoint
+    assert_same_weights(weights(straight / "last.pt"), weights(resumed / "last.pt"))
+    assert (resumed / "summary.json").exists()
+    rows = (resumed / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 3           # header + one row per epoch, none twice
     assert_same_weights(weights(straight / "last.pt"), weights(resumed / "last.pt"))
 
 
@@ -137,7 +142,7 @@ def test_sigkill_mid_run_resumes_from_last_checkpoint(tiny_camvid, tmp_path, one
 
 
 def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tiny_camvid, tmp_path, monkeypatch):
-    train(config(tiny_camvid, tmp_path, epochs=1))
+    train(config(tiny_camvid, tmp_path, epochs=2), stop_after_epoch=1)
     good = weights(tmp_path / "last.pt")
     real_loss = Trainer._loss
 
@@ -145,9 +150,12 @@ def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tiny_camvid, tm
         return real_loss(self, model, images, masks) * float("nan")
 
     monkeypatch.setattr(Trainer, "_loss", nan_loss)
-    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
-        train(config(tiny_camvid, tmp_path, epochs=1, log_every=1))
+    with pytest.raises(TrainingDiverged, match=r"last good checkpoint .*last.pt \(epoch 1\) is untouched"):
+        train(resume=tmp_path, requested={"log_every": 1})
     assert_same_weights(good, weights(tmp_path / "last.pt"))
+    # Diverging before any checkpoint exists says so instead of naming a file that is not there.
+    with pytest.raises(TrainingDiverged, match="no checkpoint had been written yet"):
+        train(config(tiny_camvid, tmp_path / "fresh", epochs=1, log_every=1))
 
 
 def test_stage_two_starts_from_the_encoder(tiny_camvid, tmp_path):
@@ -197,3 +205,138 @@ def test_torchrun_two_gloo_processes_then_evaluate(tiny_camvid, tmp_path, capsys
     assert abs(payload["miou"] - float(lines[-1].split()[1])) < 0.006
     # Distributed validation (two shards, all-reduced) equals a single-process evaluation.
     assert abs(payload["miou"] - ckpt["history"][-1]["val_miou"]) < 1e-6 * 100 + 0.01
+
+
+# --- run folders -------------------------------------------------------------------------------
+def test_a_new_run_refuses_a_folder_holding_another_run(tiny_camvid, tmp_path):
+    train(config(tiny_camvid, tmp_path, epochs=1))
+    before = weights(tmp_path / "last.pt")
+    with pytest.raises(ValueError, match=r"already holds a run .*--resume .*--overwrite"):
+        train(config(tiny_camvid, tmp_path, epochs=1, seed=5))
+    assert_same_weights(before, weights(tmp_path / "last.pt"))      # nothing was touched
+    train(config(tiny_camvid, tmp_path, epochs=1, seed=5), overwrite=True)
+    after = load_checkpoint(tmp_path / "last.pt")
+    assert after["run_config"]["seed"] == 5 and len(after["history"]) == 1
+    assert len((tmp_path / "log.csv").read_text().strip().splitlines()) == 2   # the old rows are gone
+
+
+def test_a_second_process_cannot_use_a_locked_run_folder(tiny_camvid, tmp_path):
+    from fplnet.engine.run_folder import RunLock
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from fplnet.engine.run_folder import RunLock; "
+        f"lock = RunLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=rf"in use by another training process \(PID {holder.pid}"):
+            train(config(tiny_camvid, tmp_path, epochs=1))
+        assert not (tmp_path / "last.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    RunLock(tmp_path).acquire().release()   # the kernel dropped the dead holder's lock
+
+
+def test_default_output_is_a_new_folder_per_run(tiny_camvid, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = train(config(tiny_camvid, None, epochs=1))["output"]
+    second = train(config(tiny_camvid, None, epochs=1))["output"]
+    assert first != second
+    for folder in (first, second):
+        assert Path(folder).parent == Path("runs") and Path(folder).name.startswith("fplnet_encoder_camvid_")
+        assert (tmp_path / folder / "last.pt").exists()
+
+
+def test_cli_resume_takes_the_runs_own_settings(tiny_camvid, tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["train", "--model", "fplnet_encoder", "--dataset", "camvid", "--data-root", str(tiny_camvid),
+            "--val-split", "none", "--crop-size", "96x128", "--batch-size", "4", "--lr", "0.02", "--epochs", "2",
+            "--no-tensorboard", "--output", str(run)]
+    assert cli(base + ["--stop-after-epoch", "1"]) == 0
+    # A flag that changes the optimisation is refused, before anything is written.
+    assert cli(["train", "--resume", str(run), "--batch-size", "2"]) == 2
+    assert "--batch-size 2 differs from the resumed run's 4" in capsys.readouterr().err
+    assert cli(["train", "--resume", str(run), "--output", str(tmp_path / "elsewhere")]) == 2
+    assert load_checkpoint(run / "last.pt")["epoch"] == 1
+    # Nothing repeated: crop size, batch, lr and folder come from the checkpoint; log_every may change.
+    assert cli(["train", "--resume", str(run), "--log-every", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "--log-every changed from 10 to 1" in out
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["run_config"]["crop_size"] == [96, 128]
+    assert ckpt["run_config"]["batch_size"] == 4 and ckpt["scheduler"]["last_epoch"] == 4
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "fplnet_nope"], "--model 'fplnet_nope': must be one of"),
+    (["--batch-size", "0"], "--batch-size 0: must be a positive integer"),
+    (["--batch-size", "-2"], "--batch-size -2: must be a positive integer"),
+    (["--epochs", "0"], "--epochs 0: must be a positive integer"),
+    (["--epochs", "-1"], "--epochs -1: must be a positive integer"),
+    (["--val-every", "0"], "--val-every 0: must be a positive integer"),
+    (["--device", "gpu0"], "--device 'gpu0': must be auto, cpu, cuda or cuda:N"),
+    (["--optimizer", "lion"], "--optimizer 'lion': must be one of sgd, adam, adamw"),
+    (["--lr", "-1"], "--lr -1.0: must be a positive number"),
+    (["--crop-size", "0x0"], "--crop-size"),
+    (["--scale-range", "2,1"], "scale_range"),
+    (["--color-jitter", "0.3,0.3"], "--color-jitter '0.3,0.3': expected 4 comma-separated numbers"),
+    (["--batch-size", "64"], "--batch-size 64 x 1 process(es) is larger than the 8 training images"),
+    (["--resume", "/nonexistent/run"], "--resume /nonexistent/run: no checkpoint"),
+    (["--stop-after-epoch", "0"], "--stop-after-epoch 0: must be a positive integer"),
+    (["--train-split", "sequence_XYZ"], "no frames of sequence 'XYZ'"),
+])
+def test_bad_train_flags_exit_2_with_one_line(tiny_camvid, tmp_path, flags, message):
+    cmd = [sys.executable, "-m", "fplnet.cli", "train", "--model", "fplnet_encoder", "--dataset", "camvid",
+           "--data-root", str(tiny_camvid), "--crop-size", "96x128", "--batch-size", "4", "--epochs", "1",
+           "--val-split", "none", "--no-tensorboard", "--output", str(tmp_path / "run")] + flags
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+# --- recipe options ----------------------------------------------------------------------------
+def test_no_decay_norm_puts_norm_prelu_and_bias_parameters_in_a_decay_free_group():
+    from fplnet.engine.train import build_optimizer
+    from fplnet.models import create_model
+    model = create_model("fplnet_encoder", num_classes=11)
+    cfg = TrainConfig(optimizer="adam", lr=1e-3, weight_decay=2e-4, no_decay_norm=True)
+    optimizer = build_optimizer(model, cfg)
+    assert isinstance(optimizer, torch.optim.Adam)
+    decayed, free = optimizer.param_groups
+    assert decayed["weight_decay"] == 2e-4 and free["weight_decay"] == 0.0
+    bn_and_prelu = {id(p) for m in model.modules() if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.PReLU))
+                    for p in m.parameters()}
+    assert bn_and_prelu and bn_and_prelu <= {id(p) for p in free["params"]}
+    assert all(p.ndim == 4 for p in decayed["params"])
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == \
+        sum(p.numel() for p in model.parameters())
+
+
+def test_warmup_then_poly():
+    from fplnet.engine.train import schedule_lambda
+    factor = schedule_lambda(100, 0.9, warmup_iters=10)
+    assert factor(0) == pytest.approx(0.1) and factor(4) == pytest.approx(0.5 * (1 - 4 / 100) ** 0.9)
+    assert factor(50) == pytest.approx(0.5 ** 0.9) and factor(100) == 0.0
+
+
+def test_fp16_training_uses_a_grad_scaler_and_resumes_it(tiny_camvid, tmp_path):
+    summary = train(config(tiny_camvid, tmp_path, epochs=2, amp="fp16", device="cpu"), stop_after_epoch=1)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["scaler"] and ckpt["scaler"]["scale"] > 0
+    assert math.isfinite(summary["last"]["train_loss"])
+    train(resume=tmp_path)
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
+
+
+def test_adam_jitter_recipe_trains(tiny_camvid, tmp_path):
+    cfg = config(tiny_camvid, tmp_path, epochs=1, optimizer="adam", lr=1e-3, weight_decay=2e-4,
+                 no_decay_norm=True, color_jitter="0.3,0.3,0.3,0.05", scale_range="0.5,2.0", warmup_epochs=0.5,
+                 label_smoothing=0.1)
+    assert cfg.color_jitter == (0.3, 0.3, 0.3, 0.05) and cfg.scale_range == (0.5, 2.0)
+    summary = train(cfg)
+    assert summary["complete"] and math.isfinite(summary["last"]["train_loss"])
+    stored = load_checkpoint(tmp_path / "last.pt")["run_config"]
+    assert stored["optimizer"] == "adam" and stored["color_jitter"] == [0.3, 0.3, 0.3, 0.05]

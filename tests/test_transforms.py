@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from fplnet.data.transforms import (AugmentConfig, AugmentParams, _theta, apply_augment,
-                                    augment_batch, collate_same_size, denormalize, normalize,
+                                    augment_batch, jitter_colors, normalize,
                                     sample_augment_params, sampling_grid)
 
 
@@ -29,7 +29,8 @@ def test_normalize_round_trip():
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     normalized = normalize(images, mean, std)
     assert torch.allclose(normalized[:, 1], (images[:, 1] - 0.456) / 0.224)
-    assert torch.allclose(denormalize(normalized, mean, std), images, atol=1e-6)
+    assert torch.allclose(normalized * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1), images,
+                          atol=1e-6)
     assert normalize(images[0], mean, std).shape == (3, 4, 5)
     with pytest.raises(ValueError, match="expected images"):
         normalize(torch.rand(2, 4, 4, 5), mean, std)
@@ -134,11 +135,37 @@ def test_config_and_shape_errors():
         apply_augment(images, masks[:, :-1], params(4), (8, 8))
 
 
-def test_collate_same_size():
-    images, masks = collate_same_size([(torch.zeros(3, 4, 5), torch.zeros(4, 5))] * 2)
-    assert images.shape == (2, 3, 4, 5) and masks.shape == (2, 4, 5)
-    with pytest.raises(ValueError, match="different sizes"):
-        collate_same_size([(torch.zeros(3, 4, 5), torch.zeros(4, 5)), (torch.zeros(3, 4, 6), torch.zeros(4, 6))])
+def test_color_jitter_changes_colors_only_when_on_and_keeps_masks():
+    images, masks = batch(num=6)
+    plain = AugmentConfig(crop_size=(24, 32), scale_range=(1.0, 1.0), hflip=False)
+    jittered = AugmentConfig(crop_size=(24, 32), scale_range=(1.0, 1.0), hflip=False,
+                             color_jitter=(0.3, 0.3, 0.3, 0.05))
+    base_images, base_masks = augment_batch(images, masks, plain, torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    out_images, out_masks = augment_batch(images, masks, jittered, generator)
+    assert torch.equal(out_masks, base_masks)                       # geometry unchanged
+    assert out_images.min() >= 0 and out_images.max() <= 1
+    changed = (out_images - base_images).abs().flatten(1).mean(1)
+    assert (changed > 1e-3).all()                                   # every sample was jittered
+    again = augment_batch(images, masks, jittered, torch.Generator().manual_seed(1))[0]
+    assert torch.equal(again, out_images)                           # the generator decides everything
+    # All-zero strengths are the same as no jitter: no extra draws, identical output.
+    zero = AugmentConfig(crop_size=(24, 32), scale_range=(1.0, 1.0), hflip=False, color_jitter=(0, 0, 0, 0))
+    assert zero.color_jitter is None
+
+
+def test_color_jitter_brightness_only_is_an_offset():
+    images = torch.full((3, 3, 4, 4), 0.5)
+    out = jitter_colors(images, (0.2, 0, 0, 0), torch.Generator().manual_seed(0))
+    offsets = out[:, :, 0, 0] - 0.5
+    assert torch.allclose(offsets, offsets[:, :1].expand(3, 3), atol=1e-6)   # same shift on all channels
+    assert offsets.abs().max() <= 0.2 + 1e-6
+
+
+@pytest.mark.parametrize("bad", [(0.3, 0.3, 0.3), (-0.1, 0, 0, 0), (0, 0, 0, 0.7), (1.5, 0, 0, 0)])
+def test_color_jitter_rejects_bad_strengths(bad):
+    with pytest.raises(ValueError, match="color_jitter"):
+        AugmentConfig(crop_size=(8, 8), color_jitter=bad)
 
 
 def test_grid_equals_affine_grid():

@@ -30,7 +30,7 @@ import torch
 from .checkpoint import load_model
 from .data.info import DatasetInfo, colorize
 from .data.transforms import normalize
-from .engine.runtime import resolve_device
+from .runtime import resolve_device
 from .fast import InferenceRunner, Variant, fast_variant
 
 ImageLike = Union[str, Path, "PIL.Image.Image", np.ndarray]

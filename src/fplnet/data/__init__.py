@@ -14,7 +14,7 @@ from .class_weights import cached_class_weights, enet_class_weights, pixel_count
 from .folder import FolderDataset
 from .info import (CAMVID, CITYSCAPES, DatasetInfo, colorize, get_info, label_ids_to_train_ids,
                    train_ids_to_label_ids)
-from .transforms import AugmentConfig, augment_batch, collate_same_size, denormalize, normalize
+from .transforms import AugmentConfig, augment_batch, normalize
 
 DATASETS = {
     "cityscapes": CityscapesDataset,
@@ -39,7 +39,7 @@ def build_dataset(name: str, root, split: Optional[str], transform: Optional[Cal
 __all__ = [
     "AugmentConfig", "CAMVID", "CITYSCAPES", "CamVidDataset", "CityscapesDataset", "DATASETS",
     "DatasetError", "DatasetInfo", "FolderDataset", "SegmentationDataset", "augment_batch",
-    "build_dataset", "cached_class_weights", "collate_same_size", "colorize", "denormalize",
+    "build_dataset", "cached_class_weights", "colorize",
     "enet_class_weights", "get_info", "label_ids_to_train_ids", "list_datasets", "normalize",
     "pixel_counts", "train_ids_to_label_ids",
 ]

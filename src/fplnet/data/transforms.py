@@ -14,11 +14,17 @@ off by several pixels at Cityscapes widths (4.5 px measured for a 2048-wide sour
 
 The FPLNet paper gives no augmentation ranges; the default scale range (0.75, 1.5) and random
 flipping are our choice, the common one for Cityscapes and CamVid.
+
+Photometric jitter (``AugmentConfig.color_jitter``, off by default; our addition for CamVid,
+whose sequences differ in light and exposure) changes brightness, contrast, saturation and hue
+per sample with kornia's colour operations, after the geometric resampling. Its factors are drawn
+from the same generator, and only when jitter is on, so runs without it draw exactly the numbers
+they drew before it existed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,20 +43,27 @@ def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return (images - _channel_stats(mean, images)) / _channel_stats(std, images)
 
 
-def denormalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Inverse of ``normalize``: back to [0, 1] (not clipped)."""
-    return images * _channel_stats(std, images) + _channel_stats(mean, images)
-
-
 @dataclass
 class AugmentConfig:
     crop_size: tuple[int, int]                        # (H, W) of the training crops
     scale_range: tuple[float, float] = (0.75, 1.5)    # our choice: the paper gives no range
     hflip: bool = True
+    # (brightness, contrast, saturation, hue) strengths as in torchvision's ColorJitter: factors
+    # U(1 - s, 1 + s) for the first three (brightness as an additive offset of U(-s, s)), a hue
+    # shift of U(-s, s) turns (s <= 0.5). None or all zero: no photometric change.
+    color_jitter: Optional[tuple[float, float, float, float]] = None
 
     def __post_init__(self):
         self.crop_size = tuple(int(v) for v in self.crop_size)
         self.scale_range = tuple(float(v) for v in self.scale_range)
+        if self.color_jitter is not None:
+            self.color_jitter = tuple(float(v) for v in self.color_jitter)
+            if len(self.color_jitter) != 4 or min(self.color_jitter) < 0 or max(self.color_jitter[:3]) > 1 \
+                    or self.color_jitter[3] > 0.5:
+                raise ValueError("color_jitter must be [brightness, contrast, saturation, hue] with the first "
+                                 f"three in [0, 1] and hue in [0, 0.5], got {list(self.color_jitter)}")
+            if not any(self.color_jitter):
+                self.color_jitter = None
         if len(self.crop_size) != 2 or min(self.crop_size) < 1:
             raise ValueError(f"crop_size must be (H, W) with positive sides, got {self.crop_size}")
         low, high = self.scale_range
@@ -164,20 +177,28 @@ def augment_batch(images_uint8: torch.Tensor, masks_uint8: torch.Tensor, cfg: Au
     """
     num, _, height, width = images_uint8.shape
     params = sample_augment_params(num, height, width, cfg, generator)
-    return apply_augment(images_uint8, masks_uint8, params, cfg.crop_size)
-
-
-def collate_same_size(samples: Sequence[tuple[torch.Tensor, torch.Tensor]]
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (image, mask) pairs into a batch; also usable as a DataLoader ``collate_fn``.
-
-    Batched augmentation needs one size per batch. Cityscapes and CamVid are fixed-size; for a
-    folder of mixed sizes, load it resized (``load_all_uint8(size=(H, W))``).
-    """
-    sizes = sorted({tuple(image.shape[-2:]) for image, _ in samples})
-    if len(sizes) > 1:
-        raise ValueError(f"cannot batch images of different sizes {sizes[:5]}; load the dataset "
-                         "with a fixed size (load_all_uint8(size=(H, W))) or use batch size 1")
-    images = torch.stack([image for image, _ in samples])
-    masks = torch.stack([mask for _, mask in samples])
+    images, masks = apply_augment(images_uint8, masks_uint8, params, cfg.crop_size)
+    if cfg.color_jitter is not None:
+        images = jitter_colors(images, cfg.color_jitter, generator)
     return images, masks
+
+
+def jitter_colors(images: torch.Tensor, strengths: Sequence[float], generator: torch.Generator) -> torch.Tensor:
+    """Per-sample brightness, contrast, saturation and hue changes of float images in [0, 1]
+    (N, 3, H, W), in that fixed order, clipped to [0, 1]; see ``AugmentConfig.color_jitter``.
+    Contrast blends with each image's mean grey, as torchvision's ColorJitter does."""
+    import kornia.enhance as enhance  # imported here: only runs with jitter need it
+
+    num = images.shape[0]
+    brightness, contrast, saturation, hue = strengths
+
+    def symmetric(strength: float) -> torch.Tensor:  # U(-strength, strength), one per sample
+        draw = torch.rand(num, generator=generator, device=generator.device, dtype=torch.float64)
+        return ((2 * draw - 1) * strength).float().to(images.device)
+
+    images = enhance.adjust_brightness(images, symmetric(brightness), clip_output=True)
+    images = enhance.adjust_contrast_with_mean_subtraction(images, 1 + symmetric(contrast))
+    images = enhance.adjust_saturation(images, 1 + symmetric(saturation))
+    # kornia's hue shift is in radians: one full turn is 2 pi.
+    images = enhance.adjust_hue(images, symmetric(hue) * 2 * torch.pi)
+    return images.clamp_(0, 1)

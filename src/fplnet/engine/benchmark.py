@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from ..complexity import count_macs, count_params
 from ..fast import InferenceRunner, Variant, fast_variant, keep_freed_memory
 from ..models import create_model, list_models
-from .runtime import parse_size, resolve_device
+from ..runtime import parse_size, resolve_device
 
 DEFAULT_MODELS = "fplnet,espnet,enet,erfnet,cgnet"
 

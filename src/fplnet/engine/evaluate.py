@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..data import build_dataset
 from ..data.transforms import normalize
 from ..metrics import ConfusionMatrix
-from .runtime import autocast, parse_size, resolve_device
+from ..runtime import autocast, parse_size, resolve_device
 
 
 @torch.inference_mode()

@@ -28,7 +28,7 @@ from torch import nn
 from .. import __version__
 from ..checkpoint import load_model
 from ..fast import find_conv_bn_pairs, fold_batchnorm
-from .runtime import parse_size
+from ..runtime import parse_size
 
 EXPORT_FORMAT = "fplnet-export/1"
 INPUT_NAME, OUTPUT_NAME = "image", "logits"

@@ -1,34 +1,43 @@
-"""`fplnet train`: the paper's recipe (Section IV-B) for any registered model.
+"""`fplnet train`: the paper's recipe (Section IV-B) for any registered model, plus the recipe
+options our CamVid trials measure (docs/recipe.md).
 
-SGD (momentum 0.9, weight decay 5e-4), lr 4.5e-2 with poly decay (power 0.9) stepped every
-iteration, cross-entropy with ENet class weights w = 1 / ln(1.02 + p) ignoring 255, random
-flip / scale / crop. FPLNet trains in two stages: ``fplnet_encoder`` first, then ``fplnet``
-with ``init_from`` pointing at the encoder checkpoint (its encoder weights are copied).
+The paper's recipe, the default: SGD (momentum 0.9, weight decay 5e-4), lr 4.5e-2 with poly decay
+(power 0.9) stepped every iteration, cross-entropy with ENet class weights w = 1 / ln(1.02 + p)
+ignoring 255, random flip / scale / crop. FPLNet trains in two stages: ``fplnet_encoder`` first,
+then ``fplnet`` with ``init_from`` pointing at the encoder checkpoint (its encoder weights are
+copied). Options beyond the paper, all off by default: ``optimizer`` adam / adamw, no weight decay
+on normalisation, PReLU and bias parameters (``no_decay_norm``), photometric ``color_jitter``,
+``label_smoothing`` and a linear ``warmup_epochs``.
 
 Speed: the training split is decoded once and kept in memory as uint8 (on the GPU when it
 fits), and each batch is augmented with a handful of tensor ops (``data.transforms``), so no
 loader workers are involved and a CUDA step needs no host round trip.
 
-Reproducibility and resume: the sample order of epoch e comes from ``DistributedSampler``
-(seed, ``set_epoch(e)``) and the augmentation draws from a generator seeded by (seed, epoch,
-rank) whose state is saved in every checkpoint. Resuming restores the model, optimizer,
-scheduler, epoch, step within the epoch and that generator state, so 2 epochs straight and
-1 + 1 resumed give the same weights on CPU.
+Run folders and resume (``engine.run_folder``): a run owns its folder (lock file, refuses a folder
+holding another run unless ``overwrite``). ``--resume`` takes the run's own resolved config from
+its checkpoint and writes into the checkpoint's folder; flags that would change the optimisation
+trajectory are refused, harmless ones (``RESUME_MAY_CHANGE``) are applied and logged.
+
+Reproducibility: the sample order of epoch e comes from ``DistributedSampler`` (seed,
+``set_epoch(e)``) and the augmentation draws from a generator seeded by (seed, epoch, rank) whose
+state is saved in every checkpoint. Resuming restores the model, optimizer, scheduler, epoch,
+step within the epoch and that generator state, so 2 epochs straight and 1 + 1 resumed give the
+same weights on CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
-import csv
 import dataclasses
 import math
 import os
+import re
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.distributed as dist
@@ -37,12 +46,15 @@ from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 
 from ..checkpoint import atomic_save, describe, load_checkpoint
-from ..data import build_dataset
+from ..data import DATASETS, build_dataset
 from ..data.class_weights import cached_class_weights
 from ..data.transforms import AugmentConfig, augment_batch, normalize
-from ..models import create_model
+from ..models import create_model, list_models
+from ..provenance import git_commit
+from ..runtime import Distributed, autocast, parse_size
 from .evaluate import evaluate
-from .runtime import Distributed, autocast, parse_size
+from .run_folder import (RunLock, RunLog, claim_for_new_run, default_run_folder,
+                         write_text_atomic)
 
 
 @dataclass
@@ -55,13 +67,18 @@ class TrainConfig:
     val_split: Optional[str] = "val"            # None: no validation
     epochs: int = 100
     batch_size: int = 8                          # per process
+    optimizer: str = "sgd"                       # sgd (the paper) | adam | adamw
     lr: float = 4.5e-2
-    momentum: float = 0.9
+    momentum: float = 0.9                        # SGD momentum; Adam's beta1 stays 0.9
     weight_decay: float = 5e-4
+    no_decay_norm: bool = False                  # no weight decay on BN, PReLU and bias parameters
     poly_power: float = 0.9
+    warmup_epochs: float = 0.0                   # linear warm-up, then the poly decay
+    label_smoothing: float = 0.0
     crop_size: tuple = (360, 480)                # H, W of training crops
     scale_range: tuple = (0.75, 1.5)             # our choice: the paper names scaling but no range
     hflip: bool = True
+    color_jitter: Optional[tuple] = None         # (brightness, contrast, saturation, hue); None: off
     train_size: Optional[tuple] = None           # resize originals first (Cityscapes: 512x1024)
     eval_size: Optional[tuple] = None            # network input size at evaluation (None: native)
     class_weights: str = "enet"                  # "enet" | "none"
@@ -72,7 +89,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"                            # auto | none | bf16 | fp16
     channels_last: Optional[bool] = None         # None: auto (True on CUDA and CPU, see docs/benchmarks.md)
-    output: str = "runs/train"
+    output: Optional[str] = None                 # None: runs/<model>_<dataset>_<timestamp>
     save_every_minutes: float = 10.0             # mid-epoch checkpoints, so a killed run loses little
     time_budget_minutes: Optional[float] = None  # shorten `epochs` to fit this wall time (measured)
     log_every: int = 10
@@ -88,10 +105,58 @@ class TrainConfig:
 
 
 SIZE_FIELDS = ("crop_size", "train_size", "eval_size")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+AMP_MODES = ("auto", "none", "bf16", "fp16")
+# What a resumed run may change: none of these moves the optimisation trajectory (device, amp and
+# channels_last change rounding only; data_root lets a run move between machines).
+RESUME_MAY_CHANGE = ("data_root", "device", "amp", "channels_last", "output", "save_every_minutes",
+                     "time_budget_minutes", "log_every", "tensorboard", "val_every", "eval_batch_size",
+                     "notes", "init_from")
+
+
+class ConfigError(ValueError):
+    """A config value or flag that cannot work; the message names the flag and what is allowed."""
+
+
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Check every value before any work starts (ConfigError naming the flag)."""
+    def require(ok: bool, key: str, allowed: str):
+        if not ok:
+            raise ConfigError(f"{flag(key)} {getattr(cfg, key)!r}: {allowed}")
+
+    require(cfg.model in list_models(), "model", f"must be one of {', '.join(list_models())}")
+    require(cfg.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}")
+    for key in ("epochs", "batch_size", "val_every", "eval_batch_size", "log_every"):
+        value = getattr(cfg, key)
+        require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, key,
+                "must be a positive integer")
+    require(cfg.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+    require(cfg.amp in AMP_MODES, "amp", f"must be one of {', '.join(AMP_MODES)}")
+    require(cfg.class_weights in ("enet", "none"), "class_weights", "must be enet or none")
+    require(isinstance(cfg.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,
+            "device", "must be auto, cpu, cuda or cuda:N")
+    for key in ("lr", "poly_power"):
+        require(math.isfinite(getattr(cfg, key)) and getattr(cfg, key) > 0, key, "must be a positive number")
+    for key in ("momentum", "label_smoothing"):
+        require(0 <= getattr(cfg, key) < 1, key, "must be in [0, 1)")
+    for key in ("weight_decay", "warmup_epochs", "save_every_minutes"):
+        require(math.isfinite(getattr(cfg, key)) and getattr(cfg, key) >= 0, key, "must be a number >= 0")
+    require(cfg.time_budget_minutes is None or cfg.time_budget_minutes > 0, "time_budget_minutes",
+            "must be a positive number of minutes")
+    require(cfg.warmup_epochs <= cfg.epochs, "warmup_epochs", f"must not exceed --epochs ({cfg.epochs})")
+    try:
+        AugmentConfig(crop_size=cfg.crop_size, scale_range=cfg.scale_range, hflip=cfg.hflip,
+                      color_jitter=cfg.color_jitter)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"augmentation: {err} (flags --crop-size, --scale-range, --color-jitter)") from None
 
 
 def load_config(path: Optional[str], overrides: dict) -> TrainConfig:
-    """YAML file, then non-None ``overrides`` on top; unknown keys are an error."""
+    """YAML file, then non-None ``overrides`` on top; unknown keys and bad values are errors."""
     values: dict = {}
     if path:
         if not Path(path).exists():
@@ -99,37 +164,72 @@ def load_config(path: Optional[str], overrides: dict) -> TrainConfig:
         with open(path) as fh:
             values = yaml.safe_load(fh) or {}
         if not isinstance(values, dict):
-            raise ValueError(f"config file {path} must be a mapping of key: value")
+            raise ConfigError(f"config file {path} must be a mapping of key: value")
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if str(values.get("val_split", "")).lower() in ("none", "null"):
-        values["val_split"] = None
-    if values.get("init_from") in ("none", "null", ""):
-        values["init_from"] = None
+    for key in ("val_split", "init_from", "color_jitter"):
+        if str(values.get(key, "")).lower() in ("none", "null", "off"):
+            values[key] = None
     unknown = sorted(set(values) - set(TrainConfig.fields()))
     if unknown:
-        raise ValueError(f"unknown config keys {unknown} in {path or 'flags'}; valid keys: {TrainConfig.fields()}")
+        raise ConfigError(f"unknown config keys {unknown} in {path or 'flags'}; valid keys: {TrainConfig.fields()}")
     for key in SIZE_FIELDS:
         if values.get(key) is not None:
-            values[key] = parse_size(values[key])
-    if "scale_range" in values:
-        values["scale_range"] = tuple(float(v) for v in values["scale_range"])
-    return TrainConfig(**values)
+            try:
+                values[key] = parse_size(values[key])
+            except ValueError as err:
+                raise ConfigError(f"{flag(key)}: {err}") from None
+    for key, length in (("scale_range", 2), ("color_jitter", 4)):
+        if values.get(key) is not None:
+            values[key] = _float_tuple(values[key], key, length)
+    cfg = TrainConfig(**values)
+    validate_config(cfg)
+    return cfg
+
+
+def _float_tuple(value, key: str, length: int) -> tuple:
+    """[0.5, 2.0] or "0.5,2.0" -> (0.5, 2.0)."""
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        numbers = tuple(float(v) for v in items)
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) != length:
+        raise ConfigError(f"{flag(key)} {value!r}: expected {length} comma-separated numbers")
+    return numbers
+
+
+def resumed_config(ckpt: dict, checkpoint_path: Path, requested: dict) -> tuple[TrainConfig, dict]:
+    """The run's own config from its checkpoint, with the ``requested`` values (non-None) that
+    may change applied; any other requested value that differs from the run's is refused.
+    Returns the config and ``{key: (old, new)}`` for what changed."""
+    stored = dict(ckpt.get("run_config") or {})
+    if not stored:
+        raise ConfigError(f"--resume {checkpoint_path}: the checkpoint holds no run config (not written by "
+                          "`fplnet train`); start a new run with --init-from instead")
+    stored["output"] = str(checkpoint_path.parent)   # the run's folder, wherever it lives now
+    own = load_config(None, stored)
+    merged = load_config(None, {**stored, **{k: v for k, v in requested.items() if v is not None}})
+    before, after = own.to_dict(), merged.to_dict()
+    changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    refused = [k for k in changed if k not in RESUME_MAY_CHANGE or k == "output"]
+    if refused:
+        key = refused[0]
+        raise ConfigError(f"{flag(key)} {after[key]!r} differs from the resumed run's {before[key]!r}; a resumed "
+                          f"run keeps its settings ({checkpoint_path.parent}/config.yaml). Drop the flag, or "
+                          "start a new run (with --init-from to start from these weights)")
+    return merged, changed
 
 
 class TrainingDiverged(RuntimeError):
     pass
 
 
-def poly_lambda(total_iters: int, power: float):
-    return lambda it: max(0.0, 1.0 - it / max(1, total_iters)) ** power
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
+def schedule_lambda(total_iters: int, power: float, warmup_iters: int = 0):
+    """Poly decay over ``total_iters``, times a linear ramp over the first ``warmup_iters``."""
+    def factor(it: int) -> float:
+        ramp = min(1.0, (it + 1) / warmup_iters) if warmup_iters else 1.0
+        return ramp * max(0.0, 1.0 - it / max(1, total_iters)) ** power
+    return factor
 
 
 def load_split_in_memory(dataset, size: Optional[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,33 +263,85 @@ def default_amp(device: torch.device) -> str:
     return "bf16" if device.type == "cuda" else "none"
 
 
+def parameter_groups(model: nn.Module, weight_decay: float, no_decay_norm: bool) -> list[dict]:
+    """One group, or two when ``no_decay_norm``: parameters with at most one dimension (BN scale and
+    shift, PReLU slopes, biases) get no weight decay. Decay pulls a BN scale or a PReLU slope
+    towards 0, which changes what the layer computes rather than regularising it."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not no_decay_norm:
+        return [{"params": params, "weight_decay": weight_decay}]
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam's ``weight_decay`` is the L2 penalty of the public ENet-class CamVid recipes; AdamW's
+    is decoupled (Loshchilov and Hutter 2019)."""
+    groups = parameter_groups(model, cfg.weight_decay, cfg.no_decay_norm)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    optimizer_class = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+    return optimizer_class(groups, lr=cfg.lr)
+
+
+@dataclass
+class ResumePoint:
+    """Where an interruption resumes: before the step that did not finish, generator untouched."""
+    epoch: int = 0
+    step: int = 0
+    generator: Optional[torch.Tensor] = None
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: Optional[str] = None):
+    def __init__(self, cfg: TrainConfig, resume: Optional[Union[str, Path]] = None, overwrite: bool = False,
+                 resume_changes: Optional[dict] = None):
+        validate_config(cfg)
+        self.resume_changes = resume_changes or {}
         self.cfg = cfg
         self.dist = Distributed(cfg.device)
         self.device = self.dist.device
-        self.out = Path(cfg.output)
-        self.git_commit = git_commit()  # once per run, not at every checkpoint save
-        self.amp = default_amp(self.device) if cfg.amp == "auto" else cfg.amp
-        self.channels_last = True if cfg.channels_last is None else cfg.channels_last
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-        else:
-            # Reusing freed pages instead of faulting them in again made a CPU training step
-            # about 20% faster (docs/benchmarks.md, CPU training step).
-            from ..fast import keep_freed_memory
-            keep_freed_memory()
-        self._setup_data()
-        self._setup_model(initialise=resume is None)  # a resumed run reloads everything from its checkpoint
-        self.start_epoch, self.start_step, self.best_miou, self.saved_generator = 0, 0, -1.0, None
-        self.history: list[dict] = []
-        if resume:
-            self._resume(resume)
-        elif cfg.time_budget_minutes:
-            self._fit_time_budget()
+        self.out = self._run_folder(cfg)
+        cfg.output = str(self.out)
+        self.log = RunLog(self.out, self.dist.is_main, cfg.tensorboard)
+        self.lock = RunLock(self.out).acquire() if self.dist.is_main else None
+        try:
+            if self.dist.is_main and resume is None:
+                claim_for_new_run(self.out, overwrite)
+            self.git_commit = git_commit()  # once per run, not at every checkpoint save
+            self.amp = default_amp(self.device) if cfg.amp == "auto" else cfg.amp
+            self.channels_last = True if cfg.channels_last is None else cfg.channels_last
+            if self.device.type == "cuda":
+                torch.backends.cudnn.benchmark = True
+            self._setup_data()
+            self._setup_model(initialise=resume is None)  # a resumed run reloads everything from its checkpoint
+            self.resume_point = ResumePoint()
+            self.best_miou, self.wall_seconds = -1.0, 0.0
+            self.history: list[dict] = []
+            if resume is not None:
+                self._resume(Path(resume))
+            elif cfg.time_budget_minutes:
+                self._fit_time_budget()
+        except BaseException:
+            self.close()
+            raise
         self._stop_requested = False
 
+    def close(self):
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        self.log.close()
+
     # --- set-up ---------------------------------------------------------------------------------
+    def _run_folder(self, cfg: TrainConfig) -> Path:
+        """``cfg.output``, or a new ``runs/<model>_<dataset>_<timestamp>`` (the same on every rank)."""
+        if cfg.output:
+            return Path(cfg.output)
+        name = [str(default_run_folder(cfg.model, cfg.dataset))]
+        if self.dist.enabled:
+            dist.broadcast_object_list(name, src=0)
+        return Path(name[0])
+
     def _setup_data(self):
         cfg = self.cfg
         train_ds = build_dataset(cfg.dataset, cfg.data_root, cfg.train_split)
@@ -204,20 +356,18 @@ class Trainer:
         if cfg.val_split:
             val_ds = build_dataset(cfg.dataset, cfg.data_root, cfg.val_split)
             self.val_images, self.val_masks = val_ds.load_all_uint8()
+        self.class_weights = None
         if cfg.class_weights == "enet":
             cache = Path(os.environ.get("FPLNET_CACHE", Path.home() / ".cache" / "fplnet"))
             self.class_weights = cached_class_weights(train_ds, cache).float().to(self.device)
-        elif cfg.class_weights == "none":
-            self.class_weights = None
-        else:
-            raise ValueError(f"class_weights must be 'enet' or 'none', not {cfg.class_weights!r}")
         self.sampler = DistributedSampler(range(len(self.images)), num_replicas=self.dist.world_size,
                                           rank=self.dist.rank, shuffle=True, seed=cfg.seed, drop_last=True)
         self.steps_per_epoch = len(self.sampler) // cfg.batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"batch size {cfg.batch_size} x {self.dist.world_size} process(es) is larger than "
-                             f"the {len(self.images)} training images; lower --batch-size")
-        self.aug = AugmentConfig(crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range), hflip=cfg.hflip)
+            raise ConfigError(f"--batch-size {cfg.batch_size} x {self.dist.world_size} process(es) is larger than "
+                              f"the {len(self.images)} training images; lower --batch-size")
+        self.aug = AugmentConfig(crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range), hflip=cfg.hflip,
+                                 color_jitter=cfg.color_jitter)
 
     def _setup_model(self, initialise: bool = True):
         cfg = self.cfg
@@ -240,15 +390,19 @@ class Trainer:
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         else:
             self.ddp = model
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
+        self.optimizer = build_optimizer(self.model, cfg)
+        # fp16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
         self.total_iters = cfg.epochs * self.steps_per_epoch
-        self.scheduler = self._poly_scheduler()
-        self.criterion = nn.CrossEntropyLoss(weight=self.class_weights, ignore_index=self.info.ignore_index)
+        self.scheduler = self._lr_scheduler()
+        self.criterion = nn.CrossEntropyLoss(weight=self.class_weights, ignore_index=self.info.ignore_index,
+                                             label_smoothing=cfg.label_smoothing)
 
-    def _poly_scheduler(self):
-        """Poly decay over ``self.total_iters``, stepped every iteration."""
-        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, poly_lambda(self.total_iters, self.cfg.poly_power))
+    def _lr_scheduler(self):
+        """Warm-up then poly decay over ``self.total_iters``, stepped every iteration."""
+        warmup = round(self.cfg.warmup_epochs * self.steps_per_epoch)
+        return torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, schedule_lambda(self.total_iters, self.cfg.poly_power, warmup))
 
     def _fit_time_budget(self):
         """Shrink ``epochs`` so the run fits the time budget, from timed steps on a throwaway copy."""
@@ -270,20 +424,21 @@ class Trainer:
         val_images = 0 if self.val_images is None else len(self.val_images) / self.dist.world_size
         # An evaluation image costs about a third of a training image (forward only).
         epoch_s = self.steps_per_epoch * step + val_images / cfg.batch_size * step / 3 / max(1, cfg.val_every)
-        # 0.85: on the H100 run the probe underestimated the real epoch time (Python overhead, validation, a second process sharing the GPU) by about 20 %.
+        # 0.85: on the H100 run the probe underestimated the real epoch time (Python overhead,
+        # validation, a second process sharing the GPU) by about 20 %.
         fit = max(1, int(cfg.time_budget_minutes * 60 * 0.85 / epoch_s))
         if self.dist.enabled:  # every rank must agree on the schedule
             t = torch.tensor([fit], device=self.device)
             dist.all_reduce(t, op=dist.ReduceOp.MIN)
             fit = int(t.item())
         if fit < cfg.epochs:
-            self._log(f"time budget {cfg.time_budget_minutes:g} min at {step * 1000:.0f} ms/step: "
-                      f"{fit} epochs instead of {cfg.epochs}")
+            self.log.print(f"time budget {cfg.time_budget_minutes:g} min at {step * 1000:.0f} ms/step: "
+                           f"{fit} epochs instead of {cfg.epochs}")
             cfg.notes = (cfg.notes + f" epochs set to {fit} (from {cfg.epochs}) by time_budget_minutes="
                          f"{cfg.time_budget_minutes:g} at {step * 1000:.1f} ms/step").strip()
             cfg.epochs = fit
             self.total_iters = fit * self.steps_per_epoch
-            self.scheduler = self._poly_scheduler()
+            self.scheduler = self._lr_scheduler()
 
     # --- one step -------------------------------------------------------------------------------
     def _batch(self, idx: torch.Tensor, gen: torch.Generator):
@@ -299,57 +454,63 @@ class Trainer:
             logits = model(images)
         return self.criterion(logits.float(), masks)
 
+    def train_step(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        loss = self._loss(self.ddp, *self._batch(idx, gen))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach()
+
     # --- checkpoints ----------------------------------------------------------------------------
-    def _state(self, epoch: int, step: int, generator_state: Optional[torch.Tensor], metrics: dict) -> dict:
+    def _state(self, point: ResumePoint, metrics: dict) -> dict:
         ckpt = describe(self.model, self.cfg.model, self.info.to_dict())
         ckpt.update({
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "epoch": epoch, "step": step, "total_iters": self.total_iters,
-            "generator": generator_state,
+            "scaler": self.scaler.state_dict(),
+            "epoch": point.epoch, "step": point.step, "total_iters": self.total_iters,
+            "generator": point.generator,
             "best_miou": self.best_miou, "metrics": metrics, "history": self.history,
+            "wall_seconds": round(self.wall_seconds, 1),
             "run_config": self.cfg.to_dict(), "eval_size": None if self.cfg.eval_size is None else list(self.cfg.eval_size),
             "git_commit": self.git_commit, "torch_version": str(torch.__version__),
         })
         return ckpt
 
-    def save(self, name: str, epoch: int, step: int, generator_state=None, metrics=None):
+    def save(self, name: str, point: ResumePoint, metrics: Optional[dict] = None):
         if self.dist.is_main:
-            atomic_save(self._state(epoch, step, generator_state, metrics or {}), self.out / f"{name}.pt")
+            atomic_save(self._state(point, metrics or {}), self.out / f"{name}.pt")
 
-    def _resume(self, path: str):
+    def _resume(self, path: Path):
         ckpt = load_checkpoint(path, map_location="cpu")
         if ckpt["model_name"] != self.cfg.model:
-            raise ValueError(f"--resume {path} holds model {ckpt['model_name']!r} but the config trains "
-                             f"{self.cfg.model!r}; resume with the run's own config ({Path(path).parent}/config.yaml)")
+            raise ConfigError(f"--resume {path} holds model {ckpt['model_name']!r} but the config trains "
+                              f"{self.cfg.model!r}; resume with the run's own config ({path.parent}/config.yaml)")
+        if int(ckpt["num_classes"]) != self.info.num_classes:
+            raise ConfigError(f"--resume {path} has {ckpt['num_classes']} classes but {self.cfg.dataset} under "
+                              f"{self.cfg.data_root} has {self.info.num_classes}; point --data-root at the data "
+                              "the run was trained on")
         self.model.load_state_dict(ckpt["state_dict"])
         self.total_iters = ckpt["total_iters"]
         self.cfg.epochs = math.ceil(self.total_iters / self.steps_per_epoch)
         # The scheduler first: building a LambdaLR resets the optimizer's lr to lambda(0), and
         # loading the optimizer state afterwards puts back the lr of the interrupted iteration.
-        self.scheduler = self._poly_scheduler()
+        self.scheduler = self._lr_scheduler()
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.start_epoch, self.start_step = ckpt["epoch"], ckpt["step"]
-        self.saved_generator = ckpt["generator"]
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.resume_point = ResumePoint(ckpt["epoch"], ckpt["step"], ckpt["generator"])
         self.best_miou = ckpt.get("best_miou", -1.0)
+        self.wall_seconds = float(ckpt.get("wall_seconds", 0.0))
         self.history = list(ckpt.get("history", []))
-        self._log(f"resumed {path}: epoch {self.start_epoch}, step {self.start_step}, "
-                  f"iteration {self.scheduler.last_epoch} of {self.total_iters}")
-
-    # --- logging --------------------------------------------------------------------------------
-    def _log(self, text: str):
-        if self.dist.is_main:
-            print(text, flush=True)
-
-    def _write_csv(self, row: dict):
-        path = self.out / "log.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        self.log.restart_csv(self.history)
+        self.log.print(f"resumed {path}: epoch {ckpt['epoch']}, step {ckpt['step']}, "
+                       f"iteration {self.scheduler.last_epoch} of {self.total_iters}")
+        for key, (old, new) in self.resume_changes.items():
+            self.log.print(f"resume: {flag(key)} changed from {old!r} to {new!r}")
 
     # --- the loop -------------------------------------------------------------------------------
     def _epoch_generator(self, epoch: int) -> torch.Generator:
@@ -367,114 +528,124 @@ class Trainer:
         result = matrix.compute()
         return {"val_miou": float(result["miou"]) * 100, "val_pixel_acc": float(result["pixel_accuracy"]) * 100}
 
-    def _request_stop(self, signum, frame):
-        self._stop_requested = True
+    def _check_finite(self, value: float, epoch: int, step: int):
+        if math.isfinite(value):
+            return
+        last = self.out / "last.pt"
+        kept = (f"the last good checkpoint {last} (epoch {load_checkpoint(last)['epoch']}) is untouched"
+                if last.exists() else "no checkpoint had been written yet")
+        raise TrainingDiverged(f"loss became {value} at epoch {epoch + 1}, step {step + 1}; {kept}. "
+                               "Lower --lr or check the labels.")
 
-    def fit(self) -> dict:
-        cfg = self.cfg
-        if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            with open(self.out / "config.yaml", "w") as fh:
-                yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
-        writer = None
-        if cfg.tensorboard and self.dist.is_main:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                writer = SummaryWriter(str(self.out / "tensorboard"))
-            except ImportError:
-                writer = None
-        self._log(f"training {cfg.model} on {cfg.dataset}/{cfg.train_split}: {len(self.images)} images, "
-                  f"{self.steps_per_epoch} steps x {cfg.epochs} epochs, batch {cfg.batch_size} x "
-                  f"{self.dist.world_size}, device {self.device}, amp {self.amp}, channels_last {self.channels_last}"
-                  + (f", init {self.init_note}" if self.init_note else ""))
-        previous = signal.signal(signal.SIGTERM, self._request_stop) if self.dist.is_main else None
-        last_save = time.monotonic()
-        metrics: dict = {}
-        epoch, step, gen = self.start_epoch, self.start_step, None
-        resume_point = (self.start_epoch, self.start_step, self.saved_generator)
+    @contextlib.contextmanager
+    def _stop_on_sigterm(self):
+        """SIGTERM finishes the current step, saves, and stops like Ctrl-C (main process only)."""
+        def request_stop(signum, frame):
+            self._stop_requested = True
+        previous = signal.signal(signal.SIGTERM, request_stop) if self.dist.is_main else None
         try:
-            for epoch in range(self.start_epoch, cfg.epochs):
-                self.sampler.set_epoch(epoch)
-                order = torch.tensor(list(self.sampler))
-                gen = self._epoch_generator(epoch)
-                first = 0
-                if epoch == self.start_epoch and self.saved_generator is not None:
-                    gen.set_state(self.saved_generator)
-                    first = self.start_step
-                running = torch.zeros((), device=self.device)
-                t0, seen = time.perf_counter(), 0
-                progress = self._progress(epoch, first)
-                for step in range(first, self.steps_per_epoch):
-                    # Where an interruption during this step resumes: before it, with the generator untouched.
-                    resume_point = (epoch, step, gen.get_state())
-                    idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                    loss = self._loss(self.ddp, *self._batch(idx, gen))
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    running += loss.detach()
-                    resume_point = (epoch, step + 1, gen.get_state())
-                    seen += len(idx) * self.dist.world_size
-                    if (step + 1) % cfg.log_every == 0 or step + 1 == self.steps_per_epoch:
-                        avg = running.item() / (step + 1 - first)  # the only host sync, every log_every steps
-                        if not math.isfinite(avg):
-                            raise TrainingDiverged(
-                                f"loss became {avg} at epoch {epoch + 1}, step {step + 1}; the last good checkpoint "
-                                f"{self.out / 'last.pt'} is untouched. Lower --lr or check the labels.")
-                        if progress is not None:
-                            rate = seen / (time.perf_counter() - t0)
-                            progress.set_postfix(loss=f"{avg:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
-                                                 img_s=f"{rate:.1f}")
-                    if progress is not None:
-                        progress.update(1)
-                    if self._stop_requested:
-                        raise KeyboardInterrupt
-                    if time.monotonic() - last_save > cfg.save_every_minutes * 60:
-                        self.save("last", *resume_point, metrics)
-                        last_save = time.monotonic()
-                if progress is not None:
-                    progress.close()
-                epoch_time = time.perf_counter() - t0
-                train_loss = running.item() / max(1, self.steps_per_epoch - first)
-                metrics = {"epoch": epoch + 1, "iteration": self.scheduler.last_epoch,
-                           "lr": self.scheduler.get_last_lr()[0], "train_loss": train_loss,
-                           "epoch_seconds": round(epoch_time, 2), "img_per_s": round(seen / epoch_time, 2),
-                           "val_miou": "", "val_pixel_acc": ""}
-                if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
-                    metrics.update(self.validate())
-                self.history.append(metrics)
-                best = metrics["val_miou"] != "" and metrics["val_miou"] > self.best_miou
-                if best:
-                    self.best_miou = metrics["val_miou"]
-                # Epoch done: resume starts the next epoch with a fresh generator.
-                self.save("last", epoch + 1, 0, None, metrics)
-                resume_point = (epoch + 1, 0, None)
-                last_save = time.monotonic()
-                if best:
-                    self.save("best", epoch + 1, 0, None, metrics)
-                if self.dist.is_main:
-                    self._write_csv(metrics)
-                    if writer is not None:
-                        for key in ("train_loss", "lr", "val_miou", "img_per_s"):
-                            if metrics[key] != "":
-                                writer.add_scalar(key, metrics[key], epoch + 1)
-                    val = f", val mIoU {metrics['val_miou']:.2f}" if metrics["val_miou"] != "" else ""
-                    self._log(f"epoch {epoch + 1}/{cfg.epochs}: loss {train_loss:.4f}{val}, "
-                              f"{metrics['img_per_s']:.1f} img/s")
-        except KeyboardInterrupt:
-            self.save("last", *resume_point, metrics)
-            self._log(f"interrupted: state saved to {self.out / 'last.pt'}; continue with --resume {self.out / 'last.pt'}")
-            raise
+            yield
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
-            if writer is not None:
-                writer.close()
-        summary = {"output": str(self.out), "epochs": cfg.epochs, "best_val_miou": self.best_miou,
-                   "last": metrics}
-        self._log(f"done: last checkpoint {self.out / 'last.pt'}"
-                  + (f", best val mIoU {self.best_miou:.2f}" if self.best_miou >= 0 else ""))
+
+    def train_one_epoch(self, epoch: int) -> dict:
+        """Steps of one epoch from the resume point; returns the epoch's training figures."""
+        cfg = self.cfg
+        self.sampler.set_epoch(epoch)
+        order = torch.tensor(list(self.sampler))
+        gen = self._epoch_generator(epoch)
+        first = 0
+        if epoch == self.resume_point.epoch and self.resume_point.generator is not None:
+            gen.set_state(self.resume_point.generator)
+            first = self.resume_point.step
+        running = torch.zeros((), device=self.device)
+        t0, seen, last_save = time.perf_counter(), 0, time.monotonic()
+        progress = self._progress(epoch, first)
+        for step in range(first, self.steps_per_epoch):
+            self.resume_point = ResumePoint(epoch, step, gen.get_state())
+            running += self.train_step(order[step * cfg.batch_size:(step + 1) * cfg.batch_size], gen)
+            self.resume_point = ResumePoint(epoch, step + 1, gen.get_state())
+            seen += cfg.batch_size * self.dist.world_size
+            if (step + 1) % cfg.log_every == 0 or step + 1 == self.steps_per_epoch:
+                average = running.item() / (step + 1 - first)  # the only host sync, every log_every steps
+                self._check_finite(average, epoch, step)
+                if progress is not None:
+                    progress.set_postfix(loss=f"{average:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
+                                         img_s=f"{seen / (time.perf_counter() - t0):.1f}")
+            if progress is not None:
+                progress.update(1)
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            if time.monotonic() - last_save > cfg.save_every_minutes * 60:
+                self._check_finite(running.item(), epoch, step)  # never save weights that went NaN
+                self.save("last", self.resume_point)
+                last_save = time.monotonic()
+        if progress is not None:
+            progress.close()
+        seconds = time.perf_counter() - t0
+        return {"train_loss": running.item() / max(1, self.steps_per_epoch - first), "seconds": seconds,
+                "img_per_s": seen / seconds}
+
+    def end_epoch(self, epoch: int, stats: dict) -> dict:
+        """Validate when due, save ``last`` (and ``best``), log; returns the epoch's metrics."""
+        cfg = self.cfg
+        metrics = {"epoch": epoch + 1, "iteration": self.scheduler.last_epoch,
+                   "lr": self.scheduler.get_last_lr()[0], "train_loss": stats["train_loss"],
+                   "epoch_seconds": round(stats["seconds"], 2), "img_per_s": round(stats["img_per_s"], 2),
+                   "val_miou": "", "val_pixel_acc": ""}
+        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+            metrics.update(self.validate())
+        self.history.append(metrics)
+        best = metrics["val_miou"] != "" and metrics["val_miou"] > self.best_miou
+        if best:
+            self.best_miou = metrics["val_miou"]
+        self.resume_point = ResumePoint(epoch + 1, 0, None)  # the next epoch starts with a fresh generator
+        self.save("last", self.resume_point, metrics)
+        if best:
+            self.save("best", self.resume_point, metrics)
+        self.log.epoch(metrics)
+        val = f", val mIoU {metrics['val_miou']:.2f}" if metrics["val_miou"] != "" else ""
+        self.log.print(f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['train_loss']:.4f}{val}, "
+                       f"{metrics['img_per_s']:.1f} img/s")
+        return metrics
+
+    def _write_config(self):
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+
+    def fit(self, stop_after_epoch: Optional[int] = None) -> dict:
+        """Train to the end of the schedule, or until ``stop_after_epoch`` epochs are done (the
+        schedule stays that of ``cfg.epochs``; a later ``--resume`` continues it)."""
+        cfg = self.cfg
+        self._write_config()
+        self.log.print(f"training {cfg.model} on {cfg.dataset}/{cfg.train_split} into {self.out}: "
+                       f"{len(self.images)} images, {self.steps_per_epoch} steps x {cfg.epochs} epochs, batch "
+                       f"{cfg.batch_size} x {self.dist.world_size}, {cfg.optimizer} lr {cfg.lr:g}, device "
+                       f"{self.device}, amp {self.amp}, channels_last {self.channels_last}"
+                       + (f", init {self.init_note}" if self.init_note else ""))
+        end = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
+        metrics = dict(self.history[-1]) if self.history else {}
+        with self._stop_on_sigterm():
+            try:
+                for epoch in range(self.resume_point.epoch, end):
+                    started = time.monotonic()
+                    stats = self.train_one_epoch(epoch)
+                    self.wall_seconds += time.monotonic() - started
+                    metrics = self.end_epoch(epoch, stats)
+            except KeyboardInterrupt:
+                self.save("last", self.resume_point, metrics)
+                self.log.print(f"interrupted: state saved to {self.out / 'last.pt'}; continue with "
+                               f"--resume {self.out}")
+                raise
+        summary = {"output": str(self.out), "epochs": cfg.epochs, "epochs_done": self.resume_point.epoch,
+                   "complete": self.resume_point.epoch >= cfg.epochs, "best_val_miou": self.best_miou,
+                   "wall_seconds": round(self.wall_seconds, 1), "last": metrics, "config": cfg.to_dict()}
+        if summary["complete"]:
+            self.log.summary(summary)
+        self.log.print(f"{'done' if summary['complete'] else 'stopped'}: last checkpoint {self.out / 'last.pt'}"
+                       + (f", best val mIoU {self.best_miou:.2f}" if self.best_miou >= 0 else ""))
         return summary
 
     def _progress(self, epoch: int, first: int):
@@ -485,53 +656,106 @@ class Trainer:
                     leave=False, dynamic_ncols=True)
 
 
-def train(cfg: TrainConfig, resume: Optional[str] = None) -> dict:
-    trainer = Trainer(cfg, resume)
+def resume_path(target: Union[str, Path]) -> Path:
+    """``--resume`` accepts a run folder (its ``last.pt``) or a checkpoint file."""
+    path = Path(target)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {target}: no checkpoint at {path}; pass a run folder written by "
+                                "`fplnet train` or its last.pt")
+    return path
+
+
+def train(cfg: Optional[TrainConfig] = None, resume: Optional[Union[str, Path]] = None, overwrite: bool = False,
+          stop_after_epoch: Optional[int] = None, requested: Optional[dict] = None) -> dict:
+    """Run (or resume) a training run. With ``resume``, the config comes from the checkpoint;
+    ``cfg`` (or ``requested``, flag values) may only differ in ``RESUME_MAY_CHANGE``."""
+    changes: dict = {}
+    if resume is not None:
+        path = resume_path(resume)
+        if requested is None and cfg is not None:
+            # A whole config from Python: its folder is the checkpoint's, and the time budget's
+            # note on the schedule belongs to the run.
+            requested = {k: v for k, v in cfg.to_dict().items() if k not in ("output", "notes")}
+        cfg, changes = resumed_config(load_checkpoint(path), path, requested or {})
+        resume = path
+    if cfg is None:
+        raise ValueError("train() needs a config or a run to resume")
+    trainer = Trainer(cfg, resume, overwrite=overwrite, resume_changes=changes)
     try:
-        return trainer.fit()
+        return trainer.fit(stop_after_epoch)
     finally:
+        trainer.close()
         trainer.dist.close()
 
 
 # --- CLI ------------------------------------------------------------------------------------------
 def add_arguments(parser):
+    import argparse
     parser.add_argument("--config", help="YAML recipe (configs/*.yaml); flags below override it")
     parser.add_argument("--data-root", dest="data_root")
     parser.add_argument("--model")
     parser.add_argument("--dataset")
-    parser.add_argument("--train-split", dest="train_split")
-    parser.add_argument("--val-split", dest="val_split")
+    parser.add_argument("--train-split", dest="train_split",
+                        help="CamVid: train, trainval, heldout_train (trainval without sequence 0006R0), "
+                             "trainval_minus_SEQ")
+    parser.add_argument("--val-split", dest="val_split",
+                        help="none, val, heldout_val (sequence 0006R0), sequence_SEQ")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", dest="batch_size", type=int)
+    parser.add_argument("--optimizer", help=f"{' | '.join(OPTIMIZERS)} (default sgd, the paper's)")
     parser.add_argument("--lr", type=float)
+    parser.add_argument("--weight-decay", dest="weight_decay", type=float)
+    parser.add_argument("--no-decay-norm", dest="no_decay_norm", action=argparse.BooleanOptionalAction, default=None,
+                        help="no weight decay on BN, PReLU and bias parameters")
+    parser.add_argument("--warmup-epochs", dest="warmup_epochs", type=float)
+    parser.add_argument("--label-smoothing", dest="label_smoothing", type=float)
     parser.add_argument("--crop-size", dest="crop_size")
+    parser.add_argument("--scale-range", dest="scale_range", help="LOW,HIGH, e.g. 0.5,2.0")
+    parser.add_argument("--color-jitter", dest="color_jitter",
+                        help="BRIGHTNESS,CONTRAST,SATURATION,HUE strengths, e.g. 0.3,0.3,0.3,0.05, or none")
     parser.add_argument("--train-size", dest="train_size")
     parser.add_argument("--eval-size", dest="eval_size")
     parser.add_argument("--init-from", dest="init_from", help="checkpoint whose encoder weights start the run")
     parser.add_argument("--val-every", dest="val_every", type=int)
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", help="auto | cpu | cuda")
-    parser.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"])
-    parser.add_argument("--channels-last", dest="channels_last", action=argparse_bool(), default=None)
-    parser.add_argument("--output", help="run folder for checkpoints and logs")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--amp", help=f"{' | '.join(AMP_MODES)}")
+    parser.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--output", help="run folder (default: runs/<model>_<dataset>_<timestamp>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run already in --output")
     parser.add_argument("--time-budget-minutes", dest="time_budget_minutes", type=float)
     parser.add_argument("--save-every-minutes", dest="save_every_minutes", type=float)
-    parser.add_argument("--tensorboard", action=argparse_bool(), default=None)
-    parser.add_argument("--resume", help="continue a run from its last.pt exactly")
-
-
-def argparse_bool():
-    import argparse
-    return argparse.BooleanOptionalAction
+    parser.add_argument("--log-every", dest="log_every", type=int)
+    parser.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--notes")
+    parser.add_argument("--resume", help="continue a run (its folder or last.pt) with its own settings")
+    parser.add_argument("--stop-after-epoch", dest="stop_after_epoch", type=int,
+                        help="stop (resumably) once this many epochs of the schedule are done")
 
 
 def run(args):
-    overrides = {k: getattr(args, k) for k in TrainConfig.fields() if hasattr(args, k)}
-    cfg = load_config(args.config, overrides)
-    if not cfg.data_root:
-        raise ValueError("no data root: pass --data-root DIR (or set data_root in the config)")
+    flags = {k: getattr(args, k) for k in TrainConfig.fields() if hasattr(args, k)}
+    if args.stop_after_epoch is not None and args.stop_after_epoch < 1:
+        raise ConfigError(f"--stop-after-epoch {args.stop_after_epoch}: must be a positive integer")
+    if args.resume:
+        if args.config or args.overwrite:
+            raise ConfigError(f"--resume continues a run with its own settings; drop "
+                              f"{'--config' if args.config else '--overwrite'}")
+        cfg, requested = None, flags
+    else:
+        cfg, requested = load_config(args.config, flags), None
+        if not cfg.data_root:
+            raise ConfigError("no data root: pass --data-root DIR (or set data_root in the config)")
+    # The trainer allocates and frees large activation buffers every step; keeping freed pages
+    # made a CPU training step about 20 % faster (docs/benchmarks.md). A process-wide malloc
+    # setting, so it is switched on here, for the `fplnet train` process, not by the library.
+    from ..fast import keep_freed_memory
+    keep_freed_memory()
     try:
-        train(cfg, resume=args.resume)
+        train(cfg, resume=args.resume, overwrite=args.overwrite, stop_after_epoch=args.stop_after_epoch,
+              requested=requested)
     except TrainingDiverged as err:
         print(f"fplnet train: {err}", file=sys.stderr)
         return 3
