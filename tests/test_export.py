@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import fplnet.data.info
-from fplnet.checkpoint import load_model
+from fplnet.models import load_model
 from fplnet.cli import main
 from fplnet.engine.export import load_exported, read_metadata
 from fplnet.fast import find_conv_bn_pairs, find_shuffle_deconvs, fold_batchnorm, pixel_shuffle_deconvs

@@ -8,7 +8,7 @@ from PIL import Image
 
 import fplnet.data.info
 from fplnet import Segmenter
-from fplnet.checkpoint import load_model
+from fplnet.models import load_model
 from fplnet.cli import main
 
 from _helpers import CITYSCAPES_SAMPLE, camvid_image, camvid_images, make_checkpoint, normalized

@@ -37,8 +37,14 @@ def test_create_model_pretrained_and_errors():
 def test_pickled_checkpoints_are_refused(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"format": "fplnet-checkpoint/1", "state_dict": {}, "payload": ValueError("pickled")}, bad)
-    with pytest.raises(CheckpointError, match="weights_only"):
+    with pytest.raises(CheckpointError, match="not a valid fplnet checkpoint.*pickled Python objects") as err:
         load_checkpoint(bad)
+    # torch's own advice (retry with weights_only=False, i.e. run the file's code) is never passed on.
+    assert "weights_only=False" not in str(err.value) and "ship_weights.py" in str(err.value)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a valid fplnet checkpoint.*not a PyTorch file"):
+        load_checkpoint(garbage)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
 

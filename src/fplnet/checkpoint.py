@@ -15,18 +15,22 @@ trained it::
 
 Shipped weights are safetensors files in ``fplnet/weights``; the same description is stored
 as JSON in the safetensors metadata under the key "fplnet".
+
+This module reads and writes the files only and imports no model code: rebuilding a model
+from a checkpoint (``build_model``, ``load_model``, ``create_model(pretrained=...)``) lives in
+``fplnet.models``, which builds on this module, so the two never import each other.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 from torch import nn
+
+from .io import atomic_write, atomic_write_bytes
 
 FORMAT = "fplnet-checkpoint/1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -49,9 +53,10 @@ def model_config(model: nn.Module) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-def _config_overrides(config: dict) -> dict:
-    # JSON and torch.save turn tuples into lists; the config dataclasses are frozen and hold tuples.
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in (config or {}).items()}
+def config_overrides(ckpt: dict) -> dict:
+    """The checkpoint's ``model_config`` as ``create_model`` overrides. JSON and torch.save turn
+    tuples into lists; the config dataclasses are frozen and hold tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in (ckpt.get("model_config") or {}).items()}
 
 
 def describe(model: nn.Module, model_name: str, dataset: Optional[dict] = None) -> dict:
@@ -64,23 +69,17 @@ def describe(model: nn.Module, model_name: str, dataset: Optional[dict] = None) 
 
 
 def atomic_save(obj: Any, path: Union[str, Path]) -> None:
-    """Write to a temporary file beside ``path`` then rename, so a crash never leaves a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` through ``fplnet.io.atomic_write``: a crash never leaves a torn checkpoint."""
+    atomic_write(path, lambda file: torch.save(obj, file))
+
+
+# What to say whenever a file is not usable: where a valid one comes from.
+HOW_TO_GET_ONE = (f"use a checkpoint written by `fplnet train` (RUN_FOLDER/last.pt or best.pt), a .safetensors "
+                  f"file written by scripts/ship_weights.py, or a shipped name ({', '.join(PRETRAINED)})")
 
 
 def resolve_weights_path(name_or_path: Union[str, Path]) -> Path:
+    """A shipped weights name or a checkpoint path -> the file to read (which must exist)."""
     if str(name_or_path) in PRETRAINED:
         path = WEIGHTS_DIR / PRETRAINED[str(name_or_path)][1]
         if not path.exists():
@@ -89,77 +88,56 @@ def resolve_weights_path(name_or_path: Union[str, Path]) -> Path:
         return path
     path = Path(name_or_path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass a checkpoint file written by "
-                              f"`fplnet train` or one of the shipped names: {', '.join(PRETRAINED)}")
+        raise CheckpointError(f"checkpoint {path} does not exist; {HOW_TO_GET_ONE}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file; {HOW_TO_GET_ONE}")
     return path
 
 
+def _torch_load(path: Path, map_location) -> Any:
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        # torch's own message advises retrying with weights_only=False, which would run whatever
+        # code the file carries; that advice is not repeated here, only what the file is not.
+        pickled = "unsupported global" in str(err).lower()   # a class or function the file asks to import
+        reason = ("it holds pickled Python objects, which fplnet never loads" if pickled
+                  else f"it is not a PyTorch file, or it is truncated ({type(err).__name__})")
+        raise CheckpointError(f"{path} is not a valid fplnet checkpoint or weights file: {reason}; "
+                              f"{HOW_TO_GET_ONE}") from None
+
+
+def _safetensors_load(path: Path, map_location) -> dict:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = json.loads((fh.metadata() or {}).get("fplnet", "{}"))
+        state = load_file(str(path), device=str(map_location))
+    except Exception as err:  # safetensors raises its own error types
+        raise CheckpointError(f"{path} is not a valid fplnet weights file: safetensors cannot read it "
+                              f"({type(err).__name__}); {HOW_TO_GET_ONE}") from None
+    return {**meta, "state_dict": state}
+
+
 def load_checkpoint(name_or_path: Union[str, Path], map_location="cpu") -> dict:
-    """Read a training checkpoint (.pt) or shipped weights (.safetensors) into a checkpoint dict."""
+    """Read a training checkpoint (.pt) or shipped weights (.safetensors) into a checkpoint dict.
+    To rebuild the model from it, use ``fplnet.models.build_model`` or ``load_model``."""
     path = resolve_weights_path(name_or_path)
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = json.loads((fh.metadata() or {}).get("fplnet", "{}"))
-            state = load_file(str(path), device=str(map_location))
-        except Exception as err:  # safetensors raises its own error types
-            raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from err
-        ckpt = {**meta, "state_dict": state}
+        ckpt = _safetensors_load(path, map_location)
     else:
-        try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as err:
-            raise CheckpointError(f"{path} could not be read as an fplnet checkpoint ({type(err).__name__}: {err}). "
-                                  "Checkpoints are loaded with weights_only=True: files holding pickled "
-                                  "objects are refused on purpose.") from err
+        ckpt = _torch_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "state_dict" not in ckpt:
-        raise CheckpointError(f"{path} is not an fplnet checkpoint (no '{FORMAT}' header); "
-                              "use a file written by `fplnet train` or `fplnet export-weights`")
+        raise CheckpointError(f"{path} is not a valid fplnet checkpoint or weights file (no '{FORMAT}' "
+                              f"header); {HOW_TO_GET_ONE}")
     return ckpt
-
-
-def build_model(ckpt: dict, load_weights: bool = True) -> nn.Module:
-    from .models import create_model
-    model = create_model(ckpt["model_name"], num_classes=ckpt["num_classes"], **_config_overrides(ckpt["model_config"]))
-    if load_weights:
-        model.load_state_dict(ckpt["state_dict"])
-    return model
-
-
-def load_model(name_or_path: Union[str, Path], device="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model from a checkpoint or shipped weights, in eval mode; returns (model, checkpoint)."""
-    ckpt = load_checkpoint(name_or_path)
-    model = build_model(ckpt).to(device).eval()
-    return model, ckpt
-
-
-def load_pretrained_into(model_name: str, pretrained: str, num_classes: Optional[int] = None, **overrides) -> nn.Module:
-    """``create_model(name, pretrained=...)``: the checkpoint must hold that model."""
-    ckpt = load_checkpoint(pretrained)
-    if ckpt["model_name"] != model_name:
-        raise CheckpointError(f"weights {pretrained!r} hold model {ckpt['model_name']!r}, not {model_name!r}")
-    if num_classes is not None and num_classes != ckpt["num_classes"]:
-        raise CheckpointError(f"weights {pretrained!r} have {ckpt['num_classes']} classes, not {num_classes}; "
-                              "to fine-tune on other classes, build the model without pretrained= and load "
-                              "the encoder with `fplnet train --init-from`")
-    config = {**_config_overrides(ckpt["model_config"]), **overrides}
-    from .models import create_model
-    model = create_model(model_name, num_classes=ckpt["num_classes"], **config)
-    model.load_state_dict(ckpt["state_dict"])
-    model.pretrained_info = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return model
 
 
 def save_safetensors(ckpt: dict, path: Union[str, Path], extra: Optional[dict] = None) -> None:
     """Ship a checkpoint's weights as safetensors with its description (and ``extra``) as metadata."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     meta = {k: ckpt[k] for k in ("format", "model_name", "model_config", "num_classes", "dataset")}
     meta.update(extra or {})
     state = {k: v.detach().contiguous().cpu() for k, v in ckpt["state_dict"].items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata={"fplnet": json.dumps(meta)})
-    os.replace(tmp, path)
+    atomic_write_bytes(path, save(state, metadata={"fplnet": json.dumps(meta)}))

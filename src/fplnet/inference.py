@@ -27,7 +27,7 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .checkpoint import load_model
+from .models import load_model
 from .data.info import DatasetInfo, colorize
 from .data.transforms import normalize
 from .runtime import resolve_device

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
 import numpy as np
 import torch
+
+from ..io import atomic_write_json
 
 ENET_C = 1.02
 
@@ -98,20 +98,6 @@ def _read_cached_counts(path: Path, dataset) -> Optional[list[int]]:
     return counts
 
 
-def _write_atomically(path: Path, payload: dict) -> None:
-    # Written next to the target and renamed, so concurrent runs never read a partial file.
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(payload, file, indent=1)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def cached_class_weights(dataset, cache_dir, c: float = ENET_C) -> torch.Tensor:
     """``enet_class_weights`` of a dataset split, counting its pixels only the first time.
 
@@ -125,7 +111,8 @@ def cached_class_weights(dataset, cache_dir, c: float = ENET_C) -> torch.Tensor:
     if counts is None:
         counts = pixel_counts(dataset).tolist()
         weights = enet_class_weights(counts, dataset.info.num_classes, c=c)
-        _write_atomically(path, {
+        # Atomic, so concurrent runs never read a partial file.
+        atomic_write_json(path, {
             "dataset": dataset.info.name,
             "root": str(Path(dataset.root).resolve()),
             "split": dataset.split,

@@ -305,7 +305,7 @@ def parse_measured(text: str) -> tuple[str, str, float]:
 
 def measured_params(name: str, dataset: str) -> int:
     if Path(name).is_file():
-        from ..checkpoint import load_model
+        from ..models import load_model
         return count_params(load_model(name)[0])
     from ..data.info import get_info
     return count_params(create_model(name, num_classes=get_info(dataset).num_classes))

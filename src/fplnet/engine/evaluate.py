@@ -74,7 +74,7 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     """Evaluate a checkpoint (file or shipped name) on a split the way `fplnet evaluate` does:
     normalization from the checkpoint, its recorded eval size unless ``eval_size`` is given.
     Returns (confusion matrix, dataset)."""
-    from ..checkpoint import load_model
+    from ..models import load_model
     model, ckpt = load_model(checkpoint, device)
     dataset = build_dataset(dataset_name, data_root, split)
     info = dataset.info

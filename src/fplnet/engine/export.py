@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..checkpoint import load_model
+from ..models import load_model
 from ..fast import find_conv_bn_pairs, fold_batchnorm
 from ..runtime import parse_size
 

@@ -1,7 +1,8 @@
 """Model registry and the model families. Importing this package registers every model."""
 from . import cgnet, enet, erfnet, espnet, fplnet
-from ._registry import (DEFAULT_NUM_CLASSES, ModelEntry, create_model, get_model_entry, list_models, register_model,
-                        register_variants)
+from ._factory import build_model, create_model, load_model
+from ._registry import (DEFAULT_NUM_CLASSES, ModelEntry, ModelVariant, UnknownModelError, get_model_entry,
+                        list_models, register_model, register_variants)
 from .cgnet import CGNet, CGNetConfig
 from .enet import ENet, ENetConfig
 from .erfnet import ERFNet, ERFNetConfig
@@ -12,6 +13,6 @@ from .fplnet import FPLNet, FPLNetConfig
 # each built from its own paper.
 register_variants(FPLNet, fplnet.VARIANTS)
 register_variants(ESPNet, espnet.ESPNET_VARIANTS)
-register_variants(ENet, enet.ENET_VARIANTS, tags=("baseline",))
-register_variants(ERFNet, erfnet.ERFNET_VARIANTS, tags=("baseline",))
-register_variants(CGNet, cgnet.CGNET_VARIANTS, tags=("baseline",))
+register_variants(ENet, enet.ENET_VARIANTS)
+register_variants(ERFNet, erfnet.ERFNET_VARIANTS)
+register_variants(CGNet, cgnet.CGNET_VARIANTS)

@@ -1,13 +1,13 @@
 """Models by name (timm-style registry).
 
 ``register_model`` records a builder ``fn(num_classes, **overrides) -> nn.Module`` together with
-the paper figures it should be checked against. ``create_model`` is the one entry point the
-CLI, the trainer and ``torch.hub`` use.
+the paper figures it should be checked against. ``create_model`` (in ``_factory``) is the one
+entry point the CLI, the trainer and ``torch.hub`` use.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Callable, Optional
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional
 
 from torch import nn
 
@@ -22,7 +22,25 @@ class ModelEntry:
     paper_params: Optional[float] = None       # parameters as printed by its paper (count, not millions)
     paper_source: str = ""                      # e.g. "Table VIII"
     paper_miou: Optional[float] = None          # mIoU printed next to it, for reference only
-    tags: tuple = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    """One named variant of a model family, as the family's file lists it: the config that
+    builds it and the figures its paper prints for it."""
+    config: Any                                 # the family's frozen config dataclass
+    description: str
+    paper_params: Optional[float] = None       # parameters as printed (count, not millions)
+    paper_source: str = ""                      # where the paper prints them, e.g. "Table VIII"
+    paper_miou: Optional[float] = None          # mIoU printed next to them
+
+
+class UnknownModelError(KeyError, ValueError):
+    """A model name that is not registered; the message lists the registered ones. A ValueError
+    too, so that command-line code reports it like every other bad value."""
+
+    def __str__(self) -> str:   # KeyError would print the message in quotes
+        return str(self.args[0])
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -43,36 +61,15 @@ def list_models(pattern: str = "") -> list[str]:
 
 def get_model_entry(name: str) -> ModelEntry:
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}. Registered models: {', '.join(_REGISTRY)}")
+        raise UnknownModelError(f"unknown model {name!r}; registered models: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optional[str] = None,
-                 **overrides) -> nn.Module:
-    """Build a registered model.
-
-    ``overrides`` replace fields of the model's config (e.g. ``dilations=(1, 2, 3, 5)``).
-    ``pretrained`` names shipped weights (``"camvid"``) or a checkpoint / safetensors path; the
-    class count then comes from the weights unless given explicitly.
-    """
-    entry = get_model_entry(name)
-    if pretrained is not None:
-        from ..checkpoint import load_pretrained_into
-        return load_pretrained_into(name, pretrained, num_classes=num_classes, **overrides)
-    num_classes = DEFAULT_NUM_CLASSES if num_classes is None else num_classes
-    model = entry.builder(num_classes=num_classes, **overrides)
-    # Checkpoints and exporters read these two attributes; every family gets them here.
-    model.num_classes = num_classes
-    model.model_name = name
-    return model
-
-
-def register_variants(model_cls, variants: dict, tags: tuple = ()) -> None:
-    """Register a family's variants, given as data: name -> (config, paper parameter count,
-    where the paper gives it, paper mIoU, description). Each builder is
-    ``model_cls(replace(config, **overrides), num_classes=...)``."""
-    for name, (cfg, params, source, miou, description) in variants.items():
-        def build(num_classes: int, _cfg=cfg, **overrides) -> nn.Module:
+def register_variants(model_cls, variants: dict[str, ModelVariant]) -> None:
+    """Register a family's variants, given as data (name -> ``ModelVariant``). Each builder is
+    ``model_cls(replace(variant.config, **overrides), num_classes=...)``."""
+    for name, variant in variants.items():
+        def build(num_classes: int, _cfg=variant.config, **overrides) -> nn.Module:
             return model_cls(replace(_cfg, **overrides), num_classes=num_classes)
-        register_model(name, build, description=description, paper_params=params, paper_source=source,
-                       paper_miou=miou, tags=tags)
+        register_model(name, build, description=variant.description, paper_params=variant.paper_params,
+                       paper_source=variant.paper_source, paper_miou=variant.paper_miou)

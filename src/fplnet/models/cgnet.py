@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import ConvNormAct, NormAct, avg_pool_image, conv2d, run_stage
+from ._registry import ModelVariant
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,8 @@ class CGNet(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-# name: (config, paper parameter count, where, paper mIoU (Cityscapes test, FPLNet Table IV), description)
-CGNET_VARIANTS: dict[str, tuple] = {
-    "cgnet": (CGNetConfig(), 0.5e6, "CGNet paper / FPLNet Table IV", 64.8,
-              "CGNet_M3N21 (Wu et al.), context guided blocks with input injection"),
+# Paper mIoU: Cityscapes test, as FPLNet's Table IV prints it.
+CGNET_VARIANTS: dict[str, ModelVariant] = {
+    "cgnet": ModelVariant(CGNetConfig(), "CGNet_M3N21 (Wu et al.), context guided blocks with input injection",
+                          paper_params=0.5e6, paper_source="CGNet paper / FPLNet Table IV", paper_miou=64.8),
 }

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import BN_EPS, create_act
+from ._registry import ModelVariant
 
 TOTAL_STRIDE = 8
 
@@ -212,8 +213,8 @@ class ENet(nn.Module):
         return self.fullconv(x)[..., :height, :width]
 
 
-# name: (config, paper parameter count, where, paper mIoU (Cityscapes test, FPLNet Table IV), description)
-ENET_VARIANTS: dict[str, tuple] = {
-    "enet": (ENetConfig(), 0.36e6, "FPLNet Table IV", 57.0,
-             "ENet (Paszke et al. 2016), encoder-decoder with max-unpooling"),
+# Paper mIoU: Cityscapes test, as FPLNet's Table IV prints it.
+ENET_VARIANTS: dict[str, ModelVariant] = {
+    "enet": ModelVariant(ENetConfig(), "ENet (Paszke et al. 2016), encoder-decoder with max-unpooling",
+                         paper_params=0.36e6, paper_source="FPLNet Table IV", paper_miou=57.0),
 }

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from ..layers import BN_EPS, NormAct, Upsampler, create_act
+from ._registry import ModelVariant
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,8 @@ class ERFNet(nn.Module):
         return self.classifier(out)[..., : x.shape[-2], : x.shape[-1]]
 
 
-# name: (config, paper parameter count, where, paper mIoU (Cityscapes test, FPLNet Table IV), description)
-ERFNET_VARIANTS: dict[str, tuple] = {
-    "erfnet": (ERFNetConfig(), 2.06e6, "ERFNet paper", 68.0,
-               "ERFNet (Romera et al. 2017), non-bottleneck-1D encoder-decoder"),
+# Paper mIoU: Cityscapes test, as FPLNet's Table IV prints it.
+ERFNET_VARIANTS: dict[str, ModelVariant] = {
+    "erfnet": ModelVariant(ERFNetConfig(), "ERFNet (Romera et al. 2017), non-bottleneck-1D encoder-decoder",
+                           paper_params=2.06e6, paper_source="ERFNet paper", paper_miou=68.0),
 }

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import ConvNormAct, ESPModule, NormAct, avg_pool_image, conv2d, create_block, run_stage
+from ._registry import ModelVariant
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,12 @@ class ESPNet(nn.Module):
         return self.up1(refined)[..., : x.shape[-2], : x.shape[-1]]
 
 
-# name: (config, paper parameter count, where, paper mIoU, description)
-ESPNET_VARIANTS: dict[str, tuple] = {
-    "espnet_c": (ESPNetConfig(), 0.34e6, "FPLNet Table VI", 53.30, "ESPNet-C (p=2, q=8), bilinear x8"),
-    "espnet": (ESPNetConfig(decoder=True), 0.364e6, "ESPNet paper", 61.4, "ESPNet with its own decoder"),
-    "espnet_c_fpl": (ESPNetConfig(block="fpl"), 0.38e6, "FPLNet Table VI", 55.73, "ESPNet-C with FPL modules"),
+# Paper mIoU: Cityscapes val (FPLNet Table VI; for espnet, the val figure of FPLNet Table IV).
+ESPNET_VARIANTS: dict[str, ModelVariant] = {
+    "espnet_c": ModelVariant(ESPNetConfig(), "ESPNet-C (p=2, q=8), bilinear x8", paper_params=0.34e6,
+                             paper_source="FPLNet Table VI", paper_miou=53.30),
+    "espnet": ModelVariant(ESPNetConfig(decoder=True), "ESPNet with its own decoder", paper_params=0.364e6,
+                           paper_source="ESPNet paper", paper_miou=61.4),
+    "espnet_c_fpl": ModelVariant(ESPNetConfig(block="fpl"), "ESPNet-C with FPL modules", paper_params=0.38e6,
+                                 paper_source="FPLNet Table VI", paper_miou=55.73),
 }

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import InitialModule, StageFusion, Upsampler, avg_pool_image, conv2d, create_block, run_stage
+from ._registry import ModelVariant
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,11 @@ class FPLEncoder(nn.Module):
         self.out_chs = chs
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list]:
-        """Returns the last fused map and the spatial size of every stage (for the decoder)."""
+        """Returns the last fused map and the spatial sizes [input, stage 1, stage 2, stage 3]
+        that the heads crop or resize to."""
         image = avg_pool_image(x)
         out = self.initial(x, image)
-        sizes = [out.shape[-2:]]
+        sizes = [x.shape[-2:], out.shape[-2:]]
         for stage, fusion in zip(self.stages, self.fusions):
             image = avg_pool_image(image)
             shallow, deep = run_stage(stage, out)
@@ -112,12 +114,13 @@ class FPLDecoder(nn.Module):
             chs = width
         self.classifier = nn.ConvTranspose2d(chs, num_classes, 2, stride=2, bias=True)
 
-    def forward(self, x: torch.Tensor, sizes: list, out_size) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sizes: list) -> torch.Tensor:
         x = self.project(x)
-        # sizes = [stage-1, stage-2, stage-3]; the decoder climbs back through stage 2 then stage 1.
-        for upsample, stage, size in zip(self.upsamplers, self.stages, reversed(sizes[:-1])):
+        # sizes = [input, stage 1, stage 2, stage 3]; the decoder climbs back through stage 2, then
+        # stage 1, then to the input.
+        for upsample, stage, size in zip(self.upsamplers, self.stages, reversed(sizes[1:-1])):
             x = stage(upsample(x, size))
-        return self.classifier(x)[..., : out_size[0], : out_size[1]]
+        return self.classifier(x)[..., : sizes[0][0], : sizes[0][1]]
 
 
 class BilinearHead(nn.Module):
@@ -128,8 +131,9 @@ class BilinearHead(nn.Module):
         super().__init__()
         self.classifier = conv2d(in_chs, num_classes, 1)
 
-    def forward(self, x: torch.Tensor, sizes: list, out_size) -> torch.Tensor:
-        return F.interpolate(self.classifier(x), size=out_size, mode="bilinear", align_corners=False)
+    def forward(self, x: torch.Tensor, sizes: list) -> torch.Tensor:
+        """``sizes[0]`` is the input's size (``FPLEncoder.forward``)."""
+        return F.interpolate(self.classifier(x), size=sizes[0], mode="bilinear", align_corners=False)
 
 
 class FPLNet(nn.Module):
@@ -138,43 +142,50 @@ class FPLNet(nn.Module):
         self.cfg = cfg
         self.num_classes = num_classes
         self.encoder = FPLEncoder(cfg, in_chs)
-        head = FPLDecoder if cfg.decoder else BilinearHead
-        self.head = head(cfg, self.encoder.out_chs, num_classes) if cfg.decoder else head(self.encoder.out_chs, num_classes)
+        self.head = (FPLDecoder(cfg, self.encoder.out_chs, num_classes) if cfg.decoder
+                     else BilinearHead(self.encoder.out_chs, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features, sizes = self.encoder(x)
-        return self.head(features, sizes, x.shape[-2:])
+        return self.head(features, sizes)
 
 
 # --- the paper's variants, as data -------------------------------------------------------------
 ENCODER = FPLNetConfig(decoder=False)
 
-# name: (config, paper parameter count, where the paper gives it, paper mIoU (Cityscapes val), description)
-VARIANTS: dict[str, tuple] = {
-    "fplnet": (FPLNetConfig(), 0.49e6, "Table IV", 66.93, "FPLNet: encoder + sequential asymmetric decoder"),
-    "fplnet_encoder": (ENCODER, 419_994, "Table VIII", 58.83, "FPLNet encoder, 1x1 + bilinear x8 (FIR fusion)"),
-    "fplnet_encoder_if": (replace(ENCODER, fusion="if"), 414_810, "Table VIII", 57.00, "image fusion only"),
-    "fplnet_encoder_isff_add": (replace(ENCODER, fusion="isff_add"), 414_636, "Table VIII", 56.42,
-                                "intra-stage feature fusion by addition"),
-    "fplnet_encoder_isff_concat": (replace(ENCODER, fusion="isff_concat"), 419_820, "Table VIII", 56.97,
-                                   "intra-stage feature fusion by concatenation"),
-    "fplnet_encoder_if_isff_add": (replace(ENCODER, fusion="if_isff_add"), 414_810, "Table VIII", 57.20,
-                                   "image fusion + ISFF by addition"),
-    "fplnet_encoder_if_isff_concat": (replace(ENCODER, fusion="if_isff_concat"), 419_994, "Table VIII", 57.75,
-                                      "image fusion + ISFF by concatenation"),
-    "fplnet_encoder_hasty": (replace(ENCODER, delayed_downsampling=False), 0.40e6, "Table VII", 56.97,
-                             "hasty downsampling (no stage-1 convolutions)"),
-    "fplnet_encoder_nofact": (replace(ENCODER, factorization="none"), 0.54e6, "Table X", 59.10,
-                              "no factorization (FPL-decomp.)"),
-    "fplnet_encoder_allfact": (replace(ENCODER, factorization="all"), 0.38e6, "Table X", 56.79,
-                               "every kernel factorized, the 3x3 too"),
-    "fplnet_encoder_relu": (replace(ENCODER, act="relu"), None, "Sec. IV-C", None, "ReLU instead of PReLU"),
-    "fplnet_encoder_esp": (replace(ENCODER, block="esp"), 0.38e6, "Table VI", 56.29,
-                           "FPLNet encoder with ESP modules (FPLNet-ESP)"),
+
+def _encoder(description: str, params: float, source: str, miou, **changes) -> ModelVariant:
+    """An encoder-only ablation: the encoder config with ``changes``; mIoU is Cityscapes val."""
+    return ModelVariant(replace(ENCODER, **changes), description, params, source, miou)
+
+
+# Paper mIoU figures are Cityscapes val, as the ablation tables print them.
+VARIANTS: dict[str, ModelVariant] = {
+    "fplnet": ModelVariant(FPLNetConfig(), "FPLNet: encoder + sequential asymmetric decoder",
+                           paper_params=0.49e6, paper_source="Table IV", paper_miou=66.93),
+    "fplnet_encoder": _encoder("FPLNet encoder, 1x1 + bilinear x8 (FIR fusion)", 419_994, "Table VIII", 58.83),
+    "fplnet_encoder_if": _encoder("image fusion only", 414_810, "Table VIII", 57.00, fusion="if"),
+    "fplnet_encoder_isff_add": _encoder("intra-stage feature fusion by addition", 414_636, "Table VIII", 56.42,
+                                        fusion="isff_add"),
+    "fplnet_encoder_isff_concat": _encoder("intra-stage feature fusion by concatenation", 419_820, "Table VIII",
+                                           56.97, fusion="isff_concat"),
+    "fplnet_encoder_if_isff_add": _encoder("image fusion + ISFF by addition", 414_810, "Table VIII", 57.20,
+                                           fusion="if_isff_add"),
+    "fplnet_encoder_if_isff_concat": _encoder("image fusion + ISFF by concatenation", 419_994, "Table VIII", 57.75,
+                                              fusion="if_isff_concat"),
+    "fplnet_encoder_hasty": _encoder("hasty downsampling (no stage-1 convolutions)", 0.40e6, "Table VII", 56.97,
+                                     delayed_downsampling=False),
+    "fplnet_encoder_nofact": _encoder("no factorization (FPL-decomp.)", 0.54e6, "Table X", 59.10,
+                                      factorization="none"),
+    "fplnet_encoder_allfact": _encoder("every kernel factorized, the 3x3 too", 0.38e6, "Table X", 56.79,
+                                       factorization="all"),
+    "fplnet_encoder_relu": _encoder("ReLU instead of PReLU", None, "Sec. IV-C", None, act="relu"),
+    "fplnet_encoder_esp": _encoder("FPLNet encoder with ESP modules (FPLNet-ESP)", 0.38e6, "Table VI", 56.29,
+                                   block="esp"),
 }
 # Table IX: (#FPL in stage 2, #FPL in stage 3) -> (paper parameters, paper mIoU)
 _TABLE_IX = {(2, 6): (0.32e6, 56.0), (2, 8): (0.40e6, 56.1), (2, 10): (0.47e6, 55.9), (2, 12): (0.57e6, 55.0),
              (4, 6): (0.34e6, 57.4), (4, 8): (0.42e6, 58.83), (4, 10): (0.49e6, 57.2), (4, 12): (0.57e6, 57.98)}
 for (_n2, _n3), (_params, _miou) in _TABLE_IX.items():
-    VARIANTS[f"fplnet_encoder_d{_n2}x{_n3}"] = (replace(ENCODER, depths=(_n2, _n3)), _params, "Table IX", _miou,
-                                               f"encoder with {_n2} + {_n3} FPL modules")
+    VARIANTS[f"fplnet_encoder_d{_n2}x{_n3}"] = _encoder(f"encoder with {_n2} + {_n3} FPL modules", _params,
+                                                       "Table IX", _miou, depths=(_n2, _n3))

@@ -1,0 +1,47 @@
+"""Writing files so that a crash never leaves a torn one: the one home of atomic writes.
+
+Every file fplnet writes for later reading (checkpoints, shipped weights, exported graphs,
+cached class counts, JSON reports) goes through ``atomic_write``: the bytes go to a temporary
+file in the target's folder, are flushed and fsync'ed, and the temporary file is renamed over
+the target with ``os.replace``. A reader therefore sees the old file or the new one, never half
+of one; the fsync makes the rename safe across a power loss, not only a killed process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable, Union
+
+PathLike = Union[str, Path]
+
+
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, then move it into place.
+    The parent folder is created. Returns ``path`` as a Path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda file: file.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: PathLike, payload, indent: int = 2) -> Path:
+    return atomic_write_text(path, json.dumps(payload, indent=indent) + "\n")
