@@ -12,6 +12,7 @@ import sys
 COMMANDS = {
     "models": ("fplnet.engine.models_table", "list every registered model with parameters and MACs"),
     "train": ("fplnet.engine.train", "train a model (YAML config; flags win)"),
+    "sweep": ("fplnet.engine.sweep", "train a grid of runs (arms x seeds), resumable, and tabulate it"),
     "evaluate": ("fplnet.engine.evaluate", "evaluate a checkpoint: per-class IoU and mIoU"),
     "predict": ("fplnet.engine.predict", "segment images, folders and videos"),
     "export": ("fplnet.engine.export", "export a checkpoint to ONNX or TorchScript"),

@@ -1,8 +1,12 @@
 """Where a result came from: the git commit of the code that produced it."""
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
 from pathlib import Path
+
+import torch
 
 
 def git_commit() -> str:
@@ -12,3 +16,16 @@ def git_commit() -> str:
                               cwd=Path(__file__).parent, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def hardware(device: torch.device) -> str:
+    """One line naming what a run ran on: the GPU, or the CPU model and its core count."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {len(os.sched_getaffinity(0))} cores (torch {torch.__version__})"

@@ -50,7 +50,7 @@ from ..data import DATASETS, build_dataset
 from ..data.class_weights import cached_class_weights
 from ..data.transforms import AugmentConfig, augment_batch, normalize
 from ..models import create_model, list_models
-from ..provenance import git_commit
+from ..provenance import git_commit, hardware
 from ..runtime import Distributed, autocast, parse_size
 from .evaluate import evaluate
 from .run_folder import (RunLock, RunLog, claim_for_new_run, default_run_folder,
@@ -315,7 +315,7 @@ class Trainer:
             self._setup_data()
             self._setup_model(initialise=resume is None)  # a resumed run reloads everything from its checkpoint
             self.resume_point = ResumePoint()
-            self.best_miou, self.wall_seconds = -1.0, 0.0
+            self.best_miou, self.wall_seconds, self.last_val_iou = -1.0, 0.0, None
             self.history: list[dict] = []
             if resume is not None:
                 self._resume(Path(resume))
@@ -526,6 +526,9 @@ class Trainer:
                           ignore_index=self.info.ignore_index)
         matrix.reduce_from_all_processes()
         result = matrix.compute()
+        # Per class (NaN: class in neither ground truth nor prediction) for the run's summary.
+        self.last_val_iou = {name: round(float(iou) * 100, 2) if iou == iou else None
+                             for name, iou in zip(self.info.class_names, result["iou"])}
         return {"val_miou": float(result["miou"]) * 100, "val_pixel_acc": float(result["pixel_accuracy"]) * 100}
 
     def _check_finite(self, value: float, epoch: int, step: int):
@@ -641,7 +644,9 @@ class Trainer:
                 raise
         summary = {"output": str(self.out), "epochs": cfg.epochs, "epochs_done": self.resume_point.epoch,
                    "complete": self.resume_point.epoch >= cfg.epochs, "best_val_miou": self.best_miou,
-                   "wall_seconds": round(self.wall_seconds, 1), "last": metrics, "config": cfg.to_dict()}
+                   "wall_seconds": round(self.wall_seconds, 1), "last": metrics,
+                   "last_val_iou": self.last_val_iou, "config": cfg.to_dict(),
+                   "git_commit": self.git_commit, "hardware": hardware(self.device)}
         if summary["complete"]:
             self.log.summary(summary)
         self.log.print(f"{'done' if summary['complete'] else 'stopped'}: last checkpoint {self.out / 'last.pt'}"

@@ -1,0 +1,85 @@
+"""The sweep runner on a tiny grid (2 models x 2 seeds, 1 epoch, 8 CamVid frames): the table is
+written, complete runs are skipped on the second call, an interrupted run is resumed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from fplnet.checkpoint import load_checkpoint
+from fplnet.cli import main as cli
+from fplnet.engine.sweep import collect, format_table, load_sweep, run_state, splice
+
+
+def write_sweep(path, root, output, epochs=1):
+    spec = {
+        "name": "tiny", "output": str(output), "seeds": [0, 1],
+        "base": {"dataset": "camvid", "data_root": str(root), "train_split": "train", "val_split": "val",
+                 "epochs": epochs, "batch_size": 4, "crop_size": "96x128", "tensorboard": False,
+                 "model": "fplnet_encoder", "save_every_minutes": 0},
+        "arms": {"fir": {}, "hasty": {"model": "fplnet_encoder_hasty"}},
+    }
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_tiny_grid_table_skip_and_resume(tiny_camvid, tmp_path, capsys):
+    spec = write_sweep(tmp_path / "tiny.yaml", tiny_camvid, tmp_path / "grid")
+    doc, raw = tmp_path / "doc.md", tmp_path / "results.json"
+    doc.write_text("# Trials\n\nText before.\n\n<!-- sweep:tiny -->\nold\n<!-- /sweep:tiny -->\n\nText after.\n")
+    assert cli(["sweep", str(spec), "--json", str(raw), "--doc", str(doc)]) == 0
+    results = json.loads(raw.read_text())
+    assert set(results["arms"]) == {"fir", "hasty"}
+    for arm in results["arms"].values():
+        assert arm["n"] == 2 and arm["std"] is not None
+        assert all(0 <= r["val_miou"] <= 100 and r["epochs"] == 1 for r in arm["runs"])
+    text = doc.read_text()
+    assert "Text before." in text and "Text after." in text and "old" not in text
+    assert "| hasty | model=fplnet_encoder_hasty | 2/2 |" in text
+    # Second call: everything is complete, nothing is trained again.
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "grid").glob("*/last.pt")}
+    capsys.readouterr()
+    assert cli(["sweep", str(spec)]) == 0
+    assert "4 complete run(s) skipped" in capsys.readouterr().out
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "grid").glob("*/last.pt")}
+
+
+def test_interrupted_run_is_resumed_not_restarted(tiny_camvid, tmp_path):
+    spec = write_sweep(tmp_path / "tiny.yaml", tiny_camvid, tmp_path / "grid", epochs=2)
+    sweep = load_sweep(str(spec))
+    # One run stopped after its first epoch, as a killed runner leaves it.
+    first = sweep.runs()[0]
+    (tmp_path / "first.yaml").write_text(yaml.safe_dump(first.config))
+    assert cli(["train", "--config", str(tmp_path / "first.yaml"), "--stop-after-epoch", "1"]) == 0
+    assert run_state(first.folder) == "interrupted"
+    history_before = load_checkpoint(first.folder / "last.pt")["history"]
+    assert cli(["sweep", str(spec), "--table-only"]) == 0          # the table alone trains nothing
+    assert run_state(first.folder) == "interrupted"
+    assert cli(["sweep", str(spec)]) == 0
+    after = load_checkpoint(first.folder / "last.pt")
+    assert after["epoch"] == 2 and after["history"][0] == history_before[0]   # continued, not restarted
+    assert "resumed" in (tmp_path / "grid" / f"{first.folder.name}.log").read_text()
+    assert all(run_state(run.folder) == "complete" for run in sweep.runs())
+
+
+def test_bad_sweep_files_are_refused_before_any_run(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "output": str(tmp_path / "o"), "seeds": [0],
+                                    "base": {"model": "fplnet_encoder", "data_root": "x"},
+                                    "arms": {"a": {"batch_size": 0}}}))
+    with pytest.raises(ValueError, match="--batch-size 0"):
+        load_sweep(str(path))
+    path.write_text(yaml.safe_dump({"name": "x"}))
+    with pytest.raises(ValueError, match="lacks output, base, seeds, arms"):
+        load_sweep(str(path))
+    assert not (tmp_path / "o").exists()
+
+
+def test_splice_appends_markers_when_missing(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Title\n")
+    splice(doc, "grid", "| a |")
+    splice(doc, "grid", "| b |")
+    text = doc.read_text()
+    assert text.count("<!-- sweep:grid -->") == 1 and "| b |" in text and "| a |" not in text
