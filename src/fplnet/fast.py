@@ -15,17 +15,16 @@ touched, so the same object can still be trained or exported as is.
   bytes as the deconvolution, and in NHWC the pixel shuffle is a strided copy. It stays a
   switch of the variant study.
 
-``keep_freed_memory`` tunes glibc so that large activations are not page-faulted in again on
-every call. ``Variant`` names a combination of all these with a memory format, a precision and
-a backend (``keep_memory+fold_bn+channels_last+compile+freeze``), and ``InferenceRunner`` runs
-a model that way: it is what ``Segmenter``, ``fplnet predict`` and ``fplnet benchmark`` use.
+``Variant`` names a combination of these with a memory format, a precision, a backend and,
+optionally, the process-wide allocator switch ``keep_memory`` (``fplnet.runtime.keep_freed_memory``),
+e.g. ``keep_memory+fold_bn+channels_last+compile+freeze``; ``InferenceRunner`` runs a model that
+way: it is what ``Segmenter``, ``fplnet predict`` and ``fplnet benchmark`` use. Only a variant
+that names ``keep_memory`` touches the allocator, and the library's ``fast=True`` never does.
 """
 from __future__ import annotations
 
 import copy
-import ctypes
 import operator
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -34,6 +33,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .graph_export import INPUT_NAME, export_onnx_bytes, trace_torchscript
+from .runtime import keep_freed_memory
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -182,40 +184,12 @@ def pixel_shuffle_deconvs(model: nn.Module) -> nn.Module:
     return model
 
 
-# --- the allocator -------------------------------------------------------------------------------
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc malloc.h
-
-
-def keep_freed_memory() -> bool:
-    """Make glibc keep freed memory for reuse instead of handing it back to the kernel.
-
-    By default glibc serves every allocation above 32 MB (and, after trimming, many smaller ones)
-    with a fresh ``mmap`` and unmaps it on ``free``; the next forward pass then touches new pages
-    and takes a page fault for every 4 KB of every large activation. FPLNet's 512x1024 forward
-    allocates about 130 MB of such activations: 32,000 faults per call, 40-60 ms on the 2-core
-    VM of docs/benchmarks.md (a third of the eager forward). Raising the mmap threshold to 1 GB
-    and the trim threshold to 2 GB keeps those pages mapped, so repeated calls reuse them.
-
-    This is process-wide and not undone: the process keeps its peak memory. It is the same kind
-    of change as the jemalloc/tcmalloc ``LD_PRELOAD`` that CPU inference guides recommend, but
-    needs nothing installed. Returns False (and changes nothing) where libc is not glibc.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
-
-
 # --- how to run a model: variants and the runner -------------------------------------------------
 
 # Every switch a variant can turn on, in the order its name lists them.
 VARIANT_TOKENS = {
-    "keep_memory": "glibc keeps freed memory (keep_freed_memory; process-wide, set when the runner is built)",
+    "keep_memory": "glibc keeps freed memory (fplnet.runtime.keep_freed_memory): process-wide and not undone, "
+                   "set when the runner is built",
     "fold_bn": "BatchNorm folded into the preceding convolution (fold_batchnorm)",
     "shuffle_deconv": "kernel == stride transposed convolutions as 1x1 conv + pixel shuffle",
     "channels_last": "NHWC memory format for weights and activations",
@@ -231,9 +205,11 @@ BACKENDS = ("torchscript", "onnxruntime")
 
 # What fast=True means (``Segmenter``, ``fplnet predict``), from the variant study of
 # docs/benchmarks.md: FPLNet at 512x1024, batch 1, 2-core AMD EPYC. bf16 autocast is faster
-# still, but on a trained CamVid FPLNet it changes the argmax of 0.15% of the pixels, more than
-# the 0.1% that fast=True may change, so it is left to an explicit variant.
-CPU_FAST = "keep_memory+fold_bn+channels_last+compile+freeze"
+# still, but on a trained CamVid FPLNet it changes the argmax of more of the pixels than the
+# 0.1% that fast=True may change (docs/benchmarks.md), so it is left to an explicit variant.
+# keep_memory is not part of it: it changes the whole process, so the library leaves it to its
+# caller, and the commands add it (``fast_variant(device, keep_memory=True)``).
+CPU_FAST = "fold_bn+channels_last+compile+freeze"
 # On CUDA, FPLNet's ~180 small kernels make the eager forward launch-bound: replaying a CUDA
 # graph took an H100 from 13.5 ms to 4.5 ms at 512x1024 (fp16 on top: 3.9 ms; docs/benchmarks.md).
 CUDA_FAST = "fold_bn+channels_last+cuda_graphs"
@@ -284,9 +260,13 @@ class Variant:
         return self.name
 
 
-def fast_variant(device) -> Variant:
-    """The variant ``fast=True`` means on ``device``."""
-    return Variant.parse(CUDA_FAST if torch.device(device).type == "cuda" else CPU_FAST)
+def fast_variant(device, keep_memory: bool = False) -> Variant:
+    """The variant ``fast=True`` means on ``device``. ``keep_memory=True`` adds the process-wide
+    allocator switch on the CPU, where it pays (docs/benchmarks.md); the commands ask for it,
+    the library does not. On CUDA the activations live on the GPU and it changes nothing."""
+    if torch.device(device).type == "cuda":
+        return Variant.parse(CUDA_FAST)
+    return Variant.parse(f"keep_memory+{CPU_FAST}" if keep_memory else CPU_FAST)
 
 
 def prepare_model(model: nn.Module, variant: Variant) -> nn.Module:
@@ -339,7 +319,6 @@ class InferenceRunner:
     # -- backends --
     def _onnxruntime_session(self):
         import onnxruntime
-        from .engine.export import export_onnx_bytes
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
@@ -348,10 +327,8 @@ class InferenceRunner:
                                             providers=["CPUExecutionProvider"])
 
     def _torchscript(self, x: torch.Tensor):
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            traced = torch.jit.trace(self.model, x, check_trace=False)
-            return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+        traced = trace_torchscript(self.model, x)
+        return torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
 
     def _cuda_graph(self, x: torch.Tensor):
         static_input = x.clone()
@@ -391,7 +368,7 @@ class InferenceRunner:
         first = key not in self._per_shape
         started = time.perf_counter()
         if self._session is not None:
-            out = torch.from_numpy(self._session.run(None, {"image": x.contiguous().numpy()})[0])
+            out = torch.from_numpy(self._session.run(None, {INPUT_NAME: x.contiguous().numpy()})[0])
         elif self.variant.backend == "torchscript":
             if first:
                 self._per_shape[key] = self._torchscript(x)

@@ -10,13 +10,18 @@ Pre-processing lives in ``Segmenter.preprocess`` and nowhere else: uint8 RGB -> 
 (palette, train id -> Cityscapes label id) comes from the checkpoint's ``DatasetInfo``.
 
 ``fast=True`` runs the fastest variant measured for the device that stays in float32
-(``fplnet.fast.fast_variant``; on CPU: freed memory kept by glibc for the whole process, BN
-folding, channels_last, torch.compile with freezing; on CUDA: a CUDA graph per input size; see
-docs/benchmarks.md). Compilation happens on the first image of each size: tens of seconds the first time on a machine, a few seconds once
-inductor's cache is warm, so it pays off for folders and videos, not for a single image; pass
-``variant="keep_memory+channels_last"`` for no wait at all. ``fast=False`` is plain fp32 NCHW
-eager PyTorch. Fast and plain agree on the argmax of at least 99.9% of the pixels
-(tests/test_predict.py).
+(``fplnet.fast.fast_variant``; on CPU: BN folding, channels_last, torch.compile with freezing;
+on CUDA: a CUDA graph per input size; see docs/benchmarks.md). Compilation happens on the first
+image of each size: tens of seconds the first time on a machine, a few seconds once inductor's
+cache is warm, so it pays off for folders and videos, not for a single image; pass
+``variant="channels_last"`` for no wait at all. ``fast=False`` is plain fp32 NCHW eager PyTorch.
+Fast and plain agree on the argmax of at least 99.9% of the pixels (tests/test_predict.py).
+
+Building a ``Segmenter`` changes nothing outside it. The one process-wide switch, glibc keeping
+freed memory (``fplnet.runtime.keep_freed_memory``; about 30% off a CPU forward at 512x1024,
+docs/benchmarks.md), is opt-in: name it in the variant (``variant="keep_memory+fold_bn+
+channels_last+compile+freeze"``, which is what ``fplnet predict`` runs on CPU) or call
+``keep_freed_memory()`` yourself. It is not undone: the process keeps its peak memory.
 """
 from __future__ import annotations
 
@@ -67,7 +72,8 @@ class Segmenter:
     def __init__(self, checkpoint: Union[str, Path], device: str = "cpu", fast: bool = True,
                  variant: Optional[str] = None):
         """``checkpoint``: a checkpoint file or a shipped weights name (``"camvid"``).
-        ``variant`` overrides ``fast`` with an explicit ``fplnet.fast.Variant`` spec."""
+        ``variant`` overrides ``fast`` with an explicit ``fplnet.fast.Variant`` spec (or Variant);
+        only a variant with ``keep_memory`` changes the process's allocator (module docstring)."""
         self.device = resolve_device(device)
         model, ckpt = load_model(checkpoint, device="cpu")
         self.model_name = ckpt["model_name"]
@@ -78,7 +84,7 @@ class Segmenter:
             raise ValueError(f"checkpoint {checkpoint}: its dataset lists {self.info.num_classes} classes "
                              f"but the model has {self.num_classes}")
         if variant is not None:
-            self.variant = Variant.parse(variant)
+            self.variant = variant if isinstance(variant, Variant) else Variant.parse(variant)
         else:
             self.variant = fast_variant(self.device) if fast else Variant.parse("eager")
         self.runner = InferenceRunner(model, self.variant, self.device)

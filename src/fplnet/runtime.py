@@ -1,19 +1,43 @@
-"""Device, precision and distributed set-up shared by the engine commands."""
+"""Process set-up shared by the library and the commands: devices, precision, sizes, the
+allocator and torchrun.
+
+Nothing here changes the process on import. ``keep_freed_memory`` changes glibc's allocator
+for the whole process, so it runs only when asked: the commands that gain from it call it once
+at start-up, and a library caller opts in by calling it (or by the ``keep_memory`` switch of a
+``fplnet.fast.Variant``).
+"""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import re
+import sys
 
 import torch
 import torch.distributed as dist
 
+DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
+
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA if visible, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; a device that does
+    not exist on this machine is a ValueError saying what does."""
+    name = str(name).strip().lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is visible; use --device cpu")
-    return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if match is None:
+        raise ValueError(f"{name!r} is not a device; use {DEVICE_NAMES}")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ValueError(f"{name!r} was asked for but no CUDA device is visible; use cpu or auto")
+    index = int(match.group(1) or 0)
+    if index >= count:
+        raise ValueError(f"{name!r} does not exist: this machine has CUDA devices 0..{count - 1}")
+    return torch.device("cuda", index) if match.group(1) else torch.device("cuda")
 
 
 def autocast(device: torch.device, amp: str):
@@ -25,14 +49,54 @@ def autocast(device: torch.device, amp: str):
 
 
 def parse_size(text) -> tuple[int, int]:
-    """'360x480' or [360, 480] -> (360, 480): height first, as tensors are laid out."""
-    if isinstance(text, (list, tuple)):
-        return int(text[0]), int(text[1])
+    """'360x480' or [360, 480] -> (360, 480): height first, as tensors are laid out. Both
+    sides must be whole numbers of at least 1."""
     try:
-        h, w = str(text).lower().split("x")
-        return int(h), int(w)
-    except ValueError:
+        if isinstance(text, (list, tuple)):
+            if len(text) != 2:
+                raise ValueError
+            height, width = (int(v) for v in text)
+        else:
+            height, width = (int(v) for v in str(text).lower().split("x"))
+    except (TypeError, ValueError):
         raise ValueError(f"size {text!r} is not HEIGHTxWIDTH, e.g. 360x480") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"size {text!r} must have positive sides, e.g. 360x480")
+    return height, width
+
+
+# --- the allocator -------------------------------------------------------------------------------
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc malloc.h
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of handing it back to the kernel.
+
+    By default glibc serves every allocation above 32 MB (and, after trimming, many smaller ones)
+    with a fresh ``mmap`` and unmaps it on ``free``; the next forward pass then touches new pages
+    and takes a page fault for every 4 KB of every large activation. FPLNet's 512x1024 forward
+    allocates about 130 MB of such activations: 32,000 faults per call, 40-60 ms on the 2-core
+    VM of docs/benchmarks.md (a third of the eager forward). Raising the mmap threshold to 1 GB
+    and the trim threshold to 2 GB keeps those pages mapped, so repeated calls reuse them.
+
+    This is process-wide and not undone: the process keeps its peak memory. It is the same kind
+    of change as the jemalloc/tcmalloc ``LD_PRELOAD`` that CPU inference guides recommend, but
+    needs nothing installed. Returns False (and changes nothing) where libc is not glibc.
+
+    Opt-in, never a side effect of building something: ``fplnet predict``, ``fplnet demo`` and
+    ``fplnet train`` call it once at start-up; ``fplnet benchmark`` only for variants with the
+    ``keep_memory`` switch; ``Segmenter`` and ``InferenceRunner`` only for such a variant. A
+    program that embeds fplnet calls it itself if it wants it.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 class Distributed:
@@ -54,10 +118,6 @@ class Distributed:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    def barrier(self):
-        if self.enabled:
-            dist.barrier()
 
     def close(self):
         if self.enabled and dist.is_initialized():

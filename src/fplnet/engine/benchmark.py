@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from ..complexity import count_macs, count_params
-from ..fast import InferenceRunner, Variant, fast_variant, keep_freed_memory
+from ..fast import InferenceRunner, Variant, fast_variant
 from ..models import create_model, list_models
-from ..runtime import parse_size, resolve_device
+from ..runtime import keep_freed_memory, parse_size, resolve_device
 
 DEFAULT_MODELS = "fplnet,espnet,enet,erfnet,cgnet"
 
@@ -120,7 +120,8 @@ def _variants(args, device) -> list[Variant]:
             raise ValueError(f"--variants already says how each model runs; drop {', '.join(flags)} "
                              "or add the switches to the variants (e.g. channels_last+bf16)")
         specs = [s.strip() for s in args.variants.split(",") if s.strip()]
-        variants = [fast_variant(device) if s == "fast" else Variant.parse(s) for s in specs]
+        # "fast" is exactly what `fplnet predict` runs on this device, allocator switch included.
+        variants = [fast_variant(device, keep_memory=True) if s == "fast" else Variant.parse(s) for s in specs]
         if len({"keep_memory" in v for v in variants}) > 1:
             raise ValueError("keep_memory changes the allocator of the whole process, so the variants without it "
                              "would be timed with it too; time variants with and without keep_memory in separate "

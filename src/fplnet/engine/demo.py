@@ -47,8 +47,12 @@ def add_arguments(parser):
 
 
 def run(args):
+    from ..fast import fast_variant
     from ..inference import Segmenter
-    segmenter = Segmenter(args.checkpoint, device=args.device, fast=args.fast)
+    from ..runtime import resolve_device
+    # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
+    variant = fast_variant(resolve_device(args.device), keep_memory=True) if args.fast else "eager"
+    segmenter = Segmenter(args.checkpoint, device=args.device, variant=variant)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     info = segmenter.info

@@ -10,28 +10,28 @@ Every BatchNorm that directly follows a convolution is folded into it first
 (``fplnet.fast.fold_batchnorm``). In FPLNet that is only the two decoder upsamplers: the other
 BNs follow a concatenation or a residual addition and stay in the graph.
 
-ONNX uses the TorchScript-based exporter (``dynamo=False``): it handles PReLU, ConvTranspose
-and the shape-dependent crops of the decoder with dynamic height and width, and needs no
-onnxscript at run time. After writing, the file is run once by onnxruntime (or TorchScript)
-at ``--size`` and at a second size, against the PyTorch model, and the differences printed.
+The graphs themselves come from ``fplnet.graph_export`` (ONNX via the TorchScript-based
+exporter, TorchScript by tracing; the reasons are there), the same code the runner's
+``onnxruntime`` and ``torchscript`` variants use. After writing, the file is run once by
+onnxruntime (or TorchScript) at ``--size`` and at a second size, against the PyTorch model, and
+the differences printed.
 """
 from __future__ import annotations
 
-import io
 import json
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .. import __version__
-from ..models import load_model
 from ..fast import find_conv_bn_pairs, fold_batchnorm
+from ..graph_export import INPUT_NAME, OUTPUT_NAME, export_onnx_bytes, trace_torchscript
+from ..io import atomic_write, atomic_write_bytes
+from ..models import load_model
 from ..runtime import parse_size
 
 EXPORT_FORMAT = "fplnet-export/1"
-INPUT_NAME, OUTPUT_NAME = "image", "logits"
 METADATA_KEY = "fplnet"
 TORCHSCRIPT_METADATA_FILE = "fplnet.json"
 
@@ -69,22 +69,6 @@ def export_metadata(ckpt: dict, folded: int, **extra) -> dict:
     }
 
 
-def export_onnx_bytes(model: nn.Module, opset: int = 17, example_size=(64, 64)) -> bytes:
-    """The model as ONNX with dynamic batch, height and width; ``model`` must be in eval mode."""
-    example = torch.zeros(1, 3, *example_size)
-    buffer = io.BytesIO()
-    axes = {0: "batch", 2: "height", 3: "width"}
-    with warnings.catch_warnings():
-        # The TorchScript-based exporter is deprecated in favour of dynamo=True, which is chosen
-        # against on purpose (see the module docstring); its warning says nothing actionable here.
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, do_constant_folding=True)
-    return buffer.getvalue()
-
-
 def write_onnx(model: nn.Module, path: Path, metadata: dict, opset: int, example_size) -> None:
     import onnx
     proto = onnx.load_from_string(export_onnx_bytes(model, opset, example_size))
@@ -93,22 +77,13 @@ def write_onnx(model: nn.Module, path: Path, metadata: dict, opset: int, example
     proto.producer_name = "fplnet"
     proto.producer_version = __version__
     onnx.checker.check_model(proto)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(path))
-
-
-def trace_torchscript(model: nn.Module, example_size) -> torch.jit.ScriptModule:
-    """Traced, not scripted: the models' Python control flow only depends on shapes, which the
-    tracer records as operations, so the trace runs at any input size (the tests check this)."""
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        return torch.jit.trace(model, torch.zeros(1, 3, *example_size), check_trace=False)
+    atomic_write_bytes(path, proto.SerializeToString())
 
 
 def write_torchscript(model: nn.Module, path: Path, metadata: dict, example_size) -> None:
-    traced = trace_torchscript(model, example_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)})
+    traced = trace_torchscript(model, torch.zeros(1, 3, *example_size))
+    extra = {TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)}
+    atomic_write(path, lambda file: torch.jit.save(traced, file, _extra_files=extra))
 
 
 def read_metadata(path) -> dict:

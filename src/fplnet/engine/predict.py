@@ -230,7 +230,9 @@ class Predictor:
 
 
 def run(args) -> int:
+    from ..fast import fast_variant
     from ..inference import Segmenter, load_rgb
+    from ..runtime import resolve_device
 
     failures: list[str] = []
 
@@ -240,7 +242,9 @@ def run(args) -> int:
 
     if args.variant and args.no_fast:
         raise ValueError("--no-fast and --variant both say how to run the model; give one")
-    segmenter = Segmenter(args.checkpoint, device=args.device, fast=not args.no_fast, variant=args.variant)
+    # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
+    variant = args.variant or (None if args.no_fast else fast_variant(resolve_device(args.device), keep_memory=True))
+    segmenter = Segmenter(args.checkpoint, device=args.device, fast=not args.no_fast, variant=variant)
     if args.format == "labelid" and segmenter.info.train_to_label_id is None:
         raise ValueError(f"--format labelid needs a checkpoint trained on Cityscapes (its dataset maps train ids "
                          f"to label ids); {args.checkpoint} was trained on {segmenter.info.name!r}. "
