@@ -51,7 +51,7 @@ from ..data.class_weights import cached_class_weights
 from ..data.transforms import AugmentConfig, augment_batch, normalize
 from ..models import create_model, list_models
 from ..provenance import git_commit, hardware
-from ..runtime import Distributed, autocast, parse_size
+from ..runtime import Distributed, autocast, keep_freed_memory, parse_size
 from .evaluate import evaluate
 from .run_folder import (RunLock, RunLog, claim_for_new_run, default_run_folder,
                          write_text_atomic)
@@ -756,7 +756,6 @@ def run(args):
     # The trainer allocates and frees large activation buffers every step; keeping freed pages
     # made a CPU training step about 20 % faster (docs/benchmarks.md). A process-wide malloc
     # setting, so it is switched on here, for the `fplnet train` process, not by the library.
-    from ..fast import keep_freed_memory
     keep_freed_memory()
     try:
         train(cfg, resume=args.resume, overwrite=args.overwrite, stop_after_epoch=args.stop_after_epoch,
