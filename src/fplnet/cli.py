@@ -18,6 +18,7 @@ COMMANDS = {
     "export": ("fplnet.engine.export", "export a checkpoint to ONNX or TorchScript"),
     "benchmark": ("fplnet.engine.benchmark", "side-by-side speed of several models"),
     "demo": ("fplnet.engine.demo", "segment the shipped CamVid images with the shipped weights"),
+    "app": ("fplnet.engine.app", "a local web page (Gradio) to segment your own images and videos"),
 }
 
 
