@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU wheel of torch is pinned and installed first: an unpinned resolve pulls a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install demo test models clean
+.PHONY: install demo test models clean browser app
 
 install: $(VENV)/.installed
 
@@ -19,8 +19,20 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/fplnet demo
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
+
+# The web app's browser test (tests/test_app.py) drives Debian's headless Chromium. This installs it
+# where apt-get and root are at hand; anywhere else it only says so, and that one test is skipped.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+			|| echo "make browser: apt-get could not install chromium; the browser test will be skipped"; \
+	else echo "make browser: no chromium here and no root apt-get to install it; the browser test will be skipped"; fi
+
+app: install
+	$(BIN)/fplnet app
 
 models: install
 	$(BIN)/fplnet models
