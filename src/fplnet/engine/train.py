@@ -89,6 +89,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"                            # auto | none | bf16 | fp16
     channels_last: Optional[bool] = None         # None: auto (True on CUDA and CPU, see docs/benchmarks.md)
+    compile: str = "none"                        # torch.compile mode for the training step: none | default | reduce-overhead | max-autotune
     output: Optional[str] = None                 # None: runs/<model>_<dataset>_<timestamp>
     save_every_minutes: float = 10.0             # mid-epoch checkpoints, so a killed run loses little
     time_budget_minutes: Optional[float] = None  # shorten `epochs` to fit this wall time (measured)
@@ -107,9 +108,10 @@ class TrainConfig:
 SIZE_FIELDS = ("crop_size", "train_size", "eval_size")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 AMP_MODES = ("auto", "none", "bf16", "fp16")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # What a resumed run may change: none of these moves the optimisation trajectory (device, amp and
 # channels_last change rounding only; data_root lets a run move between machines).
-RESUME_MAY_CHANGE = ("data_root", "device", "amp", "channels_last", "output", "save_every_minutes",
+RESUME_MAY_CHANGE = ("data_root", "device", "amp", "channels_last", "compile", "output", "save_every_minutes",
                      "time_budget_minutes", "log_every", "tensorboard", "val_every", "eval_batch_size",
                      "notes", "init_from")
 
@@ -136,6 +138,7 @@ def validate_config(cfg: TrainConfig) -> None:
                 "must be a positive integer")
     require(cfg.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
     require(cfg.amp in AMP_MODES, "amp", f"must be one of {', '.join(AMP_MODES)}")
+    require(cfg.compile in COMPILE_MODES, "compile", f"must be one of {', '.join(COMPILE_MODES)}")
     require(cfg.class_weights in ("enet", "none"), "class_weights", "must be enet or none")
     require(isinstance(cfg.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,
             "device", "must be auto, cpu, cuda or cuda:N")
@@ -390,6 +393,10 @@ class Trainer:
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         else:
             self.ddp = model
+        # The network the training step runs: compiled when asked (forward and, through
+        # AOTAutograd, backward); it shares its parameters with self.model, which is what is
+        # saved and validated (eagerly, in eval mode).
+        self.step_model = self.ddp if cfg.compile == "none" else torch.compile(self.ddp, mode=cfg.compile)
         self.optimizer = build_optimizer(self.model, cfg)
         # fp16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
@@ -455,7 +462,7 @@ class Trainer:
         return self.criterion(logits.float(), masks)
 
     def train_step(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        loss = self._loss(self.ddp, *self._batch(idx, gen))
+        loss = self._loss(self.step_model, *self._batch(idx, gen))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -728,6 +735,7 @@ def add_arguments(parser):
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--amp", help=f"{' | '.join(AMP_MODES)}")
     parser.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--compile", help=f"torch.compile the training step: {' | '.join(COMPILE_MODES)} (default none)")
     parser.add_argument("--output", help="run folder (default: runs/<model>_<dataset>_<timestamp>)")
     parser.add_argument("--overwrite", action="store_true", help="replace the run already in --output")
     parser.add_argument("--time-budget-minutes", dest="time_budget_minutes", type=float)
