@@ -361,14 +361,19 @@ def run(args) -> int:
     try:
         serve(app, args.host, args.port)
     except OSError as err:
-        raise SystemExit(f"fplnet app: error: cannot listen on {args.host}:{args.port} ({err}); "
-                         "pass another --port") from None
+        # Gradio's own text advises launch() parameters and environment variables; say it in fplnet's terms.
+        raise SystemExit(f"fplnet app: error: cannot listen on {args.host}:{args.port} (in use by another "
+                         "server, or not an address of this machine); pass another --port or --host") from None
     return 0
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> str:
-    """Start the server (the demo frames may be served as examples); returns the page's URL.
-    ``block=False`` returns at once and leaves the server running (``app.close()`` stops it)."""
+    """Start the server (the demo frames may be served as examples) and return the page's URL;
+    with ``block`` print it and wait until Ctrl+C. Without, the server keeps running in its
+    threads until ``app.close()``."""
     app.launch(server_name=host, server_port=port, allowed_paths=[str(DEMO_ROOT)],
-               prevent_thread_lock=not block, quiet=not block)
+               prevent_thread_lock=True, quiet=True)
+    if block:
+        print(f"fplnet app: open {app.local_url} in a browser; Ctrl+C stops the server", flush=True)
+        app.block_thread()
     return app.local_url
