@@ -58,6 +58,12 @@ class Sweep:
     seeds: list[int]
     arms: dict[str, dict]
     labels: dict[str, str] = field(default_factory=dict)   # arm -> text for the table (optional)
+    # arm -> the seeds it runs, a subset of ``seeds`` (optional; default all of ``seeds``). Lets
+    # one grid hold arms with different seed counts (``fplnet ablate``: 3 seeds for Table VIII).
+    arm_seeds: dict[str, list[int]] = field(default_factory=dict)
+
+    def seeds_of(self, arm: str) -> list[int]:
+        return self.arm_seeds.get(arm, self.seeds)
 
     def runs(self) -> list[RunSpec]:
         """Seed-major order: after the first pass every arm has one seed, so a sweep cut short
@@ -65,6 +71,8 @@ class Sweep:
         specs = []
         for seed in self.seeds:
             for arm, changes in self.arms.items():
+                if seed not in self.seeds_of(arm):
+                    continue
                 folder = self.output / f"{arm}__seed{seed}"
                 values = {**self.base, **changes, "seed": seed, "output": str(folder)}
                 specs.append(RunSpec(arm, seed, folder, values))
@@ -176,25 +184,31 @@ class Runner:
 
 
 # --- results ------------------------------------------------------------------------------------
+def run_record(seed: int, folder: Path) -> dict:
+    """One run as the tables report it: its state and, once complete, its last-epoch figures."""
+    summary = read_summary(folder)
+    if summary is None:
+        return {"seed": seed, "folder": str(folder), "state": run_state(folder)}
+    return {"seed": seed, "folder": str(folder), "state": "complete",
+            "val_miou": summary["last"].get("val_miou"), "epochs": summary["epochs"],
+            "wall_seconds": summary["wall_seconds"], "hardware": summary.get("hardware", ""),
+            "val_iou": summary.get("last_val_iou"), "git_commit": summary.get("git_commit", "")}
+
+
+def seed_statistics(runs: list[dict]) -> dict:
+    """``n``, ``mean`` and sample standard deviation ``std`` of the runs' last-epoch val mIoU."""
+    values = [r["val_miou"] for r in runs if isinstance(r.get("val_miou"), (int, float))]
+    return {"n": len(values), "mean": statistics.fmean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else None}
+
+
 def collect(sweep: Sweep) -> dict:
     """Every run's summary, grouped by arm, with the mean and spread of the last-epoch val mIoU."""
     arms = {}
     for arm in sweep.arms:
-        runs = []
-        for seed in sweep.seeds:
-            folder = sweep.output / f"{arm}__seed{seed}"
-            summary = read_summary(folder)
-            if summary is None:
-                runs.append({"seed": seed, "folder": str(folder), "state": run_state(folder)})
-                continue
-            runs.append({"seed": seed, "folder": str(folder), "state": "complete",
-                         "val_miou": summary["last"].get("val_miou"), "epochs": summary["epochs"],
-                         "wall_seconds": summary["wall_seconds"], "hardware": summary.get("hardware", ""),
-                         "val_iou": summary.get("last_val_iou"), "git_commit": summary.get("git_commit", "")})
-        values = [r["val_miou"] for r in runs if isinstance(r.get("val_miou"), (int, float))]
+        runs = [run_record(seed, sweep.output / f"{arm}__seed{seed}") for seed in sweep.seeds_of(arm)]
         arms[arm] = {"changes": sweep.arms[arm], "label": sweep.labels.get(arm, ""), "runs": runs,
-                     "n": len(values), "mean": statistics.fmean(values) if values else None,
-                     "std": statistics.stdev(values) if len(values) > 1 else None}
+                     **seed_statistics(runs)}
     return {"name": sweep.name, "base": sweep.base, "seeds": sweep.seeds, "arms": arms}
 
 
@@ -227,12 +241,13 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def splice(document: Path, name: str, block: str) -> None:
+def splice(document: Path, name: str, block: str, writer: str = "fplnet sweep") -> None:
     """Replace the text between ``<!-- sweep:NAME -->`` and ``<!-- /sweep:NAME -->`` in ``document``
-    (appended with the markers if they are not there yet)."""
+    (appended with the markers if they are not there yet); ``writer`` is the command named in the
+    block's do-not-edit line."""
     start, end = f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
     text = document.read_text() if document.exists() else ""
-    generated = f"{start}\n<!-- written by `fplnet sweep`; do not edit by hand -->\n{block}\n{end}"
+    generated = f"{start}\n<!-- written by `{writer}`; do not edit by hand -->\n{block}\n{end}"
     if start in text and end in text:
         text = text[:text.index(start)] + generated + text[text.index(end) + len(end):]
     else:
