@@ -13,6 +13,7 @@ COMMANDS = {
     "models": ("fplnet.engine.models_table", "list every registered model with parameters and MACs"),
     "train": ("fplnet.engine.train", "train a model (YAML config; flags win)"),
     "sweep": ("fplnet.engine.sweep", "train a grid of runs (arms x seeds), resumable, and tabulate it"),
+    "ablate": ("fplnet.engine.ablate", "retrain the paper's ablation tables (VI-X, PReLU) with seeds, beside the paper"),
     "evaluate": ("fplnet.engine.evaluate", "evaluate a checkpoint: per-class IoU and mIoU"),
     "predict": ("fplnet.engine.predict", "segment images, folders and videos"),
     "export": ("fplnet.engine.export", "export a checkpoint to ONNX or TorchScript"),
