@@ -298,7 +298,7 @@ def _paper_params(value) -> str:
 def format_table(results: dict) -> str:
     """Markdown for one table: rows beside the paper's, the comparisons, the verdict, provenance."""
     rows = results["rows"]
-    lines = [f"#### {results['title']}", "",
+    lines = [f"### {results['title']}", "",
              f"Claim: {results['claim']} Paper's choice: **{rows[results['choice']]['label']}**.", "",
              f"| paper row | model | params ({results['num_classes']} classes) | paper params | "
              "paper mIoU (Cityscapes val) | paper Δ to paper best | our mIoU, mean ± sd | per seed | seeds | "
