@@ -5,7 +5,7 @@
     labels = seg.predict("street.png")           # H x W uint8 train ids, at the input's size
     Image.fromarray(seg.overlay("street.png", labels)).save("overlay.jpg")
 
-Pre-processing lives in ``Segmenter.preprocess`` and nowhere else: uint8 RGB -> float in [0, 1]
+Pre-processing lives in ``preprocess`` (``Segmenter.preprocess``) and nowhere else: uint8 RGB -> float in [0, 1]
 -> per-channel (x - mean) / std with the statistics stored in the checkpoint. Post-processing
 (palette, train id -> Cityscapes label id) comes from the checkpoint's ``DatasetInfo``.
 
@@ -25,30 +25,30 @@ channels_last+compile+freeze"``, which is what ``fplnet predict`` runs on CPU) o
 """
 from __future__ import annotations
 
-import colorsys
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from .models import load_model
-from .data.info import DatasetInfo, colorize
+from .data.base import read_rgb_image, rgb_array
+from .data.info import DatasetInfo, colorize, numbered_info, train_ids_to_label_ids
 from .data.transforms import normalize
-from .runtime import resolve_device
 from .fast import InferenceRunner, Variant, fast_variant
+from .models import load_model
+from .runtime import resolve_device
 
 ImageLike = Union[str, Path, "PIL.Image.Image", np.ndarray]
 
 
 def load_rgb(image: ImageLike) -> np.ndarray:
-    """A path, PIL image or array -> H x W x 3 uint8 RGB (grey is repeated, alpha dropped)."""
+    """A path, PIL image or array -> H x W x 3 uint8 RGB (grey is repeated, alpha dropped).
+    Files and PIL images follow the data sets' policy (``fplnet.data.base``: 8-bit modes are
+    converted, 16-bit images refused); arrays must already be uint8."""
     if isinstance(image, (str, Path)):
-        from PIL import Image
-        with Image.open(image) as pil:
-            return np.asarray(pil.convert("RGB"))
+        return read_rgb_image(Path(image))
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-        return np.asarray(image.convert("RGB"))
+        return rgb_array(image, "the PIL image")
     array = np.asarray(image)
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
@@ -60,12 +60,22 @@ def load_rgb(image: ImageLike) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, :3])
 
 
-def _fallback_info(num_classes: int) -> DatasetInfo:
-    """For a checkpoint that carries no dataset description: numbered classes, evenly spread hues,
-    ImageNet statistics (the training default)."""
-    palette = tuple(tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / num_classes, 0.8, 0.9))
-                    for i in range(num_classes))
-    return DatasetInfo(name="unknown", class_names=tuple(f"class_{i}" for i in range(num_classes)), palette=palette)
+def checkpoint_info(ckpt: dict) -> DatasetInfo:
+    """The data set a checkpoint was trained on (classes, palette, statistics); a checkpoint that
+    carries no description gets numbered classes and default colours."""
+    dataset = ckpt.get("dataset") or {}
+    return DatasetInfo.from_dict(dataset) if dataset else numbered_info(int(ckpt["num_classes"]))
+
+
+def preprocess(images: Sequence[np.ndarray], mean, std, device="cpu") -> torch.Tensor:
+    """Same-size H x W x 3 uint8 RGB arrays -> normalized float32 (N, 3, H, W) on ``device``:
+    [0, 255] -> [0, 1] -> (x - mean) / std per channel. The only preprocessing of fplnet's
+    inference (``Segmenter``, the benchmark's agreement check)."""
+    batch = torch.from_numpy(np.stack(images)).to(device)
+    # NHWC -> NCHW as a real copy: a permuted view would run the eager model in channels_last
+    # without anyone asking for it; the runner picks the memory format.
+    batch = batch.permute(0, 3, 1, 2).contiguous().float().div_(255)
+    return normalize(batch, mean, std)
 
 
 class Segmenter:
@@ -78,8 +88,7 @@ class Segmenter:
         model, ckpt = load_model(checkpoint, device="cpu")
         self.model_name = ckpt["model_name"]
         self.num_classes = int(ckpt["num_classes"])
-        dataset = ckpt.get("dataset") or {}
-        self.info = DatasetInfo.from_dict(dataset) if dataset else _fallback_info(self.num_classes)
+        self.info = checkpoint_info(ckpt)
         if self.info.num_classes != self.num_classes:
             raise ValueError(f"checkpoint {checkpoint}: its dataset lists {self.info.num_classes} classes "
                              f"but the model has {self.num_classes}")
@@ -96,11 +105,7 @@ class Segmenter:
     # -- pre- and post-processing ---------------------------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-size H x W x 3 uint8 RGB arrays -> normalized float32 (N, 3, H, W) on the device."""
-        batch = torch.from_numpy(np.stack(images)).to(self.device)
-        # NHWC -> NCHW as a real copy: a permuted view would run the eager model in channels_last
-        # without anyone asking for it; the runner picks the memory format.
-        batch = batch.permute(0, 3, 1, 2).contiguous().float().div_(255)
-        return normalize(batch, self.info.mean, self.info.std)
+        return preprocess(images, self.info.mean, self.info.std, self.device)
 
     def colorize(self, label_map: np.ndarray) -> np.ndarray:
         """H x W train ids -> H x W x 3 uint8 RGB in the dataset's palette."""
@@ -118,13 +123,10 @@ class Segmenter:
     def to_label_ids(self, label_map: np.ndarray) -> np.ndarray:
         """Train ids -> the dataset's official label ids (Cityscapes: the 34 ids of the test
         server); anything that is not a train id becomes 0, 'unlabeled'."""
-        table = self.info.train_to_label_id
-        if table is None:
+        if self.info.train_to_label_id is None:
             raise ValueError(f"the checkpoint's dataset ({self.info.name}) has no train id -> label id table; "
                              "label ids exist for Cityscapes checkpoints only (use --format trainid or color)")
-        lookup = np.zeros(256, dtype=np.uint8)
-        lookup[: len(table)] = table
-        return lookup[np.asarray(label_map, dtype=np.uint8)]
+        return train_ids_to_label_ids(label_map, self.info)
 
     # -- prediction -----------------------------------------------------------------------------
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:

@@ -15,6 +15,10 @@ Input files are accepted as follows:
   refused with a message saying how to convert them.
 
 Every problem raises ``DatasetError`` naming the file and what to do about it.
+
+These are the only image readers in fplnet: ``fplnet.inference.load_rgb`` (``Segmenter``,
+``fplnet predict``) reads files and PIL images through ``read_rgb_image`` and ``rgb_array``, so a
+16-bit image is refused with the same message whether it is trained on or predicted on.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ from PIL import Image
 
 from .info import DatasetInfo
 
+# The image files fplnet looks for in folders (data sets and `fplnet predict` alike).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 
 # Pillow decodes these raw layouts into 8-bit modes by dropping the low byte, so the file's
@@ -74,15 +79,26 @@ def _open_decoded(path: Path, what: str) -> tuple[Image.Image, bool]:
 
 
 def read_rgb_image(path: Path) -> np.ndarray:
-    """An image file as HxWx3 uint8 RGB (conversions as in the module docstring)."""
+    """An image file as HxWx3 uint8 RGB (conversions as in the module docstring). Every image
+    fplnet reads, for training, evaluation or prediction, comes through here or ``rgb_array``."""
     image, wide = _open_decoded(path, "image")
+    with image:
+        return rgb_array(image, f"image {path}", wide)
+
+
+def rgb_array(image: Image.Image, what: str = "the image", wide: Optional[bool] = None) -> np.ndarray:
+    """A PIL image as HxWx3 uint8 RGB under the same policy as image files: 8-bit modes are
+    converted, wider ones refused. ``wide`` is passed by ``read_rgb_image``, which has to look
+    before decoding; an image that Pillow has already decoded to 8 bits cannot be told apart."""
+    if wide is None:
+        wide = _is_wider_than_8_bits(image)
     if wide:
-        raise DatasetError(f"image {path} has more than 8 bits per channel (mode {image.mode}); "
+        raise DatasetError(f"{what} has more than 8 bits per channel (mode {image.mode}); "
                            "fplnet reads 8-bit images only. Convert it to 8-bit RGB first, scaling "
                            "the values to 0..255 as suits your data.")
     if image.mode != "RGB":
         if image.mode not in _CONVERTIBLE_IMAGE_MODES:
-            raise DatasetError(f"image {path} has unsupported mode {image.mode}; save it as 8-bit RGB")
+            raise DatasetError(f"{what} has unsupported mode {image.mode}; save it as 8-bit RGB")
         image = image.convert("RGB")
     return np.array(image, dtype=np.uint8)
 
@@ -102,8 +118,12 @@ def read_label(path: Path) -> np.ndarray:
     return np.array(image, dtype=np.uint8)
 
 
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
 def list_image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))
 
 
 def require_folder(path: Path, hint: str) -> Path:

@@ -4,8 +4,9 @@
     root/leftImg8bit/{split}/{city}/{city}_{seq}_{frame}_leftImg8bit.png
     root/gtFine/{split}/{city}/{city}_{seq}_{frame}_gtFine_labelIds.png
 
-The 34 official label ids are mapped to the 19 train ids on load (``info.label_ids_to_train_ids``);
-``*_labelTrainIds.png`` files made by cityscapesScripts are not needed.
+The 34 official label ids are mapped to the 19 train ids on load with ``info.CITYSCAPES_LABEL_TABLE``
+(a value that is no label id is refused); ``*_labelTrainIds.png`` files made by cityscapesScripts
+are not needed.
 
 The test split: its annotations are withheld by the benchmark, so ``split="test"`` lists the
 images only (``files`` pairs hold ``None`` for the label) and every mask is all 255. It exists for
@@ -16,10 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
-
 from .base import DatasetError, SegmentationDataset, require_folder
-from .info import CITYSCAPES, CITYSCAPES_LABEL_ID_TO_TRAIN_ID
+from .info import CITYSCAPES, CITYSCAPES_LABEL_TABLE
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -27,14 +26,6 @@ LABEL_SUFFIX = "_gtFine_labelIds.png"
 _LAYOUT_HINT = ("Cityscapes must be in its official layout: download leftImg8bit_trainvaltest.zip "
                 "and gtFine_trainvaltest.zip from cityscapes-dataset.com and unzip both into the "
                 "same root folder.")
-
-
-def _label_table() -> np.ndarray:
-    table = np.full(256, -1, dtype=np.int16)
-    table[:len(CITYSCAPES_LABEL_ID_TO_TRAIN_ID)] = CITYSCAPES_LABEL_ID_TO_TRAIN_ID
-    # Some tools write the license plate's labelId -1 as 255 in the 8-bit PNGs.
-    table[255] = 255
-    return table
 
 
 class CityscapesDataset(SegmentationDataset):
@@ -58,4 +49,4 @@ class CityscapesDataset(SegmentationDataset):
             files.append((image_path, label_path))
         if not files:
             raise DatasetError(f"no *{IMAGE_SUFFIX} files in {image_root}/<city>/. {_LAYOUT_HINT}")
-        super().__init__(root, split, files, CITYSCAPES, _label_table(), transform)
+        super().__init__(root, split, files, CITYSCAPES, CITYSCAPES_LABEL_TABLE, transform)

@@ -24,7 +24,6 @@ returning the same images for both.
 """
 from __future__ import annotations
 
-import colorsys
 import json
 from pathlib import Path
 from typing import Callable, Optional
@@ -33,19 +32,10 @@ import numpy as np
 import yaml
 
 from .base import DatasetError, SegmentationDataset, list_image_files, require_folder
-from .info import DatasetInfo
+from .info import DatasetInfo, default_palette
 
 WHOLE_FOLDER_SPLITS = (None, "all")
 _LAYOUT_HINT = "A folder dataset needs root/images/, root/masks/ and root/classes.yaml (see fplnet.data.folder)."
-
-
-def _default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
-    # Golden-ratio hue steps keep neighbouring class indices far apart in colour.
-    colors = []
-    for index in range(num_classes):
-        red, green, blue = colorsys.hsv_to_rgb((index * 0.618033988749895) % 1.0, 0.65, 0.95)
-        colors.append((round(red * 255), round(green * 255), round(blue * 255)))
-    return tuple(colors)
 
 
 def read_classes_file(root: Path) -> tuple[DatasetInfo, int]:
@@ -76,7 +66,7 @@ def read_classes_file(root: Path) -> tuple[DatasetInfo, int]:
 
     colors = spec.get("colors")
     if colors is None:
-        palette = _default_palette(len(names))
+        palette = default_palette(len(names))
     else:
         valid = (isinstance(colors, list) and len(colors) == len(names)
                  and all(isinstance(c, (list, tuple)) and len(c) == 3

@@ -6,14 +6,22 @@ classes; these are the two ``DatasetInfo`` constants below. A ``DatasetInfo`` tr
 checkpoints (``to_dict``) so that a trained model can be used without the data set on disk.
 
 Post-processing lives here, in one place: ``colorize`` for visualisation and
-``train_ids_to_label_ids`` for Cityscapes test-server files.
+``train_ids_to_label_ids`` for Cityscapes test-server files. So do the tables every other module
+reads instead of keeping its own: the palettes (``default_palette`` for classes without
+colours), the Cityscapes label id table and the ImageNet statistics.
 """
 from __future__ import annotations
 
+import colorsys
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+
+# ImageNet statistics: the paper trains from scratch and does not give its own, so these are
+# only a conventional scale for the inputs (and what checkpoints without statistics assume).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -22,10 +30,8 @@ class DatasetInfo:
     class_names: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]   # RGB per class, same order as class_names
     ignore_index: int = 255                      # value of the masks that the loaders produce
-    # ImageNet statistics: the paper trains from scratch and does not give its own, so these are
-    # only a conventional scale for the inputs.
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     train_to_label_id: Optional[tuple[int, ...]] = None   # Cityscapes: official labelId per train id
 
     def __post_init__(self):
@@ -63,10 +69,28 @@ class DatasetInfo:
             class_names=tuple(str(n) for n in d["class_names"]),
             palette=tuple(tuple(int(c) for c in color) for color in d["palette"]),
             ignore_index=int(d.get("ignore_index", 255)),
-            mean=tuple(float(v) for v in d.get("mean", (0.485, 0.456, 0.406))),
-            std=tuple(float(v) for v in d.get("std", (0.229, 0.224, 0.225))),
+            mean=tuple(float(v) for v in d.get("mean", IMAGENET_MEAN)),
+            std=tuple(float(v) for v in d.get("std", IMAGENET_STD)),
             train_to_label_id=None if label_ids is None else tuple(int(v) for v in label_ids),
         )
+
+
+def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
+    """Colours for classes that come without any (a folder data set without ``colors``, a
+    checkpoint without a dataset description): golden-ratio hue steps keep neighbouring class
+    indices far apart in colour."""
+    colors = []
+    for index in range(num_classes):
+        red, green, blue = colorsys.hsv_to_rgb((index * 0.618033988749895) % 1.0, 0.65, 0.95)
+        colors.append((round(red * 255), round(green * 255), round(blue * 255)))
+    return tuple(colors)
+
+
+def numbered_info(num_classes: int) -> DatasetInfo:
+    """A description for a model whose checkpoint carries none: classes ``class_0`` ...,
+    ``default_palette`` colours, ImageNet statistics (the training default)."""
+    return DatasetInfo(name="unknown", class_names=tuple(f"class_{i}" for i in range(num_classes)),
+                       palette=default_palette(num_classes))
 
 
 # Official Cityscapes table (cityscapesScripts, labels.py): index = labelId 0..33, value = trainId.
@@ -142,16 +166,18 @@ def get_info(name: str) -> DatasetInfo:
     return _INFOS[name]
 
 
-def _lookup_table(values: dict[int, int], default: int) -> np.ndarray:
-    table = np.full(256, default, dtype=np.uint8)
-    for source, target in values.items():
-        table[source] = target
+def _label_table() -> np.ndarray:
+    """Cityscapes labelId -> trainId for all 256 byte values, int16: the train id or 255 for the
+    34 label ids, 255 for 255 (some tools write the license plate's labelId -1 so), and -1 for
+    values that are no label id at all. The data set refuses -1 values on load;
+    ``label_ids_to_train_ids`` maps them to 255."""
+    table = np.full(256, -1, dtype=np.int16)
+    table[:len(CITYSCAPES_LABEL_ID_TO_TRAIN_ID)] = CITYSCAPES_LABEL_ID_TO_TRAIN_ID
+    table[255] = 255
     return table
 
 
-_LABEL_TO_TRAIN_LUT = _lookup_table(dict(enumerate(CITYSCAPES_LABEL_ID_TO_TRAIN_ID)), default=255)
-# Ignore becomes "unlabeled" (0): the test server only accepts real label ids.
-_TRAIN_TO_LABEL_LUT = _lookup_table(dict(enumerate(CITYSCAPES.train_to_label_id)), default=0)
+CITYSCAPES_LABEL_TABLE = _label_table()
 
 
 def _as_uint8(array: np.ndarray, what: str) -> np.ndarray:
@@ -167,13 +193,19 @@ def _as_uint8(array: np.ndarray, what: str) -> np.ndarray:
 
 def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     """Cityscapes labelIds (34 classes) -> the 19 train ids; everything else becomes 255."""
-    return _LABEL_TO_TRAIN_LUT[_as_uint8(label_ids, "label ids")]
+    train_ids = CITYSCAPES_LABEL_TABLE[_as_uint8(label_ids, "label ids")]
+    return np.where(train_ids < 0, 255, train_ids).astype(np.uint8)
 
 
-def train_ids_to_label_ids(train_ids: np.ndarray) -> np.ndarray:
-    """Cityscapes train ids -> official labelIds, as the evaluation server expects.
-    255 and any value that is not a train id become 0 (unlabeled)."""
-    return _TRAIN_TO_LABEL_LUT[_as_uint8(train_ids, "train ids")]
+def train_ids_to_label_ids(train_ids: np.ndarray, info: DatasetInfo = CITYSCAPES) -> np.ndarray:
+    """Train ids -> the data set's official label ids (Cityscapes: the 34 ids the evaluation
+    server expects). 255 and any value that is not a train id become 0 (unlabeled): the test
+    server only accepts real label ids."""
+    if info.train_to_label_id is None:
+        raise ValueError(f"data set {info.name} has no train id -> label id table")
+    lookup = np.zeros(256, dtype=np.uint8)
+    lookup[:len(info.train_to_label_id)] = info.train_to_label_id
+    return lookup[_as_uint8(train_ids, "train ids")]
 
 
 def colorize(train_id_map, info: DatasetInfo) -> np.ndarray:
