@@ -6,9 +6,9 @@ docs/benchmarks.md). Run on a CUDA machine from the repo root:
 Method: batch 1 at 512x1024 (the paper's Cityscapes input), torch.inference_mode, cudnn.benchmark,
 10 warm-up calls per configuration, then rounds in which every (model, mode) is timed for
 20 calls in turn; each call is timed with CUDA events (synchronised), the median and p90 over
-all rounds are reported. Modes: fp32 NCHW eager, fp16 (weights and input in half) eager,
-fp16 channels_last eager, and fp16 channels_last replayed from a CUDA graph (removes the
-per-kernel launch cost, which dominates for networks this small).
+all rounds are reported. Modes: fp32 NCHW eager, fp16 (weights and input in half) eager and
+fp16 channels_last eager. CUDA-graph replay is timed by `fplnet benchmark --device cuda
+--variants ...cuda_graphs` (fplnet.fast), not here.
 """
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ import statistics
 import torch
 
 from fplnet.complexity import count_params
+from fplnet.engine.latency import percentile
 from fplnet.models import create_model, list_models
+from fplnet.runtime import parse_size
 
-MODES = ("fp32", "fp16", "fp16_cl")  # CUDA-graph replay hit an illegal memory access on the H100 run; left out
+MODES = ("fp32", "fp16", "fp16_cl")
 
 
 def prepare(name: str, mode: str, size, num_classes: int):
@@ -29,24 +31,13 @@ def prepare(name: str, mode: str, size, num_classes: int):
     x = torch.randn(1, 3, *size, device="cuda")
     if mode != "fp32":
         model, x = model.half(), x.half()
-    if mode.startswith("fp16_cl"):
+    if mode == "fp16_cl":
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     call = lambda: model(x)  # noqa: E731
     with torch.inference_mode():
         for _ in range(10):
             call()
-        if mode.endswith("graph"):
-            graph = torch.cuda.CUDAGraph()
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(stream):
-                for _ in range(3):
-                    model(x)
-            torch.cuda.current_stream().wait_stream(stream)
-            with torch.cuda.graph(graph):
-                model(x)
-            call = graph.replay
     return call
 
 
@@ -59,7 +50,7 @@ def main():
     parser.add_argument("--num-classes", type=int, default=19)
     parser.add_argument("--json")
     args = parser.parse_args()
-    size = tuple(int(v) for v in args.size.split("x"))
+    size = parse_size(args.size)
     torch.backends.cudnn.benchmark = True
     names = [n for n in args.models.split(",") if n in list_models()]
     calls, failed = {}, {}
@@ -67,7 +58,7 @@ def main():
         for m in MODES:
             try:
                 calls[(n, m)] = prepare(n, m, size, args.num_classes)
-            except Exception as err:  # e.g. an op that cannot be captured in a CUDA graph
+            except Exception as err:  # e.g. out of memory, or an op without an fp16 kernel
                 failed[f"{n}/{m}"] = f"{type(err).__name__}: {err}"[:300]
                 print(f"skipped {n} {m}: {failed[f'{n}/{m}']}")
     times = {key: [] for key in calls}
@@ -86,10 +77,9 @@ def main():
                     times[key].append(start.elapsed_time(end))
     rows = []
     for (name, mode), ms in times.items():
-        ms = sorted(ms)
         median = statistics.median(ms)
         rows.append({"model": name, "mode": mode, "params": count_params(create_model(name, num_classes=args.num_classes)),
-                     "median_ms": round(median, 3), "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 3),
+                     "median_ms": round(median, 3), "p90_ms": round(percentile(ms, 0.9), 3),
                      "fps": round(1000 / median, 1)})
     info = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
             "size": list(size), "batch": 1, "failed": failed, "rounds": args.rounds, "iters": args.iters, "rows": rows}

@@ -23,8 +23,16 @@ COMMANDS = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, except that a bad argument is reported as one line on stderr that names the flag
+    and what it allows, with exit status 2 and no usage block (sub-commands inherit this class)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fplnet", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="fplnet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         try:
@@ -40,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        # Every flag is checked here, by its ``type=`` validator (fplnet.engine.arguments), before
+        # any command starts work.
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:   # --help (0) or a bad argument (2), already reported
+        return int(stop.code or 0)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
@@ -48,7 +61,8 @@ def main(argv=None) -> int:
         return 130
     except (FileNotFoundError, ValueError) as err:
         # User-facing errors (bad paths, bad data, bad checkpoints) carry their own explanation.
-        print(f"fplnet {args.command}: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).splitlines())
+        print(f"fplnet {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

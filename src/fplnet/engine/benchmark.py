@@ -16,12 +16,19 @@ Method (printed with every table):
 ``--mode train`` times one training step instead: forward, cross-entropy on random targets,
 backward and an SGD step (momentum 0.9, weight decay 5e-4, as in the paper).
 
-``--plot`` draws the paper's Fig. 5 (mIoU against parameters) from its Table IV figures, with
-``--measured NAME=MIOU`` points of our own marked apart.
+``--checkpoint`` times a trained model instead of freshly built ``--models``, and with
+``--agreement-images`` every variant is also checked against plain eager fp32: the share of
+pixels whose argmax class is the same, per image, on those images resized to ``--size`` (the
+shape that is timed, so nothing is compiled twice). A random network would agree trivially
+(every pixel gets the same class), hence the trained checkpoint. ``--json`` records every figure
+the tables in docs/benchmarks.md quote, the agreement included.
+
+``--plot`` and ``--camvid-plot`` draw mIoU against parameters (``fplnet.engine.figures``);
+``--plot-only`` draws them and times nothing.
 """
 from __future__ import annotations
 
-import json
+import copy
 import os
 import platform
 import statistics
@@ -36,34 +43,35 @@ import torch.nn.functional as F
 
 from ..complexity import count_macs, count_params
 from ..fast import InferenceRunner, Variant, fast_variant
-from ..models import create_model, list_models
-from ..runtime import keep_freed_memory, parse_size, resolve_device
+from ..io import atomic_write_json, atomic_write_text
+from ..models import create_model, load_model
+from ..runtime import keep_freed_memory, resolve_device
+from .arguments import (checkpoint_name_or_file, device_name, existing_path, image_size, measured_point,
+                        model_names, non_negative_int, positive_int, variant_specs, writable_file)
+from .figures import draw_camvid, draw_cityscapes
+from .latency import summarize_ms
 
 DEFAULT_MODELS = "fplnet,espnet,enet,erfnet,cgnet"
 
-# FPLNet paper, Table IV: Cityscapes *test* mIoU (%) and parameters (millions) as printed there
-# (the networks with at most 5M parameters: the span of the paper's Fig. 5).
-TABLE_IV = {
-    "ERFNet": (68.0, 2.2), "CABiNet": (75.9, 2.64), "BiSeNetV2": (75.3, 4.59), "RegSeg": (78.3, 3.34),
-    "BiAttenNet": (74.7, 2.2), "DABNet": (70.1, 0.75), "ContextNet": (66.1, 0.88), "EDANet": (67.3, 0.68),
-    "ENet": (57.0, 0.36), "ESPNet": (60.3, 0.36), "CGNet": (64.8, 0.5),
-}
-FPLNET_REPORTED = (66.28, 0.49)
-
 
 def add_arguments(parser):
-    parser.add_argument("--models", default=DEFAULT_MODELS,
-                        help=f"comma-separated registry names (default {DEFAULT_MODELS}); unregistered names are skipped")
-    parser.add_argument("--variants", default=None,
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--models", type=model_names, default=None,
+                      help=f"comma-separated registry names (default {DEFAULT_MODELS})")
+    what.add_argument("--checkpoint", type=checkpoint_name_or_file, default=None,
+                      help="time this trained model (a checkpoint file or a shipped name such as camvid) "
+                           "instead of freshly built --models")
+    parser.add_argument("--variants", type=variant_specs, default=None,
                         help="comma-separated variants timed side by side for every model, each a '+'-joined set of "
                              "switches: eager, fold_bn, shuffle_deconv, channels_last, bf16, fp16, compile, "
                              "cuda_graphs, torchscript, onnxruntime, keep_memory, freeze (with compile), or 'fast' "
-                             "(what predict uses on this device), e.g. eager,channels_last,channels_last+bf16. "
+                             "(what predict runs on this device), e.g. eager,channels_last,channels_last+bf16. "
                              "Replaces the single-variant flags below")
-    parser.add_argument("--size", default="512x1024", help="input HEIGHTxWIDTH (default 512x1024)")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--num-classes", type=int, default=19, help="classifier width (default 19, Cityscapes)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--size", type=image_size, default="512x1024", help="input HEIGHTxWIDTH (default 512x1024)")
+    parser.add_argument("--batch-size", type=positive_int, default=1)
+    parser.add_argument("--num-classes", type=positive_int, default=19,
+                        help="classifier width of --models (default 19, Cityscapes)")
+    parser.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     parser.add_argument("--mode", choices=("inference", "train"), default="inference")
     parser.add_argument("--backend", choices=("torch", "onnxruntime", "torchscript"), default="torch")
     parser.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32", help="autocast precision")
@@ -71,44 +79,64 @@ def add_arguments(parser):
     parser.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the preceding convolution")
     parser.add_argument("--cuda-graphs", action="store_true", help="capture the forward in a CUDA graph and replay it")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (time reported apart)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
-    parser.add_argument("--iters", type=int, default=20, help="timed rounds (default 20)")
-    parser.add_argument("--json", type=Path, default=None, help="write the results as JSON")
-    parser.add_argument("--markdown", type=Path, default=None, help="write the table and method as Markdown")
-    parser.add_argument("--plot", type=Path, default=None, help="PNG of mIoU vs parameters in the style of Fig. 5")
-    parser.add_argument("--measured", action="append", default=[], metavar="NAME[@DATASET]=MIOU",
-                        help="a point of our own for --plot: a registry name or checkpoint file, the dataset it was "
-                             "measured on (default cityscapes) and its mIoU in %%; repeatable")
-    parser.add_argument("--plot-only", action="store_true", help="draw --plot and time nothing")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: torch's default)")
+    parser.add_argument("--warmup", type=non_negative_int, default=5, help="untimed rounds first (default 5)")
+    parser.add_argument("--iters", type=positive_int, default=20, help="timed rounds (default 20)")
+    parser.add_argument("--agreement-images", type=existing_path, nargs="+", default=None, metavar="PATH",
+                        help="with --checkpoint: image files or folders on which every variant's argmax is compared "
+                             "with eager fp32 (images resized to --size)")
+    parser.add_argument("--agreement-count", type=positive_int, default=6,
+                        help="use the first N images (in name order) of --agreement-images (default 6)")
+    parser.add_argument("--json", type=writable_file, default=None, help="write the results as JSON")
+    parser.add_argument("--markdown", type=writable_file, default=None, help="write the table and method as Markdown")
+    parser.add_argument("--plot", type=writable_file, default=None,
+                        help="PNG of the paper's Fig. 5: Cityscapes test mIoU vs parameters from its Table IV")
+    parser.add_argument("--camvid-plot", type=writable_file, default=None,
+                        help="PNG of published CamVid test mIoU vs parameters of the baselines, with our CamVid points")
+    parser.add_argument("--measured", type=measured_point, action="append", default=[],
+                        metavar="NAME@DATASET:SPLIT=MIOU",
+                        help="a point of our own for the plot of its data set (cityscapes: --plot, camvid: "
+                             "--camvid-plot): a registry name or checkpoint file, the data set and split it was "
+                             "measured on and its mIoU in %%, e.g. fplnet@camvid:val=62.14; repeatable")
+    parser.add_argument("--plot-only", action="store_true", help="draw the plots and time nothing")
 
 
 # --- what is timed --------------------------------------------------------------------------------
 
 @dataclass
 class Entry:
+    """One timed thing: a model run one way (one variant)."""
     model_name: str
     variant: str
     params: int
     macs: int                                   # per image at --size
     call: Callable[[], object]
+    runner: Optional[InferenceRunner] = None    # inference entries: for the argmax agreement check
     setup_s: float = 0.0                        # building the runner (export, session, ...)
     first_call_s: Optional[float] = None        # first call: compile / trace / capture included
     times_ms: list = field(default_factory=list)
+    agreement: list = field(default_factory=list)   # per agreement image: share of pixels as eager fp32
 
     def result(self, batch_size: int, reference: Optional["Entry"]) -> dict:
-        times = sorted(self.times_ms)
-        median = statistics.median(times)
-        p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
-        return {
+        stats = summarize_ms(self.times_ms)
+        result = {
             "model": self.model_name, "variant": self.variant, "params": self.params,
-            "gmacs": round(self.macs / 1e9, 3), "latency_median_ms": round(median, 3),
-            "latency_p90_ms": round(p90, 3), "latency_min_ms": round(times[0], 3),
-            "fps": round(1000 * batch_size / median, 2),
-            "speedup_vs_first": round(statistics.median(reference.times_ms) / median, 3) if reference else 1.0,
+            "gmacs": round(self.macs / 1e9, 3), "latency_median_ms": round(stats["median"], 3),
+            "latency_p90_ms": round(stats["p90"], 3), "latency_min_ms": round(stats["min"], 3),
+            "fps": round(1000 * batch_size / stats["median"], 2),
+            "speedup_vs_first": (round(statistics.median(reference.times_ms) / stats["median"], 3)
+                                 if reference else 1.0),
             "setup_s": round(self.setup_s, 3), "first_call_s": round(self.first_call_s or 0.0, 3),
-            "iters": len(times),
+            "iters": len(self.times_ms),
         }
+        if self.agreement:
+            # "identical" in the docs means every pixel of every image; changed = 1 - agreement.
+            result["argmax_vs_eager"] = {
+                "per_image": [round(a, 6) for a in self.agreement], "min": round(min(self.agreement), 6),
+                "mean": round(statistics.mean(self.agreement), 6),
+                "max_changed_pixels": round(1 - min(self.agreement), 6),
+                "identical": all(a == 1.0 for a in self.agreement)}
+        return result
 
 
 def _variants(args, device) -> list[Variant]:
@@ -119,13 +147,13 @@ def _variants(args, device) -> list[Variant]:
         if flags:
             raise ValueError(f"--variants already says how each model runs; drop {', '.join(flags)} "
                              "or add the switches to the variants (e.g. channels_last+bf16)")
-        specs = [s.strip() for s in args.variants.split(",") if s.strip()]
         # "fast" is exactly what `fplnet predict` runs on this device, allocator switch included.
-        variants = [fast_variant(device, keep_memory=True) if s == "fast" else Variant.parse(s) for s in specs]
+        variants = [fast_variant(device, keep_memory=True) if spec == "fast" else Variant.parse(spec)
+                    for spec in args.variants]
         if len({"keep_memory" in v for v in variants}) > 1:
-            raise ValueError("keep_memory changes the allocator of the whole process, so the variants without it "
-                             "would be timed with it too; time variants with and without keep_memory in separate "
-                             "runs (`fast` includes keep_memory on Linux)")
+            raise ValueError("--variants: keep_memory changes the allocator of the whole process, so the variants "
+                             "without it would be timed with it too; time variants with and without keep_memory in "
+                             "separate runs (`fast` includes keep_memory on the CPU)")
         return variants
     switches = [args.backend] if args.backend != "torch" else []
     switches += [args.dtype] if args.dtype != "fp32" else []
@@ -134,16 +162,25 @@ def _variants(args, device) -> list[Variant]:
     return [Variant.parse("+".join(switches) or "eager")]
 
 
+def check_variants(variants: list[Variant], device: torch.device, mode: str) -> None:
+    """Refuse, before anything is built, a variant that cannot run here."""
+    for variant in variants:
+        if mode == "train" and set(variant.switches) - TrainStep.ALLOWED:
+            extra = ", ".join(sorted(set(variant.switches) - TrainStep.ALLOWED))
+            raise ValueError(f"--mode train times the trainable model, and variant {variant} uses the inference-only "
+                             f"switches {extra} (train variants combine {', '.join(sorted(TrainStep.ALLOWED))})")
+        if "cuda_graphs" in variant and device.type != "cuda":
+            raise ValueError(f"variant {variant}: CUDA graphs need --device cuda")
+        if variant.backend == "onnxruntime" and device.type != "cpu":
+            raise ValueError(f"variant {variant}: the onnxruntime backend here runs on the CPU only; use --device cpu")
+
+
 class TrainStep:
     """One SGD step on a random batch: the quantity the CPU training-speed study compares."""
 
     ALLOWED = {"keep_memory", "channels_last", "bf16", "fp16", "compile"}
 
     def __init__(self, model, variant: Variant, device, batch_size: int, size, num_classes: int):
-        extra = set(variant.switches) - self.ALLOWED
-        if extra:
-            raise ValueError(f"--mode train times the trainable model; {', '.join(sorted(extra))} are inference-only "
-                             f"(train variants combine {', '.join(sorted(self.ALLOWED))})")
         self.device, self.variant = device, variant
         if "keep_memory" in variant:
             keep_freed_memory()
@@ -167,29 +204,33 @@ class TrainStep:
         return loss
 
 
-def build_entries(args, device, size) -> list[Entry]:
-    registered = set(list_models())
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    variants = _variants(args, device)
-    entries = []
-    for name in names:
-        if name not in registered:
-            print(f"skipping {name!r}: not a registered model (registered: {', '.join(list_models())})", flush=True)
-            continue
+def models_to_time(args) -> list[tuple[str, "torch.nn.Module"]]:
+    """(name, eval-mode model) for each --models name, or the one --checkpoint model."""
+    if args.checkpoint:
+        model, ckpt = load_model(args.checkpoint)
+        return [(ckpt["model_name"], model)]
+    models = []
+    for name in args.models or DEFAULT_MODELS.split(","):
         torch.manual_seed(0)
-        model = create_model(name, num_classes=args.num_classes).eval()
+        models.append((name, create_model(name, num_classes=args.num_classes).eval()))
+    return models
+
+
+def build_entries(args, device, size, variants: list[Variant]) -> list[Entry]:
+    entries = []
+    for name, model in models_to_time(args):
         params, macs = count_params(model), count_macs(model, size)
         for variant in variants:
             started = time.perf_counter()
             if args.mode == "train":
-                step = TrainStep(create_model(name, num_classes=args.num_classes), variant, device,
-                                 args.batch_size, size, args.num_classes)
-                call = step
+                step = TrainStep(copy.deepcopy(model), variant, device, args.batch_size, size, model.num_classes)
+                entry = Entry(name, variant.name, params, macs, step)
             else:
                 runner = InferenceRunner(model, variant, device, threads=args.threads)
                 x = torch.randn(args.batch_size, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
-                call = (lambda runner=runner, x=x: runner(x))
-            entries.append(Entry(name, variant.name, params, macs, call, setup_s=time.perf_counter() - started))
+                entry = Entry(name, variant.name, params, macs, (lambda runner=runner, x=x: runner(x)), runner)
+            entry.setup_s = time.perf_counter() - started
+            entries.append(entry)
     return entries
 
 
@@ -247,37 +288,54 @@ def machine_info(device) -> dict:
 def method_text(args, size) -> str:
     what = ("one training step (forward, cross-entropy, backward, SGD step)" if args.mode == "train"
             else "one forward pass under torch.inference_mode")
-    return (f"{what} on a batch of {args.batch_size} x 3 x {size[0]} x {size[1]} (random normalized input, "
-            f"{args.num_classes} classes); all entries in one process; {args.warmup} warm-up rounds, then "
+    weights = (f"the trained weights of {args.checkpoint}" if args.checkpoint
+               else f"freshly initialised models with {args.num_classes} classes")
+    text = (f"{what} on a batch of {args.batch_size} x 3 x {size[0]} x {size[1]} (random normalized input, "
+            f"{weights}); all entries in one process; {args.warmup} warm-up rounds, then "
             f"{args.iters} timed rounds, each calling every entry once in an order rotated by one per round; "
             "torch.cuda.synchronize() around each timed call and cudnn.benchmark on CUDA; latency = median "
             "(and p90) wall time of one call; FPS = batch / median latency; speed-up relative to the first row.")
+    if args.agreement_images:
+        text += (" Argmax vs eager: after timing, each entry and plain eager fp32 segment the agreement images "
+                 f"(resized to {size[0]}x{size[1]}); the share of pixels with the same class, lowest over the images.")
+    return text
 
 
 def command_line(args) -> str:
-    parts = ["fplnet benchmark", f"--models {args.models}", f"--size {args.size}", f"--batch-size {args.batch_size}",
+    what = f"--checkpoint {args.checkpoint}" if args.checkpoint else f"--models {','.join(args.models or [DEFAULT_MODELS])}"
+    parts = ["fplnet benchmark", what, f"--size {args.size[0]}x{args.size[1]}", f"--batch-size {args.batch_size}",
              f"--device {args.device}", f"--mode {args.mode}", f"--warmup {args.warmup}", f"--iters {args.iters}"]
     if args.variants:
-        parts.append(f"--variants {args.variants}")
+        parts.append(f"--variants {','.join(args.variants)}")
     else:
         parts += [f"--backend {args.backend}", f"--dtype {args.dtype}"]
         parts += [flag for flag, on in (("--channels-last", args.channels_last), ("--fold-bn", args.fold_bn),
                                         ("--cuda-graphs", args.cuda_graphs), ("--compile", args.compile)) if on]
-    if args.num_classes != 19:
+    if args.num_classes != 19 and not args.checkpoint:
         parts.append(f"--num-classes {args.num_classes}")
     if args.threads:
         parts.append(f"--threads {args.threads}")
+    if args.agreement_images:
+        parts.append(f"--agreement-images {' '.join(map(str, args.agreement_images))} "
+                     f"--agreement-count {args.agreement_count}")
     return " ".join(parts)
 
 
 def markdown_table(results: list[dict], mode: str) -> str:
     unit = "step" if mode == "train" else "image batch"
-    lines = [f"| model | variant | params | GMACs/image | median ms/{unit} | p90 ms | FPS | speed-up | first call s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    agreement = any("argmax_vs_eager" in r for r in results)
+    lines = [f"| model | variant | params | GMACs/image | median ms/{unit} | p90 ms | FPS | speed-up | first call s |"
+             + (" argmax vs eager (lowest) |" if agreement else ""),
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if agreement else "")]
     for r in results:
-        lines.append(f"| {r['model']} | {r['variant']} | {r['params']:,} | {r['gmacs']:.2f} | "
-                     f"{r['latency_median_ms']:.1f} | {r['latency_p90_ms']:.1f} | {r['fps']:.2f} | "
-                     f"x{r['speedup_vs_first']:.2f} | {r['first_call_s']:.2f} |")
+        line = (f"| {r['model']} | {r['variant']} | {r['params']:,} | {r['gmacs']:.2f} | "
+                f"{r['latency_median_ms']:.1f} | {r['latency_p90_ms']:.1f} | {r['fps']:.2f} | "
+                f"x{r['speedup_vs_first']:.2f} | {r['first_call_s']:.2f} |")
+        if agreement:
+            check = r.get("argmax_vs_eager")
+            line += (" |" if check is None else " identical |" if check["identical"]
+                     else f" {100 * check['min']:.3f}% |")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -292,96 +350,102 @@ def report_text(report: dict) -> str:
                       f"Method: {report['method']}", "", markdown_table(report["results"], report["mode"])])
 
 
-# --- Fig. 5 ----------------------------------------------------------------------------------------
+# --- argmax agreement with eager fp32 -------------------------------------------------------------
 
-def parse_measured(text: str) -> tuple[str, str, float]:
-    """'fplnet@camvid=55.1' -> ('fplnet', 'camvid', 55.1)."""
-    try:
-        name, miou = text.rsplit("=", 1)
-        name, _, dataset = name.partition("@")
-        return name.strip(), (dataset.strip() or "cityscapes"), float(miou)
-    except ValueError:
-        raise ValueError(f"--measured {text!r} is not NAME[@DATASET]=MIOU, e.g. fplnet@camvid=55.1") from None
+def agreement_batches(paths: list[Path], count: int, info, size) -> list[tuple[Path, torch.Tensor]]:
+    """The first ``count`` images under ``paths`` (files, or folders in name order), each read by
+    the one image reader and preprocessed like ``Segmenter`` does, resized to ``size``."""
+    from ..data.base import is_image_file, list_image_files, read_rgb_image
+    from ..inference import preprocess
+    files = []
+    for path in paths:
+        files += list_image_files(path) if path.is_dir() else [path] if is_image_file(path) else []
+    if not files:
+        raise ValueError(f"--agreement-images: no image files in {', '.join(map(str, paths))}")
+    batches = []
+    for file in files[:count]:
+        x = preprocess([read_rgb_image(file)], info.mean, info.std)
+        batches.append((file, F.interpolate(x, size=size, mode="bilinear", align_corners=False)))
+    return batches
 
 
-def measured_params(name: str, dataset: str) -> int:
-    if Path(name).is_file():
-        from ..models import load_model
-        return count_params(load_model(name)[0])
-    from ..data.info import get_info
-    return count_params(create_model(name, num_classes=get_info(dataset).num_classes))
-
-
-def draw_fig5(path: Path, measured: list[str]) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=150)
-    for name, (miou, params) in TABLE_IV.items():
-        ax.scatter(params, miou, s=36, color="0.45", zorder=2)
-        ax.annotate(name, (params, miou), textcoords="offset points", xytext=(5, 3), fontsize=8, color="0.25")
-    ax.scatter(*FPLNET_REPORTED[::-1], s=90, marker="*", color="red", zorder=3, label="FPLNet (reported)")
-    ax.annotate("FPLNet", FPLNET_REPORTED[::-1], textcoords="offset points", xytext=(-8, 4), ha="right", fontsize=9,
-                color="red")
-    ax.scatter([], [], s=36, color="0.45", label="other networks (reported, Table IV)")
-    for text in measured:
-        name, dataset, miou = parse_measured(text)
-        params = measured_params(name, dataset) / 1e6
-        label = f"{Path(name).stem} (measured, {dataset})"
-        ax.scatter(params, miou, s=60, marker="s", facecolor="none", edgecolor="tab:blue", linewidth=1.5,
-                   zorder=4, label=label)
-        ax.annotate(label, (params, miou), textcoords="offset points", xytext=(6, 4), fontsize=8, color="tab:blue")
-    ax.set_xlabel("parameters (millions)")
-    ax.set_ylabel("mIoU (%)")
-    ax.set_title("mIoU vs parameters (reported: Cityscapes test, FPLNet paper Table IV)", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+@torch.inference_mode()
+def measure_agreement(model, entries: list[Entry], batches: list[tuple[Path, torch.Tensor]], device) -> None:
+    """Fill ``entry.agreement`` with, per image, the share of pixels whose argmax class equals
+    that of plain eager fp32 ``model``."""
+    reference = model.to(device).eval()
+    for _, x in batches:
+        expected = reference(x.to(device)).argmax(1)
+        for entry in entries:
+            labels = entry.runner(x).argmax(1).to(expected.device)
+            entry.agreement.append(float((labels == expected).float().mean()))
 
 
 # --- the command ------------------------------------------------------------------------------------
 
-def run(args) -> int:
+def draw_plots(args) -> None:
+    plots = {"cityscapes": ("--plot", args.plot), "camvid": ("--camvid-plot", args.camvid_plot)}
+    for point in args.measured:
+        flag, path = plots[point.dataset]
+        if path is None:
+            raise ValueError(f"--measured {point.name}@{point.dataset}: a {point.dataset} point goes on the "
+                             f"{flag} plot; give {flag} FILE too")
     if args.plot:
-        draw_fig5(args.plot, args.measured)
+        draw_cityscapes(args.plot, args.measured)
         print(f"wrote {args.plot}")
-    elif args.measured:
-        raise ValueError("--measured adds points to --plot; give --plot FILE too")
+    if args.camvid_plot:
+        draw_camvid(args.camvid_plot, args.measured)
+        print(f"wrote {args.camvid_plot}")
+
+
+def check_arguments(args, variants: list[Variant], device: torch.device) -> None:
+    """Cross-flag checks, before any model is built (each flag alone is checked by its type)."""
+    check_variants(variants, device, args.mode)
+    if args.agreement_images and not args.checkpoint:
+        raise ValueError("--agreement-images needs --checkpoint: on a random network every pixel gets the same "
+                         "class, so agreement would say nothing")
+    if args.agreement_images and args.mode == "train":
+        raise ValueError("--agreement-images compares predictions; it does not apply to --mode train")
+
+
+def run(args) -> int:
+    if args.plot_only and not (args.plot or args.camvid_plot):
+        raise ValueError("--plot-only draws --plot and/or --camvid-plot; give at least one")
+    if args.plot or args.camvid_plot or args.measured:
+        draw_plots(args)
     if args.plot_only:
         return 0
-    if args.iters < 1 or args.warmup < 0 or args.batch_size < 1:
-        raise ValueError("--iters and --batch-size must be at least 1 and --warmup at least 0")
     device = resolve_device(args.device)
+    variants = _variants(args, device)
+    check_arguments(args, variants, device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    size = parse_size(args.size)
+    size = args.size
 
     machine = machine_info(device)
-    entries = build_entries(args, device, size)
-    if not entries:
-        raise ValueError(f"none of the models {args.models!r} is registered; see `fplnet models`")
+    entries = build_entries(args, device, size, variants)
     print(f"timing {len(entries)} entries: {args.warmup} warm-up + {args.iters} timed rounds", flush=True)
     time_round_robin(entries, args.warmup, args.iters, device)
     machine["load_average_1min_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
-
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(args), "mode": args.mode, "size": list(size), "batch_size": args.batch_size,
-        "method": method_text(args, size), "machine": machine,
-        "results": [e.result(args.batch_size, entries[0] if i else None) for i, e in enumerate(entries)],
+        "checkpoint": args.checkpoint, "method": method_text(args, size), "machine": machine,
     }
+    if args.agreement_images:
+        from ..inference import checkpoint_info
+        model, ckpt = load_model(args.checkpoint)
+        batches = agreement_batches(args.agreement_images, args.agreement_count, checkpoint_info(ckpt), size)
+        measure_agreement(model, entries, batches, device)
+        report["agreement_images"] = [str(path) for path, _ in batches]
+    report["results"] = [e.result(args.batch_size, entries[0] if i else None) for i, e in enumerate(entries)]
+
     text = report_text(report)
     print(text)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        atomic_write_json(args.json, report)
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text + "\n")
+        atomic_write_text(args.markdown, text + "\n")
     return 0

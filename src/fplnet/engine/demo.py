@@ -15,6 +15,7 @@ from ..checkpoint import load_checkpoint
 from ..data import build_dataset
 from ..data.info import colorize
 from ..metrics import ConfusionMatrix
+from .arguments import checkpoint_name_or_file, device_name, non_negative_int, writable_dir
 
 DEMO_ROOT = Path(__file__).resolve().parents[1] / "assets" / "camvid_demo"
 
@@ -38,10 +39,12 @@ def comparison_grid(rows: list[list[np.ndarray]], scale: float = 0.5) -> Image.I
 
 
 def add_arguments(parser):
-    parser.add_argument("--checkpoint", default="camvid", help="weights to demo (default: the shipped CamVid model)")
-    parser.add_argument("--output", default="demo_output")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=5, help="timed forward passes per image")
+    parser.add_argument("--checkpoint", type=checkpoint_name_or_file, default="camvid",
+                        help="weights to demo (default: the shipped CamVid model)")
+    parser.add_argument("--output", type=writable_dir, default="demo_output",
+                        help="folder for the masks, overlays and grid (default demo_output)")
+    parser.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    parser.add_argument("--repeats", type=non_negative_int, default=5, help="timed forward passes per image")
     parser.add_argument("--no-fast", dest="fast", action="store_false",
                         help="plain eager fp32 instead of the fast CPU path (no compile wait)")
 
@@ -53,7 +56,7 @@ def run(args):
     # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
     variant = fast_variant(resolve_device(args.device), keep_memory=True) if args.fast else "eager"
     segmenter = Segmenter(args.checkpoint, device=args.device, variant=variant)
-    out = Path(args.output)
+    out = args.output
     out.mkdir(parents=True, exist_ok=True)
     info = segmenter.info
     matrix = ConfusionMatrix(info.num_classes, ignore_index=info.ignore_index)
@@ -88,9 +91,15 @@ def run(args):
 
 
 def _seen_note(meta: dict) -> str:
-    split = (meta.get("run_config") or {}).get("train_split")
-    if split == "train":
-        return "the model was trained on CamVid train only and never saw these frames"
+    """What the weights have seen of these frames, which are CamVid val frames."""
+    run = meta.get("run_config") or {}
+    split, val_split = run.get("train_split"), run.get("val_split")
     if split == "trainval":
         return "the model was trained on CamVid train + val, so it HAS seen these frames"
+    if split == "train" and val_split == "val":
+        # Validation picked the shipped epoch, so val (these frames) chose the weights.
+        return ("the model was trained on CamVid train only and never trained on these frames, but its "
+                "weights were selected on CamVid val, which includes them")
+    if split == "train":
+        return "the model was trained on CamVid train only; these val frames were neither trained on nor validated on"
     return "the training split of these weights is not recorded"

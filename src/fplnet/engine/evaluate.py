@@ -7,16 +7,17 @@ every pixel that is not ``ignore_index``.
 """
 from __future__ import annotations
 
-import json
 from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..data import build_dataset
+from ..data import DatasetError, build_dataset, list_datasets
 from ..data.transforms import normalize
+from ..io import atomic_write_json
 from ..metrics import ConfusionMatrix
-from ..runtime import autocast, parse_size, resolve_device
+from ..runtime import autocast, resolve_device
+from .arguments import checkpoint_name_or_file, device_name, existing_dir, image_size, positive_int, writable_file
 
 
 @torch.inference_mode()
@@ -58,15 +59,17 @@ def evaluate(model, images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor
 
 
 def add_arguments(parser):
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file or shipped weights name (camvid)")
-    parser.add_argument("--dataset", required=True, help="cityscapes | camvid | folder")
-    parser.add_argument("--data-root", required=True)
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    parser.add_argument("--eval-size", default=None,
+    parser.add_argument("--checkpoint", type=checkpoint_name_or_file, required=True,
+                        help="checkpoint file or shipped weights name (camvid)")
+    parser.add_argument("--dataset", required=True, choices=list_datasets())
+    parser.add_argument("--data-root", type=existing_dir, required=True)
+    parser.add_argument("--split", default="val", help="a split of the data set (default val)")
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--eval-size", type=image_size, default=None,
                         help="run the network at HxW (e.g. 512x1024); logits are resized to the label size")
-    parser.add_argument("--json", metavar="OUT", help="write per-class IoU, mIoU and accuracy as JSON")
+    parser.add_argument("--json", type=writable_file, metavar="OUT",
+                        help="write per-class IoU, mIoU and accuracy as JSON")
 
 
 def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, device, batch_size: int = 4,
@@ -75,8 +78,9 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     normalization from the checkpoint, its recorded eval size unless ``eval_size`` is given.
     Returns (confusion matrix, dataset)."""
     from ..models import load_model
-    model, ckpt = load_model(checkpoint, device)
+    # The data set first: a wrong split or folder is reported before the model is built.
     dataset = build_dataset(dataset_name, data_root, split)
+    model, ckpt = load_model(checkpoint, device)
     info = dataset.info
     if info.num_classes != ckpt["num_classes"]:
         raise ValueError(f"checkpoint {checkpoint} predicts {ckpt['num_classes']} classes but dataset "
@@ -91,9 +95,11 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
 
 
 def run(args):
-    matrix, dataset = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.split,
-                                          resolve_device(args.device), args.batch_size,
-                                          parse_size(args.eval_size) if args.eval_size else None)
+    try:
+        matrix, dataset = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.split,
+                                              resolve_device(args.device), args.batch_size, args.eval_size)
+    except DatasetError as err:   # a wrong split or layout, or a broken file: say which flags point there
+        raise DatasetError(f"--dataset {args.dataset} --data-root {args.data_root} --split {args.split}: {err}") from None
     info = dataset.info
     result = matrix.compute()
     print(f"{args.checkpoint} on {args.dataset} {args.split} ({len(dataset)} images)")
@@ -107,6 +113,5 @@ def run(args):
                    "pixel_accuracy": float(result["pixel_accuracy"]) * 100,
                    "iou": {n: (None if v != v else float(v) * 100)
                            for n, v in zip(info.class_names, result["iou"].tolist())}}
-        with open(args.json, "w") as fh:
-            json.dump(payload, fh, indent=2)
+        atomic_write_json(args.json, payload)
     return 0

@@ -29,19 +29,26 @@ from ..fast import find_conv_bn_pairs, fold_batchnorm
 from ..graph_export import INPUT_NAME, OUTPUT_NAME, export_onnx_bytes, trace_torchscript
 from ..io import atomic_write, atomic_write_bytes
 from ..models import load_model
-from ..runtime import parse_size
+from .arguments import checkpoint_name_or_file, image_size, writable_file
 
 EXPORT_FORMAT = "fplnet-export/1"
 METADATA_KEY = "fplnet"
 TORCHSCRIPT_METADATA_FILE = "fplnet.json"
 
 
+# The TorchScript-based ONNX exporter (graph_export) supports these opsets.
+ONNX_OPSETS = range(9, 21)
+
+
 def add_arguments(parser):
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file or shipped weights name (e.g. camvid)")
+    parser.add_argument("--checkpoint", type=checkpoint_name_or_file, required=True,
+                        help="checkpoint file or shipped weights name (e.g. camvid)")
     parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    parser.add_argument("--output", required=True, type=Path, help="file to write (.onnx or .pt)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--size", default="360x480",
+    parser.add_argument("--output", type=writable_file, required=True,
+                        help="file to write: NAME.onnx for onnx, NAME.pt for torchscript")
+    parser.add_argument("--opset", type=int, choices=ONNX_OPSETS, default=17, metavar="9..20",
+                        help="ONNX opset, 9 to 20 (default 17)")
+    parser.add_argument("--size", type=image_size, default="360x480",
                         help="HEIGHTxWIDTH of the example input used to trace and to verify (default 360x480); "
                              "the exported graph accepts any size")
     parser.add_argument("--no-fold-bn", action="store_true", help="keep every BatchNorm as a separate op")
@@ -140,7 +147,11 @@ def verify(model: nn.Module, path: Path, size) -> list[tuple[tuple, dict]]:
 
 
 def run(args) -> int:
-    size = parse_size(args.size)
+    # Readers tell the two formats apart by the suffix (read_metadata, load_exported).
+    if (args.output.suffix == ".onnx") != (args.format == "onnx"):
+        wanted = "end in .onnx" if args.format == "onnx" else "not end in .onnx (e.g. NAME.pt)"
+        raise ValueError(f"--output {args.output}: a --format {args.format} file must {wanted}")
+    size = args.size
     model, ckpt = load_model(args.checkpoint, device="cpu")
     pairs = find_conv_bn_pairs(model)
     total_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
@@ -149,7 +160,7 @@ def run(args) -> int:
     print(f"{ckpt['model_name']}: {folded} of {total_bn} BatchNorm layers folded into the preceding convolution"
           + ("" if args.no_fold_bn else f" ({', '.join(b for _, b in pairs) or 'none follows a convolution directly'})"))
 
-    output = Path(args.output)
+    output = args.output
     if args.format == "onnx":
         metadata = export_metadata(ckpt, folded, opset=args.opset)
         write_onnx(deploy, output, metadata, args.opset, size)

@@ -2,18 +2,18 @@
 so a reader can check Tables VI-X at a glance."""
 from __future__ import annotations
 
-import json
-
 from ..complexity import count_macs, count_params
+from ..io import atomic_write_json
 from ..models import create_model, get_model_entry, list_models
+from .arguments import image_size, positive_int, writable_file
 
 
 def add_arguments(parser):
-    parser.add_argument("--num-classes", type=int, default=20,
+    parser.add_argument("--num-classes", type=positive_int, default=20,
                         help="classifier width (default 20: the paper's 19 Cityscapes classes + void)")
-    parser.add_argument("--size", default="512x1024", help="input HxW for MACs (default 512x1024)")
+    parser.add_argument("--size", type=image_size, default="512x1024", help="input HxW for MACs (default 512x1024)")
     parser.add_argument("--filter", default="", help="only names containing this text")
-    parser.add_argument("--json", metavar="FILE", help="also write the table as JSON")
+    parser.add_argument("--json", type=writable_file, metavar="FILE", help="also write the table as JSON")
 
 
 def model_rows(num_classes: int = 20, size=(512, 1024), pattern: str = "") -> list[dict]:
@@ -33,7 +33,9 @@ def model_rows(num_classes: int = 20, size=(512, 1024), pattern: str = "") -> li
 
 
 def run(args):
-    size = tuple(int(v) for v in args.size.lower().split("x"))
+    size = args.size
+    if not list_models(args.filter):
+        raise ValueError(f"--filter {args.filter!r} matches no model; registered: {', '.join(list_models())}")
     rows = model_rows(args.num_classes, size, args.filter)
     header = f"{'model':32s} {'params':>10s} {'paper':>10s} {'source':>16s} {'GMACs':>8s}  description"
     print(f"{len(rows)} models, {args.num_classes} classes, MACs at {size[0]}x{size[1]}")
@@ -45,6 +47,5 @@ def run(args):
         print(f"{r['name']:32s} {r['params']:>10,d} {paper:>10s} {r['paper_source']:>16s} "
               f"{r['macs_g']:>8.2f}  {r['description']}")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"num_classes": args.num_classes, "size": list(size), "models": rows}, fh, indent=2)
+        atomic_write_json(args.json, {"num_classes": args.num_classes, "size": list(size), "models": rows})
     return 0

@@ -39,29 +39,37 @@ from typing import Callable, Optional
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+from ..data.base import is_image_file
+from .arguments import (checkpoint_name_or_file, device_name, float_between_0_and_1, positive_int, variant_spec,
+                        writable_dir)
+from .latency import summarize_ms
+
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
 FORMATS = ("color", "trainid", "labelid")
 
 
 def add_arguments(parser):
-    parser.add_argument("--checkpoint", required=True, help="checkpoint file or shipped weights name (e.g. camvid)")
+    parser.add_argument("--checkpoint", type=checkpoint_name_or_file, required=True,
+                        help="checkpoint file or shipped weights name (e.g. camvid)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders (searched recursively) and videos (.mp4 .avi .mov .mkv)")
-    parser.add_argument("--output", required=True, type=Path, help="folder to write the results to")
+    parser.add_argument("--output", type=writable_dir, required=True,
+                        help="folder to write the results to (created if needed)")
     parser.add_argument("--format", choices=FORMATS, default="color",
                         help="color: palette PNG; trainid: class index PNG; labelid: Cityscapes label id PNG "
                              "named like the input (test-server submission)")
-    parser.add_argument("--overlay", type=float, default=None, metavar="ALPHA",
+    parser.add_argument("--overlay", type=float_between_0_and_1, default=None, metavar="ALPHA",
                         help="blend the colour mask over the input with this weight and write NAME_overlay.jpg "
                              "(default 0.5; 0 for --format labelid; 0 disables)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
-    parser.add_argument("--batch-size", type=int, default=1, help="images (or video frames) per forward pass")
-    parser.add_argument("--no-fast", action="store_true",
-                        help="plain fp32 NCHW eager PyTorch instead of the fast path (see docs/benchmarks.md)")
-    parser.add_argument("--variant", default=None, metavar="SPEC",
-                        help="run the model another way, e.g. keep_memory+channels_last (no compilation wait); "
-                             "the switches are listed by `fplnet benchmark --help`")
+    parser.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    parser.add_argument("--batch-size", type=positive_int, default=1,
+                        help="images (or video frames) per forward pass")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--no-fast", action="store_true",
+                     help="plain fp32 NCHW eager PyTorch instead of the fast path (see docs/benchmarks.md)")
+    how.add_argument("--variant", type=variant_spec, default=None, metavar="SPEC",
+                     help="run the model another way, e.g. keep_memory+channels_last (no compilation wait); "
+                          "the switches are listed by `fplnet benchmark --help`")
     parser.add_argument("--quiet", action="store_true", help="no line per file, only the summary")
 
 
@@ -78,7 +86,8 @@ def collect_inputs(inputs, report) -> list[Item]:
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            found = sorted(p for p in path.rglob("*")
+                           if p.is_file() and (is_image_file(p) or p.suffix.lower() in VIDEO_SUFFIXES))
             if not found:
                 report(path, "no images or videos in this folder")
             items += [Item(p, p.relative_to(path).with_suffix(""), p.suffix.lower() in VIDEO_SUFFIXES) for p in found]
@@ -220,11 +229,10 @@ class Predictor:
     def summary(self, wall_s: float) -> str:
         if not self.latencies_ms:
             return "nothing was predicted"
-        lat = sorted(self.latencies_ms)
-        p90 = lat[min(len(lat) - 1, int(round(0.9 * (len(lat) - 1))))]
+        stats = summarize_ms(self.latencies_ms)
         what = ", ".join(f"{n} {name}" for n, name in ((self.images, "images"), (self.frames, "video frames")) if n)
-        return (f"{what} in {wall_s:.1f} s; model latency per image: median {statistics.median(lat):.1f} ms, "
-                f"p90 {p90:.1f} ms, first {self.latencies_ms[0]:.1f} ms (includes one-time setup); "
+        return (f"{what} in {wall_s:.1f} s; model latency per image: median {stats['median']:.1f} ms, "
+                f"p90 {stats['p90']:.1f} ms, first {self.latencies_ms[0]:.1f} ms (includes one-time setup); "
                 f"{self.segmenter.model_name} on {self.segmenter.device}, variant {self.segmenter.variant}, "
                 f"batch {self.batch_size}")
 
@@ -240,8 +248,6 @@ def run(args) -> int:
         failures.append(str(path))
         print(f"fplnet predict: cannot read {path}: {reason}", file=sys.stderr, flush=True)
 
-    if args.variant and args.no_fast:
-        raise ValueError("--no-fast and --variant both say how to run the model; give one")
     # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
     variant = args.variant or (None if args.no_fast else fast_variant(resolve_device(args.device), keep_memory=True))
     segmenter = Segmenter(args.checkpoint, device=args.device, fast=not args.no_fast, variant=variant)
@@ -254,10 +260,6 @@ def run(args) -> int:
               "(seconds with a warm cache, up to a minute the first time); --variant keep_memory+channels_last "
               "starts at once", file=sys.stderr, flush=True)
     overlay = args.overlay if args.overlay is not None else (0.0 if args.format == "labelid" else 0.5)
-    if not 0 <= overlay <= 1:
-        raise ValueError(f"--overlay must be between 0 and 1, got {overlay}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
 
     items = collect_inputs(args.inputs, report)
     if args.format != "color" and any(item.is_video for item in items):

@@ -1,0 +1,223 @@
+"""Argument validators for every command: ``type=`` functions for ``argparse``.
+
+Each takes the text of one flag and returns the parsed value, or raises
+``argparse.ArgumentTypeError`` with what is allowed and what was given. argparse then names the
+flag, and ``fplnet.cli`` prints the whole complaint as one line and exits with status 2, before
+any model, data set or file is touched. A command therefore validates all of its arguments by
+declaring them, and its ``run`` only sees values that make sense.
+
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--device", type=device_name, default="auto")
+    parser.add_argument("--output", type=writable_dir, required=True)
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from ..runtime import parse_size, resolve_device
+
+Invalid = argparse.ArgumentTypeError
+
+
+# --- numbers -----------------------------------------------------------------------------------
+
+def _number(text: str, kind: type, what: str):
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        raise Invalid(f"must be {what}, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int, "a whole number of 1 or more")
+    if value < 1:
+        raise Invalid(f"must be a whole number of 1 or more, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _number(text, int, "a whole number of 0 or more")
+    if value < 0:
+        raise Invalid(f"must be a whole number of 0 or more, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float, "a number greater than 0")
+    if not value > 0 or value == float("inf"):
+        raise Invalid(f"must be a finite number greater than 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text, float, "a number of 0 or more")
+    if not value >= 0 or value == float("inf"):
+        raise Invalid(f"must be a finite number of 0 or more, got {text!r}")
+    return value
+
+
+def float_between_0_and_1(text: str) -> float:
+    value = _number(text, float, "a number from 0 to 1")
+    if not 0 <= value <= 1:
+        raise Invalid(f"must be a number from 0 to 1, got {text!r}")
+    return value
+
+
+# --- sizes, devices, models, variants ----------------------------------------------------------
+
+def image_size(text: str) -> tuple[int, int]:
+    """HEIGHTxWIDTH with positive sides -> (height, width)."""
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise Invalid(str(err)) from None
+
+
+def device_name(text: str) -> str:
+    """``fplnet.runtime.DEVICE_NAMES`` (auto, cpu, cuda or cuda:N), and it must exist on this
+    machine. Returns the name; the command resolves it with ``fplnet.runtime.resolve_device``."""
+    try:
+        resolve_device(text)
+    except ValueError as err:
+        raise Invalid(str(err)) from None   # says what is allowed or what exists
+    return text.strip().lower()
+
+
+def model_name(text: str) -> str:
+    """A registered model name (``fplnet models`` lists them)."""
+    from ..models import list_models
+    if text not in list_models():
+        raise Invalid(f"unknown model {text!r}; registered models: {', '.join(list_models())}")
+    return text
+
+
+def model_names(text: str) -> list[str]:
+    """Comma-separated registered model names, at least one."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise Invalid("give at least one model name, e.g. fplnet,espnet (`fplnet models` lists them)")
+    return [model_name(name) for name in names]
+
+
+def variant_spec(text: str):
+    """A ``fplnet.fast.Variant`` spec such as ``channels_last+bf16`` -> the Variant."""
+    from ..fast import Variant
+    try:
+        return Variant.parse(text)
+    except ValueError as err:
+        raise Invalid(str(err)) from None
+
+
+def variant_specs(text: str) -> list[str]:
+    """Comma-separated variant specs, each valid (``fast`` is allowed and resolved by the
+    command for its device); returned as the list of specs."""
+    specs = [spec.strip() for spec in text.split(",") if spec.strip()]
+    if not specs:
+        raise Invalid("give at least one variant, e.g. eager,channels_last")
+    for spec in specs:
+        if spec != "fast":
+            variant_spec(spec)
+    return specs
+
+
+# --- files and folders -------------------------------------------------------------------------
+
+def existing_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise Invalid(f"{text!r} does not exist")
+    if not path.is_file():
+        raise Invalid(f"{text!r} is a folder, not a file")
+    return path
+
+
+def existing_dir(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise Invalid(f"{text!r} does not exist")
+    if not path.is_dir():
+        raise Invalid(f"{text!r} is a file, not a folder")
+    return path
+
+
+def existing_path(text: str) -> Path:
+    """A file or a folder that exists."""
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise Invalid(f"{text!r} does not exist")
+    return path
+
+
+def checkpoint_name_or_file(text: str) -> str:
+    """A shipped weights name or a readable fplnet checkpoint / weights file. The file is read
+    here (they are a few MB), so a garbage or foreign file is reported as a bad flag before the
+    command starts; the command then reads it again to build the model."""
+    from ..checkpoint import PRETRAINED, CheckpointError, load_checkpoint
+    if text in PRETRAINED:
+        return text
+    try:
+        load_checkpoint(Path(text).expanduser())
+    except CheckpointError as err:
+        raise Invalid(str(err)) from None
+    return str(Path(text).expanduser())
+
+
+def _check_can_create_in(path: Path, text: str) -> None:
+    """``path`` does not exist yet: its nearest existing ancestor must be a folder we can write in."""
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise Invalid(f"{text!r} cannot be created: {str(ancestor)!r} is a file, not a folder")
+    _check_writable_dir(ancestor, text)
+
+
+def _check_writable_dir(folder: Path, text: str) -> None:
+    # A real write, not os.access: access() says yes to root even where writing fails (/sys,
+    # a read-only or full file system). The probe is an anonymous file, gone when closed.
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise Invalid(f"{text!r}: cannot write into {str(folder)!r} ({err.strerror or err})") from None
+
+
+def writable_dir(text: str) -> Path:
+    """An output folder: an existing folder we can write in, or one that can be created (the
+    command creates it when it writes its first file)."""
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise Invalid(f"{text!r} is a file; give a folder to write the outputs into")
+        _check_writable_dir(path, text)
+    else:
+        _check_can_create_in(path, text)
+    return path
+
+
+def writable_file(text: str) -> Path:
+    """An output file: not a folder, in a folder that exists or can be created, and writable."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise Invalid(f"{text!r} is a folder; give a file name to write")
+    if path.parent.exists():
+        if not path.parent.is_dir():
+            raise Invalid(f"{text!r} cannot be created: {str(path.parent)!r} is a file, not a folder")
+        _check_writable_dir(path.parent, text)
+    else:
+        _check_can_create_in(path.parent, text)
+    return path
+
+
+# --- results to plot ---------------------------------------------------------------------------
+
+def measured_point(text: str):
+    """NAME@DATASET:SPLIT=MIOU, a point of our own for the mIoU-vs-parameters plots
+    (``fplnet.engine.figures.MeasuredPoint``)."""
+    from .figures import MeasuredPoint
+    try:
+        return MeasuredPoint.parse(text)
+    except ValueError as err:
+        raise Invalid(str(err)) from None
