@@ -1,9 +1,18 @@
 """Parameter and MAC counting.
 
 Parameters are counted the way the FPLNet authors did with pytorch-OpCounter (thop): every
-parameter of the model, BatchNorm and PReLU included. MACs count multiply-accumulates of
-convolutions, transposed convolutions and linear layers for one forward pass (thop's
-convention for those layers); element-wise ops, BN and interpolation are left out.
+parameter of the model, BatchNorm and PReLU included.
+
+MACs count the multiply-accumulates of convolutions, transposed convolutions and linear layers
+for one forward pass; element-wise ops, BN and interpolation are left out. Convolutions and
+linear layers follow thop's convention: output elements x (in_channels / groups) x kernel area.
+Transposed convolutions do not: thop applies that same output-side formula to them, which for a
+stride-s transposed convolution also counts the (s^2 - 1) zeros it conceptually inserts between
+input pixels, about s^2 times the work done. We count them per *input* element instead,
+input elements x (out_channels / groups) x kernel area, which is exactly the multiply-accumulates
+a transposed convolution performs (each input value is multiplied by every kernel weight it
+touches, once). So FPLNet's decoder upsamplers (3x3, stride 2) and final 2x2 stride-2 projection
+count a quarter of what thop would report for them; every other layer matches thop.
 """
 from __future__ import annotations
 

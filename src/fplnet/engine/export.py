@@ -128,8 +128,9 @@ def load_exported(path, threads: int = 0):
 
 
 def compare(reference: torch.Tensor, exported: torch.Tensor) -> dict:
-    """Max abs difference of the logits and the share of pixels whose argmax agrees."""
-    return {"max_abs_diff": float((reference - exported).abs().max()),
+    """Largest reference logit (the scale of the difference), max abs difference of the logits and
+    the share of pixels whose argmax agrees: the columns of docs/benchmarks.md's export table."""
+    return {"max_abs_logit": float(reference.abs().max()), "max_abs_diff": float((reference - exported).abs().max()),
             "argmax_agreement": float((reference.argmax(1) == exported.argmax(1)).float().mean())}
 
 
@@ -174,7 +175,8 @@ def run(args) -> int:
         worst = 0.0
         for shape, result in verify(model, output, size):
             worst = max(worst, result["max_abs_diff"])
-            print(f"  check {'x'.join(map(str, shape))}: max |logits diff| {result['max_abs_diff']:.2e}, "
+            print(f"  check {'x'.join(map(str, shape))}: max |logit| {result['max_abs_logit']:.1f}, "
+                  f"max |logits diff| {result['max_abs_diff']:.2e}, "
                   f"argmax agreement {100 * result['argmax_agreement']:.3f}%")
         if worst > 1e-3:
             print(f"warning: the exported model differs from PyTorch by up to {worst:.2e}", flush=True)

@@ -55,7 +55,8 @@ class MeasuredPoint:
 
     @property
     def label(self) -> str:
-        return f"{Path(self.name).stem} (ours, {self.dataset} {self.split})"
+        caveat = "" if self.split == "test" else ", not test"
+        return f"{Path(self.name).stem} (ours, {self.dataset} {self.split}{caveat})"
 
 
 # FPLNet paper, Table IV: Cityscapes test mIoU and parameters as printed, for the networks with
@@ -87,9 +88,9 @@ CAMVID_TEST = (
 # data set -> (published figures, what they are, the title of its plot)
 PLOTS = {
     "cityscapes": (CITYSCAPES_TEST + (FPLNET_CITYSCAPES_TEST,), "Cityscapes test, FPLNet paper Table IV",
-                   "Cityscapes: mIoU vs parameters (the paper's Fig. 5)"),
-    "camvid": (CAMVID_TEST, "CamVid test, as published",
-               "CamVid: mIoU vs parameters"),
+                   "Cityscapes test mIoU vs parameters, as reported (the paper's Fig. 5)"),
+    "camvid": (CAMVID_TEST, "CamVid test, as published (source in brackets)",
+               "CamVid mIoU vs parameters: published test figures, ours on the split named"),
 }
 
 
@@ -128,6 +129,7 @@ def _draw(path: Path, dataset: str, measured: Sequence[MeasuredPoint]) -> None:
     ax.set_xlabel("parameters (millions)")
     ax.set_ylabel("mIoU (%)")
     ax.set_title(title, fontsize=10)
+    ax.margins(x=0.12, y=0.08)   # room for the labels right of the points
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -1,4 +1,4 @@
-"""Activations resolved by name in one place (STYLE rule 2).
+"""Activations resolved by name, in this one place, so every block takes ``act`` the same way.
 
 The paper uses PReLU everywhere (Section IV-C, "Activation function"); ReLU exists for that
 ablation. ``channels`` is the number of learnable slopes a PReLU gets: the paper's stage-1
