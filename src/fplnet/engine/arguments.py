@@ -124,30 +124,29 @@ def variant_specs(text: str) -> list[str]:
 
 # --- files and folders -------------------------------------------------------------------------
 
-def existing_file(text: str) -> Path:
+def _existing(text: str, kind: str) -> Path:
+    """``text`` as a Path that exists and, for kind "file" or "folder", is one."""
     path = Path(text).expanduser()
     if not path.exists():
         raise Invalid(f"{text!r} does not exist")
-    if not path.is_file():
+    if kind == "file" and not path.is_file():
         raise Invalid(f"{text!r} is a folder, not a file")
-    return path
-
-
-def existing_dir(text: str) -> Path:
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise Invalid(f"{text!r} does not exist")
-    if not path.is_dir():
+    if kind == "folder" and not path.is_dir():
         raise Invalid(f"{text!r} is a file, not a folder")
     return path
 
 
+def existing_file(text: str) -> Path:
+    return _existing(text, "file")
+
+
+def existing_dir(text: str) -> Path:
+    return _existing(text, "folder")
+
+
 def existing_path(text: str) -> Path:
     """A file or a folder that exists."""
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise Invalid(f"{text!r} does not exist")
-    return path
+    return _existing(text, "file or folder")
 
 
 def checkpoint_name_or_file(text: str) -> str:
