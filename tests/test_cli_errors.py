@@ -54,6 +54,7 @@ BAD = [
     (f"{PREDICT} --output {{tmp}}/out --variant eager --no-fast", "--variant"),
     ("predict --checkpoint {garbage} {file} --output {tmp}/out", "--checkpoint"),
     ("predict --checkpoint no_such_weights {file} --output {tmp}/out", "--checkpoint"),
+    ("predict --checkpoint camvid {tmp}/no_such_image.png --output {tmp}/out", "INPUT"),
     # --- export ---
     ("export --checkpoint camvid --output {tmp}", "--output"),
     ("export --checkpoint camvid --output {tmp}/model.pt", "--output"),   # onnx must end in .onnx

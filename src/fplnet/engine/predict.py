@@ -24,8 +24,9 @@ The model runs on the fast path of ``Segmenter`` unless ``--no-fast`` (plain eag
 ``--variant`` says otherwise; on CPU that path compiles the model on the first image of each
 size, which pays off over a folder or a video (docs/benchmarks.md).
 
-A file that cannot be read is reported on stderr and skipped; the others are still processed
-and the exit status is 1. The summary gives the per-image model latency (preprocessing,
+An INPUT that does not exist is a bad argument (exit status 2, before the model is loaded). A
+file that exists but cannot be read is reported on stderr and skipped; the others are still
+processed and the exit status is 1. The summary gives the per-image model latency (preprocessing,
 forward pass and argmax; file reading and writing excluded).
 """
 from __future__ import annotations
@@ -40,8 +41,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..data.base import is_image_file
-from .arguments import (checkpoint_name_or_file, device_name, float_between_0_and_1, positive_int, variant_spec,
-                        writable_dir)
+from .arguments import (checkpoint_name_or_file, device_name, existing_path, float_between_0_and_1, positive_int,
+                        variant_spec, writable_dir)
 from .latency import summarize_ms
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
@@ -51,7 +52,7 @@ FORMATS = ("color", "trainid", "labelid")
 def add_arguments(parser):
     parser.add_argument("--checkpoint", type=checkpoint_name_or_file, required=True,
                         help="checkpoint file or shipped weights name (e.g. camvid)")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+    parser.add_argument("inputs", type=existing_path, nargs="+", metavar="INPUT",
                         help="image files, folders (searched recursively) and videos (.mp4 .avi .mov .mkv)")
     parser.add_argument("--output", type=writable_dir, required=True,
                         help="folder to write the results to (created if needed)")
@@ -94,7 +95,7 @@ def collect_inputs(inputs, report) -> list[Item]:
         elif path.is_file():
             items.append(Item(path, Path(path.stem), path.suffix.lower() in VIDEO_SUFFIXES))
         else:
-            report(path, "no such file or folder")
+            report(path, "not a file or folder")
     return items
 
 

@@ -21,6 +21,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
+# The one atomic writer (fsync + rename, a unique temporary name per writer), under the name this
+# module's callers use.
+from ..io import atomic_write_text as write_text_atomic
+
 RUN_FILES = ("last.pt", "best.pt", "log.csv", "config.yaml", "summary.json")
 LOCK_NAME = "train.lock"
 SUMMARY_NAME = "summary.json"
@@ -95,15 +99,6 @@ def claim_for_new_run(folder: Path, overwrite: bool) -> None:
     for name in found:
         (folder / name).unlink()
     shutil.rmtree(folder / "tensorboard", ignore_errors=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class RunLog:
