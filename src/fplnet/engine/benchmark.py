@@ -246,13 +246,15 @@ def time_round_robin(entries: list[Entry], warmup: int, iters: int, device) -> N
             torch.cuda.synchronize(device)
         return (time.perf_counter() - started) * 1000
 
+    # The first call (compiling, tracing, capturing) is reported apart and is not one of the
+    # --warmup rounds, so --warmup 0 --iters 1 still times one call of each entry.
+    for entry in entries:
+        entry.first_call_s = timed(entry) / 1000
     for round_index in range(warmup + iters):
         shift = round_index % len(entries)
         for entry in entries[shift:] + entries[:shift]:
             elapsed = timed(entry)
-            if entry.first_call_s is None:
-                entry.first_call_s = elapsed / 1000
-            elif round_index >= warmup:
+            if round_index >= warmup:
                 entry.times_ms.append(elapsed)
 
 
