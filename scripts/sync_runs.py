@@ -1,0 +1,88 @@
+"""Carry a grid of runs across sessions in git: the small files of every run, and the resumable
+checkpoint of runs that are not finished.
+
+    python scripts/sync_runs.py save runs/sweeps/recipe_camvid docs/runs/recipe_camvid
+    python scripts/sync_runs.py restore docs/runs/recipe_camvid runs/sweeps/recipe_camvid
+
+``save`` copies each run folder's ``config.yaml``, ``log.csv``, ``summary.json`` and the runner's
+``<run>.log`` into DEST/<run>/, plus ``last.pt`` for a run that has not finished (a finished run
+needs none: ``summary.json`` marks it complete, and the sweep runner skips it). A ``last.pt`` saved
+earlier for a run that has since finished is deleted, so only unfinished runs cost repository
+space. ``restore`` copies them back where `fplnet sweep` looks, without replacing a checkpoint
+that is further along than the saved one.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from fplnet.checkpoint import load_checkpoint  # noqa: E402
+from fplnet.engine.run_folder import is_complete  # noqa: E402
+
+SMALL_FILES = ("config.yaml", "log.csv", "summary.json")
+
+
+def progress(path: Path) -> tuple:
+    """(epoch, step) of a checkpoint, or (-1, -1) if there is none."""
+    if not path.is_file():
+        return (-1, -1)
+    ckpt = load_checkpoint(path)
+    return (ckpt["epoch"], ckpt["step"])
+
+
+def save(runs: Path, dest: Path) -> None:
+    for folder in sorted(p for p in runs.iterdir() if p.is_dir() and (p / "config.yaml").is_file()):
+        target = dest / folder.name
+        target.mkdir(parents=True, exist_ok=True)
+        for name in SMALL_FILES:
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, target / name)
+        runner_log = runs / f"{folder.name}.log"
+        if runner_log.is_file():
+            shutil.copy2(runner_log, target / "runner.log")
+        if is_complete(folder):
+            (target / "last.pt").unlink(missing_ok=True)
+            state = "complete"
+        elif (folder / "last.pt").is_file():
+            shutil.copy2(folder / "last.pt", target / "last.pt")
+            state = "epoch {} step {}".format(*progress(folder / "last.pt"))
+        else:
+            state = "not started"
+        print(f"saved {folder.name}: {state}")
+
+
+def restore(dest: Path, runs: Path) -> None:
+    for saved in sorted(p for p in dest.iterdir() if p.is_dir() and (p / "config.yaml").is_file()):
+        folder = runs / saved.name
+        folder.mkdir(parents=True, exist_ok=True)
+        if (saved / "last.pt").is_file() and progress(saved / "last.pt") <= progress(folder / "last.pt"):
+            print(f"kept {folder.name}: its checkpoint is as far along as the saved one")
+            continue
+        for name in SMALL_FILES + ("last.pt",):
+            if (saved / name).is_file():
+                shutil.copy2(saved / name, folder / name)
+        if (saved / "runner.log").is_file():
+            shutil.copy2(saved / "runner.log", runs / f"{saved.name}.log")
+        print(f"restored {folder.name}: {'complete' if is_complete(folder) else 'resumable'}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["save", "restore"])
+    parser.add_argument("source")
+    parser.add_argument("destination")
+    args = parser.parse_args()
+    source, destination = Path(args.source), Path(args.destination)
+    if not source.is_dir():
+        print(f"sync_runs: {source} is not a folder", file=sys.stderr)
+        return 2
+    (save if args.action == "save" else restore)(source, destination)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
