@@ -88,9 +88,16 @@ BAD = [
     ("demo --output {file}", "--output"),
     ("demo --checkpoint {garbage}", "--checkpoint"),
 
-    # --- train: rows added by the trainer's owner go here ------------------------------------
-    # (f"train {CAMVID_ARGS} --batch-size 0", "--batch-size"),
-    # --- end of train rows --------------------------------------------------------------------
+    # --- train, sweep, ablate ---
+    # train's own table (bad values that need a tiny CamVid copy) is
+    # tests/test_train.py::test_bad_train_flags_exit_2_with_one_line; these need no data.
+    ("train --data-root {tmp} --batch-size 0", "--batch-size"),
+    ("train --data-root {tmp} --model no_such_model", "--model"),
+    ("train --data-root {tmp} --compile turbo", "--compile"),
+    ("train --resume {tmp}/no_such_run", "--resume"),
+    ("train --resume {tmp} --config {file}", "--resume"),
+    ("sweep {tmp}/no_such_sweep.yaml", "sweep"),
+    ("sweep {file} --parallel 0", "--parallel"),
 ]
 
 
