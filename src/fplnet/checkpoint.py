@@ -13,8 +13,10 @@ trained it::
     state_dict    model weights
     ... training state (optimizer, scheduler, epoch, step, run config, metrics), see engine/train.py
 
-Shipped weights are safetensors files in ``fplnet/weights``; the same description is stored
-as JSON in the safetensors metadata under the key "fplnet".
+    eval_size     [H, W] the network runs at (None: the input's own size); see ``fplnet.spec``
+
+Shipped weights are safetensors files in ``fplnet/weights``; the same description (eval_size
+included) is stored as JSON in the safetensors metadata under the key "fplnet".
 
 This module reads and writes the files only and imports no model code: rebuilding a model
 from a checkpoint (``build_model``, ``load_model``, ``create_model(pretrained=...)``) lives in
@@ -134,10 +136,25 @@ def load_checkpoint(name_or_path: Union[str, Path], map_location="cpu") -> dict:
     return ckpt
 
 
+def recorded_eval_size(ckpt: dict) -> Optional[tuple[int, int]]:
+    """The (H, W) a checkpoint's network runs at, or None for the input's own size: its
+    ``eval_size``, or for files written before that key existed, its run config's."""
+    size = ckpt.get("eval_size")
+    if size is None:
+        size = (ckpt.get("run_config") or {}).get("eval_size")
+    if size is None:
+        return None
+    if len(size) != 2 or min(int(v) for v in size) < 1:
+        raise CheckpointError(f"eval_size {size!r} of model {ckpt.get('model_name')!r} is not [height, width]")
+    return int(size[0]), int(size[1])
+
+
 def save_safetensors(ckpt: dict, path: Union[str, Path], extra: Optional[dict] = None) -> None:
     """Ship a checkpoint's weights as safetensors with its description (and ``extra``) as metadata."""
     from safetensors.torch import save
     meta = {k: ckpt[k] for k in ("format", "model_name", "model_config", "num_classes", "dataset")}
+    eval_size = recorded_eval_size(ckpt)
+    meta["eval_size"] = None if eval_size is None else list(eval_size)
     meta.update(extra or {})
     state = {k: v.detach().contiguous().cpu() for k, v in ckpt["state_dict"].items()}
     atomic_write_bytes(path, save(state, metadata={"fplnet": json.dumps(meta)}))

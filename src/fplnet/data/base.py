@@ -33,6 +33,7 @@ import torch
 from PIL import Image
 
 from .info import DatasetInfo
+from .resize import resize_uint8_image
 
 # The image files fplnet looks for in folders (data sets and `fplnet predict` alike).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
@@ -175,8 +176,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
         return mask
 
     def load_raw(self, index: int, size: Optional[tuple[int, int]] = None) -> tuple[np.ndarray, np.ndarray]:
-        """(HxWx3 uint8 RGB, HxW uint8 train ids / 255), checked. ``size`` = (H, W) resizes
-        (bilinear for the image, nearest for the mask), e.g. to keep Cityscapes at 512x1024."""
+        """(HxWx3 uint8 RGB, HxW uint8 train ids / 255), checked. ``size`` = (H, W) resizes, e.g.
+        to keep Cityscapes at 512x1024 (``train_size``): the image with ``fplnet.data.resize``'s
+        antialiased bilinear, the one resize evaluation and inference use too, the mask nearest."""
         image_path, label_path = self.files[index]
         image = read_rgb_image(image_path)
         if label_path is None:
@@ -189,7 +191,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
                     f"{image_path} is {image.shape[1]}x{image.shape[0]}; labels must match their "
                     "image pixel for pixel.")
         if size is not None and image.shape[:2] != tuple(size):
-            image = np.array(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
+            image = resize_uint8_image(image, size)
             mask = np.array(Image.fromarray(mask).resize((size[1], size[0]), Image.Resampling.NEAREST))
         return image, mask
 

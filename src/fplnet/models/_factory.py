@@ -13,6 +13,7 @@ from typing import Optional, Union
 from torch import nn
 
 from ..checkpoint import CheckpointError, config_overrides, load_checkpoint
+from ..spec import InferenceSpec
 from ._registry import DEFAULT_NUM_CLASSES, get_model_entry
 
 
@@ -22,7 +23,9 @@ def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optio
 
     ``overrides`` replace fields of the model's config (e.g. ``dilations=(1, 2, 3, 5)``).
     ``pretrained`` names shipped weights (``"camvid"``) or a checkpoint / safetensors path; the
-    class count then comes from the weights unless given explicitly.
+    class count then comes from the weights unless given explicitly, and the model carries the
+    weights' inference spec as ``model.inference_spec`` (``fplnet.spec``: mean, std, classes,
+    palette, eval_size).
     """
     entry = get_model_entry(name)
     if pretrained is not None:
@@ -46,6 +49,8 @@ def _load_pretrained(name: str, pretrained: str, num_classes: Optional[int], ove
     model = create_model(name, num_classes=ckpt["num_classes"], **{**config_overrides(ckpt), **overrides})
     model.load_state_dict(ckpt["state_dict"])
     model.pretrained_info = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    # How to feed it (mean, std, eval_size) and read it (classes, palette): what Segmenter applies.
+    model.inference_spec = InferenceSpec.from_checkpoint(ckpt)
     return model
 
 
