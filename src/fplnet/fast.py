@@ -18,7 +18,10 @@ touched, so the same object can still be trained or exported as is.
 ``Variant`` names a combination of these with a memory format, a precision, a backend and,
 optionally, the process-wide allocator switch ``keep_memory`` (``fplnet.runtime.keep_freed_memory``),
 e.g. ``keep_memory+fold_bn+channels_last+compile+freeze``; ``InferenceRunner`` runs a model that
-way: it is what ``Segmenter``, ``fplnet predict`` and ``fplnet benchmark`` use. Only a variant
+way: it is what ``Segmenter``, ``fplnet predict``, ``fplnet evaluate`` and ``fplnet benchmark`` use.
+The graph backends run the exported graph (``fplnet.graph_export``): ``torchscript``,
+``onnxruntime``, and ``openvino`` (``fplnet.openvino_backend``), which with ``int8`` is first
+quantized by NNCF on calibration frames the caller passes (``fplnet.calibration``). Only a variant
 that names ``keep_memory`` touches the allocator, and the library's ``fast=True`` never does.
 """
 from __future__ import annotations
@@ -30,6 +33,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -200,8 +204,12 @@ VARIANT_TOKENS = {
     "cuda_graphs": "the forward captured in a CUDA graph per input shape and replayed",
     "torchscript": "torch.jit.trace + freeze + optimize_for_inference, per input shape",
     "onnxruntime": "ONNX export (BN folded) run by onnxruntime on the CPU, all graph optimizations",
+    "openvino": "the same ONNX export converted to OpenVINO and run by its CPU plugin, compiled per input shape; "
+                "inference precision set to f32 (bf16 with the bf16 switch), never left to the plugin",
+    "int8": "with openvino: NNCF post-training INT8 quantization, calibrated on frames of the model's "
+            "training split (fplnet.calibration)",
 }
-BACKENDS = ("torchscript", "onnxruntime")
+BACKENDS = ("torchscript", "onnxruntime", "openvino")
 
 # What fast=True means (``Segmenter``, ``fplnet predict``), from the variant study of
 # docs/benchmarks.md: FPLNet at 512x1024, batch 1, 2-core AMD EPYC. bf16 autocast is faster
@@ -231,9 +239,13 @@ class Variant:
         if {"bf16", "fp16"} <= tokens:
             raise ValueError(f"variant {spec!r} asks for both bf16 and fp16")
         backends = tokens & set(BACKENDS)
-        if len(backends) > 1 or (backends and tokens & {"compile", "cuda_graphs", "bf16", "fp16"}):
-            raise ValueError(f"variant {spec!r}: {' / '.join(sorted(backends))} runs the exported fp32 graph; "
-                             "it does not combine with compile, cuda_graphs, bf16 or fp16")
+        # OpenVINO takes bf16 as its plugin's inference precision; the other graph backends run fp32 only.
+        refused = {"compile", "cuda_graphs", "fp16"} | ({"bf16"} if backends != {"openvino"} else set())
+        if len(backends) > 1 or (backends and tokens & refused):
+            raise ValueError(f"variant {spec!r}: {' / '.join(sorted(backends))} runs the exported graph; "
+                             f"it does not combine with {', '.join(sorted(refused))}")
+        if "int8" in tokens and "openvino" not in tokens:
+            raise ValueError(f"variant {spec!r}: int8 is quantization by OpenVINO's tools; write openvino+int8")
         if {"compile", "cuda_graphs"} <= tokens:
             raise ValueError(f"variant {spec!r}: compile and cuda_graphs are separate variants here "
                              "(torch.compile's mode='reduce-overhead' is what combines them)")
@@ -254,7 +266,14 @@ class Variant:
 
     @property
     def autocast_dtype(self) -> Optional[torch.dtype]:
+        if self.backend != "torch":
+            return None
         return torch.bfloat16 if "bf16" in self else torch.float16 if "fp16" in self else None
+
+    @property
+    def needs_calibration(self) -> bool:
+        """INT8 variants quantize the model on calibration frames when the runner is built."""
+        return "int8" in self.switches
 
     def __str__(self) -> str:
         return self.name
@@ -293,15 +312,25 @@ class InferenceRunner:
     call with a new input shape and is added to ``setup_seconds`` (with that first call).
     If torch.compile fails (no working C++ compiler, an unsupported op), the runner warns once
     and goes on uncompiled.
+
+    ``calibration``: for an INT8 variant (``openvino+int8``), the frames it is quantized on when
+    the runner is built, normalized float32 (1, 3, H, W) at the network's size: a
+    ``fplnet.calibration.CalibrationSet`` (whose description ``backend_info`` reports) or a list.
     """
 
-    def __init__(self, model: nn.Module, variant="eager", device="cpu", threads: Optional[int] = None):
+    def __init__(self, model: nn.Module, variant="eager", device="cpu", threads: Optional[int] = None,
+                 calibration=None, ignored_scope: Optional[dict] = None):
         self.variant = variant if isinstance(variant, Variant) else Variant.parse(variant)
         self.device = torch.device(device)
         if "cuda_graphs" in self.variant and self.device.type != "cuda":
             raise ValueError(f"variant {self.variant}: CUDA graphs need a CUDA device")
-        if self.variant.backend == "onnxruntime" and self.device.type != "cpu":
-            raise ValueError(f"variant {self.variant}: the onnxruntime backend here runs on the CPU only")
+        if self.variant.backend in ("onnxruntime", "openvino") and self.device.type != "cpu":
+            raise ValueError(f"variant {self.variant}: the {self.variant.backend} backend here runs on the CPU only")
+        if self.variant.needs_calibration and calibration is None:
+            raise ValueError(f"variant {self.variant} quantizes the model and needs calibration frames: Segmenter and "
+                             "fplnet predict / evaluate / benchmark take them from --calib-data (calib_data=) or the "
+                             "checkpoint's training split")
+        self.calibration = getattr(calibration, "description", None) if self.variant.needs_calibration else None
         self.threads = threads or torch.get_num_threads()
         self.setup_seconds = 0.0
         self._per_shape: dict = {}
@@ -314,7 +343,28 @@ class InferenceRunner:
             options = {"freezing": True} if "freeze" in self.variant else None
             self._compiled = torch.compile(self.model, dynamic=False, options=options)
         self._session = self._onnxruntime_session() if self.variant.backend == "onnxruntime" else None
+        self._openvino = None
+        if self.variant.backend == "openvino":
+            from .openvino_backend import OpenVINORunner
+            frames = None if calibration is None else list(getattr(calibration, "frames", calibration))
+            self._openvino = OpenVINORunner.from_torch(self.model, self.threads, self.openvino_precision,
+                                                       [np.asarray(f, dtype=np.float32) for f in frames]
+                                                       if frames is not None else None, ignored_scope)
         self.setup_seconds += time.perf_counter() - started
+
+    @property
+    def openvino_precision(self) -> str:
+        return "bf16" if "bf16" in self.variant else "f32"
+
+    def backend_info(self) -> dict:
+        """What ran: the backend and, for OpenVINO, its version, requested and executed precision
+        (per compiled layer) and, for INT8, the quantization points and calibration set."""
+        info = {"backend": self.variant.backend}
+        if self._openvino is not None:
+            info.update(self._openvino.info())
+        if self.calibration is not None:
+            info["calibration"] = self.calibration
+        return info
 
     # -- backends --
     def _onnxruntime_session(self):
@@ -369,6 +419,8 @@ class InferenceRunner:
         started = time.perf_counter()
         if self._session is not None:
             out = torch.from_numpy(self._session.run(None, {INPUT_NAME: x.contiguous().numpy()})[0])
+        elif self._openvino is not None:
+            out = self._openvino(x)
         elif self.variant.backend == "torchscript":
             if first:
                 self._per_shape[key] = self._torchscript(x)

@@ -1,0 +1,100 @@
+"""Calibration frames for INT8 post-training quantization (``openvino+int8``, ``fplnet export --int8``).
+
+Quantization ranges are set from what the network sees on real frames of the kind it was
+trained on, so the frames come from the model's training split, preprocessed exactly as at
+inference (``fplnet.spec``: normalized with the checkpoint's statistics, resized to its
+``eval_size``):
+
+* by default, the data set and training split recorded in the checkpoint's run config
+  (``dataset``, ``data_root``, ``train_split``), when that folder is reachable from here;
+* otherwise a folder the user passes (``--calib-data``, ``calib_data=``): a root of the
+  checkpoint's data set (its training split is used), or any folder of images (searched
+  recursively, in file-name order).
+
+``count`` frames are taken evenly spaced in file-name order over the split (every frame when it
+has fewer), so that on a data set stored sequence by sequence, as CamVid is, every sequence is
+represented. The set's ``description`` names the source, split and files; it is recorded
+wherever the quantized model is reported (export metadata, ``evaluate --json``, benchmark JSON).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from .data import DatasetError, build_dataset
+from .data.base import is_image_file, read_rgb_image
+from .spec import InferenceSpec
+
+DEFAULT_CALIBRATION_FRAMES = 300
+
+
+@dataclass
+class CalibrationSet:
+    frames: list                     # normalized float32 numpy (1, 3, H, W), at the network's size
+    description: dict                # JSON-able: source, data set, root, split, count, files
+    data_root: Optional[Path] = None # the data set root the frames came from (None: a plain folder)
+    files: list = field(default_factory=list)
+
+
+def recorded_data(ckpt: dict) -> dict:
+    """Where a checkpoint says it was trained: dataset, data_root, train_split, val_split (None
+    where it does not say; shipped weights record their run config too)."""
+    run = ckpt.get("run_config") or {}
+    return {"dataset": run.get("dataset"), "data_root": run.get("data_root"),
+            "train_split": run.get("train_split") or "train", "val_split": run.get("val_split") or "val"}
+
+
+def evenly_spaced(total: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``range(total)`` (all of them if count >= total)."""
+    if count >= total:
+        return list(range(total))
+    return sorted({int(round(i)) for i in np.linspace(0, total - 1, count)})
+
+
+def _training_files(ckpt: dict, data: Optional[Union[str, Path]]) -> tuple[list[Path], dict, Optional[Path]]:
+    recorded = recorded_data(ckpt)
+    name, split = recorded["dataset"], recorded["train_split"]
+    if data is None:
+        root = recorded["data_root"]
+        if not (name and root and Path(root).is_dir()):
+            where = f"{name} {split} under {root!r}" if name else "no training data set"
+            raise ValueError(f"INT8 calibration uses frames of the model's training split; the checkpoint records "
+                             f"{where}, which is not reachable from here. Pass the data set's folder or a folder "
+                             "of images with --calib-data (Python: calib_data=)")
+        data = root
+    root = Path(data)
+    if not root.is_dir():
+        raise ValueError(f"calibration data {root} is not a folder; pass a data set root or a folder of images")
+    if name:
+        try:
+            dataset = build_dataset(name, root, split)
+            return ([image for image, _ in dataset.files],
+                    {"source": "dataset", "dataset": name, "root": str(root), "split": split}, root)
+        except DatasetError:
+            pass   # not a root of that data set: a plain folder of images
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
+    if not files:
+        raise ValueError(f"calibration data {root}: no images in it, and it is not a {name or 'known'} data set root")
+    return files, {"source": "folder", "root": str(root)}, None
+
+
+def calibration_set(ckpt: dict, data: Optional[Union[str, Path]] = None,
+                    count: int = DEFAULT_CALIBRATION_FRAMES) -> CalibrationSet:
+    """``count`` calibration frames for the model of ``ckpt`` (module docstring)."""
+    if count < 1:
+        raise ValueError(f"the calibration set needs at least one frame, got {count}")
+    spec = InferenceSpec.from_checkpoint(ckpt)
+    files, description, data_root = _training_files(ckpt, data)
+    chosen = [files[i] for i in evenly_spaced(len(files), count)]
+    frames = [spec.to_network(spec.preprocess([read_rgb_image(path)])).numpy() for path in chosen]
+    base = Path(description["root"])
+    description.update({
+        "frames": len(chosen), "available": len(files),
+        "selection": "evenly spaced in file-name order",
+        "network_size": None if spec.eval_size is None else list(spec.eval_size),
+        "files": [str(path.relative_to(base)) if path.is_relative_to(base) else str(path) for path in chosen],
+    })
+    return CalibrationSet(frames, description, data_root, chosen)

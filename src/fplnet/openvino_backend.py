@@ -1,0 +1,172 @@
+"""OpenVINO: the exported graph run by OpenVINO's CPU plugin, in fp32 or quantized to INT8.
+
+The OpenVINO model is converted from the very ONNX graph ``fplnet export`` ships and the
+``onnxruntime`` variant runs (``fplnet.graph_export``, BatchNorms folded), with free batch,
+height and width. ``OpenVINORunner`` compiles it once per input shape, as the runner's other
+per-shape backends do, so each shape runs a static graph.
+
+Precision. The CPU plugin picks its own inference precision: bf16 on CPUs with AVX512-BF16 or
+AMX, which changes the argmax of more pixels than fp32 backends may. Every compile therefore sets
+``INFERENCE_PRECISION_HINT`` explicitly: ``f32`` unless the variant names ``bf16``. What actually
+ran is read back from the compiled model (``executed_precision``): the hint, and the number of
+executed layers per runtime precision (INT8 layers report ``u8`` / ``i8``).
+
+INT8. ``quantize`` is NNCF post-training quantization (``nncf.quantize``, default preset:
+symmetric INT8 weights and activations, per-channel weights, fast bias correction) calibrated on
+frames the caller chooses (``fplnet.calibration``: frames of the model's training split). Layers
+named in ``ignored_scope`` (NNCF's ``IgnoredScope``: names, types, patterns) stay in float.
+
+IR files (``save_ir``): ``NAME.xml`` and ``NAME.bin``, weights kept in fp32 (OpenVINO's default
+would compress them to fp16), and the inference spec and export facts as JSON in the model's
+``rt_info`` under "fplnet" (inside the .xml, so it cannot be separated from the graph; read it
+with ``read_ir_metadata`` or any XML reader: ``<rt_info><fplnet value="..."/>``).
+"""
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .graph_export import export_onnx_bytes
+
+METADATA_KEY = "fplnet"
+PRECISIONS = ("f32", "bf16")
+# Execution-graph layers that move or hold data rather than compute; left out of the precision count.
+_NOT_COMPUTE = {"Input", "Output", "Const", "Reorder", "Reshape"}
+
+
+def require(module: str):
+    """Import ``openvino`` or ``nncf``, or say how to install them."""
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ValueError(f"the OpenVINO backend needs the {module!r} package: pip install 'fplnet[openvino]' "
+                         "(make install includes it)") from None
+
+
+@functools.lru_cache(maxsize=None)
+def core():
+    return require("openvino").Core()
+
+
+def to_openvino(model: nn.Module):
+    """An eval-mode model (BatchNorms already folded, as ``fplnet.fast.prepare_model`` does) ->
+    ``openvino.Model`` with dynamic batch, height and width, via the shipped ONNX graph."""
+    ov = require("openvino")
+    return ov.convert_model(io.BytesIO(export_onnx_bytes(model)))
+
+
+def quantize(ov_model, frames: Sequence[np.ndarray], ignored_scope: Optional[dict] = None):
+    """NNCF post-training INT8 quantization of ``ov_model``, calibrated on ``frames``
+    (normalized float32 arrays (1, 3, H, W)); ``ignored_scope`` (``{"names": [...],
+    "types": [...], "patterns": [...]}``) keeps those layers in float."""
+    nncf = require("nncf")
+    if not frames:
+        raise ValueError("INT8 quantization needs at least one calibration frame")
+    scope = nncf.IgnoredScope(**ignored_scope) if ignored_scope else None
+    kwargs = {"ignored_scope": scope} if scope is not None else {}
+    return nncf.quantize(ov_model, nncf.Dataset(list(frames)), subset_size=len(frames), **kwargs)
+
+
+def compile_for_shape(ov_model, shape: Sequence[int], threads: int, precision: str = "f32"):
+    """``ov_model`` compiled for the CPU at one static input shape, precision set explicitly."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"OpenVINO inference precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    model = ov_model.clone()
+    model.reshape([int(v) for v in shape])
+    config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": int(threads),
+              "PERFORMANCE_HINT": "LATENCY"}
+    return core().compile_model(model, "CPU", config)
+
+
+def executed_precision(compiled) -> dict:
+    """What a compiled model runs in: the plugin's precision hint as it reads it back, and the
+    count of executed compute layers per runtime precision (``{"f32": 120}``, ``{"u8": 180, "i8": 90, ...}``)."""
+    counts: Counter = Counter()
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) not in _NOT_COMPUTE:
+            counts[info["runtimePrecision"].astype(str)] += 1
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    return {"inference_precision_hint": str(getattr(hint, "type_name", hint)).lower()
+            .replace("float32", "f32").replace("bfloat16", "bf16"),
+            "layers_by_runtime_precision": dict(sorted(counts.items()))}
+
+
+def fake_quantize_count(ov_model) -> int:
+    """How many FakeQuantize operations (NNCF's quantization points) a model holds."""
+    return sum(op.get_type_name() == "FakeQuantize" for op in ov_model.get_ops())
+
+
+class OpenVINORunner:
+    """Normalized float32 NCHW tensor -> logits tensor, through an ``openvino.Model`` compiled
+    once per input shape at ``precision``."""
+
+    def __init__(self, ov_model, threads: int, precision: str = "f32"):
+        self.ov_model, self.threads, self.precision = ov_model, threads, precision
+        self._compiled: dict = {}
+
+    @classmethod
+    def from_torch(cls, model: nn.Module, threads: int, precision: str = "f32", calibration=None,
+                   ignored_scope: Optional[dict] = None) -> "OpenVINORunner":
+        """``model`` through ONNX to OpenVINO; quantized to INT8 on ``calibration`` frames if given."""
+        ov_model = to_openvino(model)
+        if calibration is not None:
+            ov_model = quantize(ov_model, calibration, ignored_scope)
+        return cls(ov_model, threads, precision)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = tuple(x.shape)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = compile_for_shape(self.ov_model, key, self.threads, self.precision)
+        return torch.from_numpy(compiled(x.contiguous().numpy())[0])
+
+    def info(self) -> dict:
+        """The OpenVINO version, the quantization points, and what the last compiled shape executes in."""
+        result = {"openvino": require("openvino").__version__, "requested_precision": self.precision,
+                  "fake_quantize_ops": fake_quantize_count(self.ov_model)}
+        if self._compiled:
+            result.update(executed_precision(next(reversed(self._compiled.values()))))
+        return result
+
+
+# --- IR files ---------------------------------------------------------------------------------------
+
+def save_ir(ov_model, path: Path, metadata: dict) -> None:
+    """``path`` (NAME.xml) and NAME.bin, fp32 weights, ``metadata`` in rt_info; both files
+    replace any old pair only once completely written."""
+    ov = require("openvino")
+    path = Path(path)
+    model = ov_model.clone()
+    model.set_rt_info(json.dumps(metadata), [METADATA_KEY])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as staging:
+        staged = Path(staging) / "model.xml"
+        ov.save_model(model, str(staged), compress_to_fp16=False)
+        # OpenVINO finds the weights as the .bin of the same stem: the .bin lands first, so a
+        # reader never sees a new .xml beside an old .bin.
+        os.replace(staged.with_suffix(".bin"), path.with_suffix(".bin"))
+        os.replace(staged, path)
+
+
+def read_ir_metadata(path) -> dict:
+    """The JSON ``save_ir`` stored in an IR's rt_info."""
+    model = core().read_model(str(path))
+    if not model.has_rt_info([METADATA_KEY]):
+        raise ValueError(f"{path} has no '{METADATA_KEY}' rt_info; was it written by `fplnet export`?")
+    return json.loads(model.get_rt_info([METADATA_KEY]).astype(str))
+
+
+def load_ir(path, threads: int, precision: str = "f32") -> OpenVINORunner:
+    """An IR file as a callable float32 NCHW tensor -> logits tensor."""
+    return OpenVINORunner(core().read_model(str(path)), threads, precision)
