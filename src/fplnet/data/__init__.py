@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 from .base import DatasetError, SegmentationDataset
 from .camvid import CamVidDataset
@@ -27,13 +27,12 @@ def list_datasets() -> list[str]:
     return list(DATASETS)
 
 
-def build_dataset(name: str, root, split: Optional[str], transform: Optional[Callable] = None
-                  ) -> SegmentationDataset:
+def build_dataset(name: str, root, split: Optional[str]) -> SegmentationDataset:
     """``split``: cityscapes train/val/test, camvid train/val/test/trainval, folder a subfolder
     name or None (see ``fplnet.data.folder``)."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return DATASETS[name](root, split, transform=transform)
+    return DATASETS[name](root, split)
 
 
 __all__ = [

@@ -26,7 +26,7 @@ import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -137,20 +137,17 @@ class SegmentationDataset(torch.utils.data.Dataset):
     """Shared behaviour; subclasses find their files and give a raw-label -> train-id table.
 
     ``label_table`` has 256 int16 entries: the train id (or 255) for each raw label value, and -1
-    for values that must not occur, so that stray values are caught on load.
-    ``transform`` (optional) is called as ``transform(image, mask) -> (image, mask)`` on the
-    tensors of each item.
+    for values that must not occur, so that stray values are caught on load. Training augments
+    whole batches on the device (``data.transforms``), so items are returned untransformed.
     """
 
     def __init__(self, root, split: str, files: Sequence[tuple[Path, Optional[Path]]],
-                 info: DatasetInfo, label_table: np.ndarray,
-                 transform: Optional[Callable] = None):
+                 info: DatasetInfo, label_table: np.ndarray):
         self.root = Path(root)
         self.split = split
         self.files = list(files)
         self.info = info
         self.label_table = label_table
-        self.transform = transform
         if not self.files:
             raise DatasetError(f"{info.name} split {split!r} under {self.root} contains no images")
 
@@ -209,8 +206,6 @@ class SegmentationDataset(torch.utils.data.Dataset):
         image, mask = self.load_raw(index)
         image = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
         mask = torch.from_numpy(mask).long()
-        if self.transform is not None:
-            image, mask = self.transform(image, mask)
         return image, mask
 
     def load_all_uint8(self, size: Optional[tuple[int, int]] = None, num_workers: Optional[int] = None

@@ -23,7 +23,6 @@ day and part of town), and the remaining 367 frames are exactly as many as the u
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -89,6 +88,6 @@ def _split_files(root: Path, split: str) -> list[tuple[Path, Path]]:
 
 
 class CamVidDataset(SegmentationDataset):
-    def __init__(self, root, split: str = "train", transform: Optional[Callable] = None):
+    def __init__(self, root, split: str = "train"):
         root = Path(root)
-        super().__init__(root, split, _split_files(root, split), CAMVID, _label_table(), transform)
+        super().__init__(root, split, _split_files(root, split), CAMVID, _label_table())

@@ -15,7 +15,6 @@ writing test-server predictions; evaluating on it yields no IoU.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
 
 from .base import DatasetError, SegmentationDataset, require_folder
 from .info import CITYSCAPES, CITYSCAPES_LABEL_TABLE
@@ -29,7 +28,7 @@ _LAYOUT_HINT = ("Cityscapes must be in its official layout: download leftImg8bit
 
 
 class CityscapesDataset(SegmentationDataset):
-    def __init__(self, root, split: str = "train", transform: Optional[Callable] = None):
+    def __init__(self, root, split: str = "train"):
         if split not in SPLITS:
             raise DatasetError(f"unknown Cityscapes split {split!r}; choose one of {', '.join(SPLITS)}")
         root = Path(root)
@@ -49,4 +48,4 @@ class CityscapesDataset(SegmentationDataset):
             files.append((image_path, label_path))
         if not files:
             raise DatasetError(f"no *{IMAGE_SUFFIX} files in {image_root}/<city>/. {_LAYOUT_HINT}")
-        super().__init__(root, split, files, CITYSCAPES, CITYSCAPES_LABEL_TABLE, transform)
+        super().__init__(root, split, files, CITYSCAPES, CITYSCAPES_LABEL_TABLE)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import yaml
@@ -98,7 +98,7 @@ def _split_folders(root: Path, split: Optional[str]) -> tuple[Path, Path]:
 
 
 class FolderDataset(SegmentationDataset):
-    def __init__(self, root, split: Optional[str] = None, transform: Optional[Callable] = None):
+    def __init__(self, root, split: Optional[str] = None):
         root = Path(root)
         require_folder(root, _LAYOUT_HINT)
         info, ignore_in_files = read_classes_file(root)
@@ -122,4 +122,4 @@ class FolderDataset(SegmentationDataset):
         table = np.full(256, -1, dtype=np.int16)
         table[:info.num_classes] = np.arange(info.num_classes)
         table[ignore_in_files] = 255
-        super().__init__(root, "all" if split is None else split, files, info, table, transform)
+        super().__init__(root, "all" if split is None else split, files, info, table)
