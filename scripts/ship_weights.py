@@ -33,8 +33,9 @@ def main():
     ckpt = load_checkpoint(args.checkpoint)
     run = ckpt.get("run_config", {})
     # The same evaluation `fplnet evaluate` runs, so it reproduces the figure recorded here.
-    matrix, dataset = evaluate_checkpoint(args.checkpoint, run.get("dataset", "camvid"), args.data_root, args.split,
-                                          torch.device("cpu"))
+    evaluation = evaluate_checkpoint(args.checkpoint, run.get("dataset", "camvid"), args.data_root, args.split,
+                                     torch.device("cpu"))
+    matrix, dataset = evaluation.matrix, evaluation.dataset
     info = dataset.info
     result = matrix.compute()
     miou = round(float(result["miou"]) * 100, 4)
@@ -42,7 +43,9 @@ def main():
     extra = {
         "metrics": {f"{args.split}_miou": miou, f"{args.split}_iou": iou,
                     f"{args.split}_pixel_accuracy": round(float(result["pixel_accuracy"]) * 100, 4),
-                    "evaluated_on": f"{run.get('dataset')} {args.split} ({len(dataset)} images, full 360x480, void ignored)"},
+                    "evaluated_on": f"{run.get('dataset')} {args.split} ({len(dataset)} images, network at "
+                                    f"{'x'.join(map(str, evaluation.eval_size)) if evaluation.eval_size else 'full size'}, "
+                                    "void ignored)"},
         "run_config": run,
         "epochs": ckpt.get("epoch"),
         "iterations": ckpt.get("scheduler", {}).get("last_epoch"),

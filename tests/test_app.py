@@ -8,6 +8,7 @@ All inference here is the eager variant: the fast path would spend its time in t
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -23,6 +24,7 @@ from PIL import Image
 from fplnet.cli import build_parser, main
 from fplnet.data.info import CAMVID
 from fplnet.engine import app as web
+from fplnet.fast import Variant
 
 REPO = Path(__file__).resolve().parents[1]
 FRAME = web.DEMO_FRAMES[0]
@@ -123,6 +125,13 @@ def test_variant_menu_and_segmenter_cache():
     labels = [variant.label for variant in web.VARIANTS]
     assert len(set(labels)) == len(labels)
     assert {"eager", "fast"} <= {variant.label for variant in web.available_variants()}
+    # One entry per backend variant, each a spec fplnet.fast accepts; OpenVINO's only where it is installed.
+    for variant in web.VARIANTS:
+        assert variant.spec is None or Variant.parse(variant.spec).name == variant.label
+    openvino = {"openvino", "openvino+int8"}
+    assert openvino <= set(labels)
+    if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
+        assert openvino <= {variant.label for variant in web.available_variants()}
     assert web.load_segmenter("camvid", "eager") is web.load_segmenter("camvid", "eager")
     assert str(web.load_segmenter("camvid", "eager").variant) == "eager"
     with pytest.raises(ValueError, match="unknown variant 'int9'; choose one of eager, fast"):

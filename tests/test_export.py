@@ -1,5 +1,5 @@
-"""`fplnet export` and BN folding: ONNX (onnxruntime) and TorchScript reproduce the PyTorch
-logits on a real CamVid image at two input sizes, and the metadata travels with the file."""
+"""`fplnet export` and BN folding: ONNX (onnxruntime), TorchScript and OpenVINO IR reproduce the
+PyTorch logits on a real CamVid image at two input sizes, and the metadata travels with the file."""
 import json
 
 import numpy as np
@@ -29,16 +29,21 @@ def camvid_inputs():
             F.interpolate(image, size=size, mode="bilinear", align_corners=False) for size in SIZES]
 
 
-def assert_parity(reference: torch.Tensor, exported: torch.Tensor) -> None:
+def assert_parity(reference: torch.Tensor, exported: torch.Tensor, tolerance: float = 1e-4) -> None:
     assert exported.shape == reference.shape
     max_diff = (reference - exported).abs().max().item()
     agreement = (reference.argmax(1) == exported.argmax(1)).float().mean().item()
-    assert max_diff < 1e-4, f"max |logits diff| {max_diff:.2e} (logits up to {reference.abs().max():.1f})"
+    assert max_diff < tolerance, f"max |logits diff| {max_diff:.2e} (logits up to {reference.abs().max():.1f})"
     assert agreement >= 0.999, f"argmax agrees on {agreement:.4%} of pixels"
 
 
-@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
-def test_export_matches_pytorch_at_two_sizes(camvid_ckpt, tmp_path, capsys, fmt, suffix):
+# OpenVINO's CPU kernels (its own convolutions, at f32 precision) round differently from PyTorch's
+# oneDNN calls: the fp32 backends' bound of issue 9 is 1e-3.
+@pytest.mark.parametrize("fmt,suffix,tolerance", [("onnx", ".onnx", 1e-4), ("torchscript", ".pt", 1e-4),
+                                                  ("openvino", ".xml", 1e-3)])
+def test_export_matches_pytorch_at_two_sizes(camvid_ckpt, tmp_path, capsys, fmt, suffix, tolerance):
+    if fmt == "openvino":
+        pytest.importorskip("openvino")
     path = tmp_path / f"fplnet{suffix}"
     assert main(["export", "--checkpoint", str(camvid_ckpt), "--format", fmt, "--output", str(path),
                  "--size", "360x480", "--no-verify"]) == 0
@@ -49,11 +54,11 @@ def test_export_matches_pytorch_at_two_sizes(camvid_ckpt, tmp_path, capsys, fmt,
     for x in camvid_inputs():
         with torch.no_grad():
             reference = model(x)
-        assert_parity(reference, run(x))
+        assert_parity(reference, run(x), tolerance)
     # Dynamic batch too.
     batch = torch.cat([camvid_inputs()[1]] * 2)
     with torch.no_grad():
-        assert_parity(model(batch), run(batch))
+        assert_parity(model(batch), run(batch), tolerance)
 
     meta = read_metadata(path)
     camvid = fplnet.data.info.CAMVID
@@ -62,6 +67,7 @@ def test_export_matches_pytorch_at_two_sizes(camvid_ckpt, tmp_path, capsys, fmt,
     assert meta["palette"] == [list(c) for c in camvid.palette]
     assert meta["mean"] == pytest.approx(camvid.mean) and meta["std"] == pytest.approx(camvid.std)
     assert meta["folded_batchnorms"] == 2
+    assert meta["eval_size"] is None and meta["inference_spec"]["class_names"] == list(camvid.class_names)
 
 
 def test_onnx_graph_has_dynamic_axes_prelu_and_deconv(camvid_ckpt, tmp_path):

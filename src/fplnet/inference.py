@@ -5,8 +5,10 @@
     labels = seg.predict("street.png")           # H x W uint8 train ids, at the input's size
     Image.fromarray(seg.overlay("street.png", labels)).save("overlay.jpg")
 
-Pre-processing lives in ``preprocess`` (``Segmenter.preprocess``) and nowhere else: uint8 RGB -> float in [0, 1]
--> per-channel (x - mean) / std with the statistics stored in the checkpoint. Post-processing
+Pre-processing follows the checkpoint's inference spec (``fplnet.spec``) and nowhere else: uint8 RGB ->
+float in [0, 1] -> per-channel (x - mean) / std with the statistics stored in the checkpoint ->
+antialiased bilinear resize to the checkpoint's ``eval_size`` if it records one; the logits are
+resized back to the image's size before the argmax, as ``fplnet evaluate`` does. Post-processing
 (palette, train id -> Cityscapes label id) comes from the checkpoint's ``DatasetInfo``.
 
 ``fast=True`` runs the fastest variant measured for the device that stays in float32
@@ -22,6 +24,12 @@ freed memory (``fplnet.runtime.keep_freed_memory``; about 30% off a CPU forward 
 docs/benchmarks.md), is opt-in: name it in the variant (``variant="keep_memory+fold_bn+
 channels_last+compile+freeze"``, which is what ``fplnet predict`` runs on CPU) or call
 ``keep_freed_memory()`` yourself. It is not undone: the process keeps its peak memory.
+
+``variant="openvino"`` runs the exported graph in OpenVINO (fp32, precision set explicitly);
+``variant="openvino+int8"`` quantizes it first with NNCF on ``calib_size`` frames of the model's
+training split (``fplnet.calibration``: the data set the checkpoint records if reachable, else
+pass ``calib_data=`` a data set root or a folder of images). ``segmenter.runner.backend_info()``
+says which precision ran.
 """
 from __future__ import annotations
 
@@ -31,12 +39,13 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .calibration import DEFAULT_CALIBRATION_FRAMES, calibration_set
 from .data.base import read_rgb_image, rgb_array
-from .data.info import DatasetInfo, colorize, numbered_info, train_ids_to_label_ids
-from .data.transforms import normalize
+from .data.info import colorize, train_ids_to_label_ids
 from .fast import InferenceRunner, Variant, fast_variant
 from .models import load_model
 from .runtime import resolve_device
+from .spec import InferenceSpec
 
 ImageLike = Union[str, Path, "PIL.Image.Image", np.ndarray]
 
@@ -60,35 +69,20 @@ def load_rgb(image: ImageLike) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, :3])
 
 
-def checkpoint_info(ckpt: dict) -> DatasetInfo:
-    """The data set a checkpoint was trained on (classes, palette, statistics); a checkpoint that
-    carries no description gets numbered classes and default colours."""
-    dataset = ckpt.get("dataset") or {}
-    return DatasetInfo.from_dict(dataset) if dataset else numbered_info(int(ckpt["num_classes"]))
-
-
-def preprocess(images: Sequence[np.ndarray], mean, std, device="cpu") -> torch.Tensor:
-    """Same-size H x W x 3 uint8 RGB arrays -> normalized float32 (N, 3, H, W) on ``device``:
-    [0, 255] -> [0, 1] -> (x - mean) / std per channel. The only preprocessing of fplnet's
-    inference (``Segmenter``, the benchmark's agreement check)."""
-    batch = torch.from_numpy(np.stack(images)).to(device)
-    # NHWC -> NCHW as a real copy: a permuted view would run the eager model in channels_last
-    # without anyone asking for it; the runner picks the memory format.
-    batch = batch.permute(0, 3, 1, 2).contiguous().float().div_(255)
-    return normalize(batch, mean, std)
-
-
 class Segmenter:
     def __init__(self, checkpoint: Union[str, Path], device: str = "cpu", fast: bool = True,
-                 variant: Optional[str] = None):
+                 variant: Optional[str] = None, calib_data: Optional[Union[str, Path]] = None,
+                 calib_size: int = DEFAULT_CALIBRATION_FRAMES):
         """``checkpoint``: a checkpoint file or a shipped weights name (``"camvid"``).
         ``variant`` overrides ``fast`` with an explicit ``fplnet.fast.Variant`` spec (or Variant);
-        only a variant with ``keep_memory`` changes the process's allocator (module docstring)."""
+        only a variant with ``keep_memory`` changes the process's allocator (module docstring).
+        ``calib_data`` and ``calib_size``: the calibration frames of an INT8 variant."""
         self.device = resolve_device(device)
         model, ckpt = load_model(checkpoint, device="cpu")
         self.model_name = ckpt["model_name"]
         self.num_classes = int(ckpt["num_classes"])
-        self.info = checkpoint_info(ckpt)
+        self.spec = InferenceSpec.from_checkpoint(ckpt)
+        self.info = self.spec.info
         if self.info.num_classes != self.num_classes:
             raise ValueError(f"checkpoint {checkpoint}: its dataset lists {self.info.num_classes} classes "
                              f"but the model has {self.num_classes}")
@@ -96,16 +90,19 @@ class Segmenter:
             self.variant = variant if isinstance(variant, Variant) else Variant.parse(variant)
         else:
             self.variant = fast_variant(self.device) if fast else Variant.parse("eager")
-        self.runner = InferenceRunner(model, self.variant, self.device)
+        calibration = calibration_set(ckpt, calib_data, calib_size) if self.variant.needs_calibration else None
+        self.runner = InferenceRunner(model, self.variant, self.device, calibration=calibration)
 
     def __repr__(self) -> str:
-        return (f"Segmenter({self.model_name}, {self.num_classes} classes of {self.info.name}, "
+        size = "input size" if self.spec.eval_size is None else "x".join(map(str, self.spec.eval_size))
+        return (f"Segmenter({self.model_name}, {self.num_classes} classes of {self.info.name}, runs at {size}, "
                 f"device={self.device}, variant={self.variant})")
 
     # -- pre- and post-processing ---------------------------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Same-size H x W x 3 uint8 RGB arrays -> normalized float32 (N, 3, H, W) on the device."""
-        return preprocess(images, self.info.mean, self.info.std, self.device)
+        """Same-size H x W x 3 uint8 RGB arrays -> normalized float32 (N, 3, H, W) on the device,
+        at the images' own size (``logits`` resizes to the spec's ``eval_size``)."""
+        return self.spec.preprocess(images, self.device)
 
     def colorize(self, label_map: np.ndarray) -> np.ndarray:
         """H x W train ids -> H x W x 3 uint8 RGB in the dataset's palette."""
@@ -130,8 +127,10 @@ class Segmenter:
 
     # -- prediction -----------------------------------------------------------------------------
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Same-size uint8 RGB arrays -> float32 logits (N, C, H, W) on the device."""
-        return self.runner(self.preprocess(images))
+        """Same-size uint8 RGB arrays -> logits (N, C, H, W) at the images' size, on the device:
+        the network runs at the spec's ``eval_size`` and its logits are resized back."""
+        x = self.preprocess(images)
+        return self.spec.to_input_size(self.runner(self.spec.to_network(x)), x.shape[-2:])
 
     def predict_arrays(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Same-size H x W x 3 uint8 RGB arrays, one forward pass -> H x W train id maps."""

@@ -56,13 +56,18 @@ class AppVariant:
         return all(importlib.util.find_spec(module) is not None for module in self.requires)
 
 
-# A new way of running the model (OpenVINO, INT8) is one more entry here once fplnet.fast has it.
+# A new way of running the model is one more entry here once fplnet.fast has it.
 VARIANTS = (
     AppVariant("eager", "eager", "plain fp32 PyTorch; no wait"),
     AppVariant("fast", None, "fplnet predict's fast path; compiles on the first image of each size "
                              "(up to a minute on a CPU)"),
     AppVariant("onnxruntime", "onnxruntime", "the exported ONNX graph in ONNX Runtime (CPU)",
                requires=("onnx", "onnxruntime")),
+    AppVariant("openvino", "openvino", "the exported graph in OpenVINO (CPU), fp32 precision set explicitly",
+               requires=("onnx", "openvino")),
+    AppVariant("openvino+int8", "openvino+int8", "OpenVINO INT8: NNCF quantization on 300 frames of the model's "
+                                                 "training split when first picked (needs that data set on disk)",
+               requires=("onnx", "openvino", "nncf")),
 )
 
 

@@ -23,6 +23,16 @@ shape that is timed, so nothing is compiled twice). A random network would agree
 (every pixel gets the same class), hence the trained checkpoint. ``--json`` records every figure
 the tables in docs/benchmarks.md quote, the agreement included.
 
+``openvino`` and ``openvino+int8`` are variants like the others: the exported graph in OpenVINO
+at f32 precision set explicitly, and the same quantized to INT8 by NNCF on ``--calib-size``
+frames of the checkpoint's training split (or ``--calib-data``; with ``--models`` the networks
+are untrained, and without ``--calib-data`` they calibrate on the timed random input: a speed
+figure only). Every result records its backend and, for OpenVINO, the precision each compiled
+layer executed in (``backend``).
+
+With ``--checkpoint`` the default ``--size`` is the checkpoint's ``eval_size`` (its inference
+spec, ``fplnet.spec``) when it records one, so the timed shape is the one the model runs at.
+
 ``--plot`` and ``--camvid-plot`` draw mIoU against parameters (``fplnet.engine.figures``);
 ``--plot-only`` draws them and times nothing.
 """
@@ -41,12 +51,13 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
+from ..calibration import DEFAULT_CALIBRATION_FRAMES, CalibrationSet, calibration_set
 from ..complexity import count_macs, count_params
 from ..fast import InferenceRunner, Variant, fast_variant
 from ..io import atomic_write_json, atomic_write_text
 from ..models import create_model, load_model
 from ..runtime import keep_freed_memory, resolve_device
-from .arguments import (checkpoint_name_or_file, device_name, existing_path, image_size, measured_point,
+from .arguments import (checkpoint_name_or_file, device_name, existing_dir, existing_path, image_size, measured_point,
                         model_names, non_negative_int, positive_int, variant_specs, writable_file)
 from .figures import draw_camvid, draw_cityscapes
 from .latency import summarize_ms
@@ -64,10 +75,17 @@ def add_arguments(parser):
     parser.add_argument("--variants", type=variant_specs, default=None,
                         help="comma-separated variants timed side by side for every model, each a '+'-joined set of "
                              "switches: eager, fold_bn, shuffle_deconv, channels_last, bf16, fp16, compile, "
-                             "cuda_graphs, torchscript, onnxruntime, keep_memory, freeze (with compile), or 'fast' "
+                             "cuda_graphs, torchscript, onnxruntime, openvino, int8 (with openvino), keep_memory, "
+                             "freeze (with compile), or 'fast' "
                              "(what predict runs on this device), e.g. eager,channels_last,channels_last+bf16. "
                              "Replaces the single-variant flags below")
-    parser.add_argument("--size", type=image_size, default="512x1024", help="input HEIGHTxWIDTH (default 512x1024)")
+    parser.add_argument("--size", type=image_size, default=None,
+                        help="input HEIGHTxWIDTH (default: the --checkpoint's eval size if it records one, else 512x1024)")
+    parser.add_argument("--calib-data", type=existing_dir, default=None, metavar="FOLDER",
+                        help="INT8 variants: calibrate on this data set root (its training split) or folder of images "
+                             "(default: the training split the --checkpoint records, if reachable)")
+    parser.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
+                        help=f"INT8 variants: calibration frames (default {DEFAULT_CALIBRATION_FRAMES}, or all if fewer)")
     parser.add_argument("--batch-size", type=positive_int, default=1)
     parser.add_argument("--num-classes", type=positive_int, default=19,
                         help="classifier width of --models (default 19, Cityscapes)")
@@ -129,6 +147,8 @@ class Entry:
             "setup_s": round(self.setup_s, 3), "first_call_s": round(self.first_call_s or 0.0, 3),
             "iters": len(self.times_ms),
         }
+        if self.runner is not None:
+            result["backend"] = self.runner.backend_info()
         if self.agreement:
             # "identical" in the docs means every pixel of every image; changed = 1 - agreement.
             result["argmax_vs_eager"] = {
@@ -171,8 +191,9 @@ def check_variants(variants: list[Variant], device: torch.device, mode: str) -> 
                              f"switches {extra} (train variants combine {', '.join(sorted(TrainStep.ALLOWED))})")
         if "cuda_graphs" in variant and device.type != "cuda":
             raise ValueError(f"variant {variant}: CUDA graphs need --device cuda")
-        if variant.backend == "onnxruntime" and device.type != "cpu":
-            raise ValueError(f"variant {variant}: the onnxruntime backend here runs on the CPU only; use --device cpu")
+        if variant.backend in ("onnxruntime", "openvino") and device.type != "cpu":
+            raise ValueError(f"variant {variant}: the {variant.backend} backend here runs on the CPU only; "
+                             "use --device cpu")
 
 
 class TrainStep:
@@ -204,30 +225,58 @@ class TrainStep:
         return loss
 
 
-def models_to_time(args) -> list[tuple[str, "torch.nn.Module"]]:
-    """(name, eval-mode model) for each --models name, or the one --checkpoint model."""
+def models_to_time(args) -> list[tuple[str, "torch.nn.Module", dict]]:
+    """(name, eval-mode model, checkpoint dict) for each --models name (a checkpoint dict that
+    describes the fresh model), or the one --checkpoint model."""
     if args.checkpoint:
         model, ckpt = load_model(args.checkpoint)
-        return [(ckpt["model_name"], model)]
+        return [(ckpt["model_name"], model, ckpt)]
     models = []
     for name in args.models or DEFAULT_MODELS.split(","):
         torch.manual_seed(0)
-        models.append((name, create_model(name, num_classes=args.num_classes).eval()))
+        models.append((name, create_model(name, num_classes=args.num_classes).eval(), {"num_classes": args.num_classes}))
     return models
+
+
+def timed_size(args) -> tuple[int, int]:
+    """--size, else the --checkpoint's eval size (its inference spec), else 512x1024."""
+    if args.size:
+        return tuple(args.size)
+    if args.checkpoint:
+        from ..checkpoint import load_checkpoint
+        from ..spec import InferenceSpec
+        eval_size = InferenceSpec.from_checkpoint(load_checkpoint(args.checkpoint)).eval_size
+        if eval_size:
+            return eval_size
+    return (512, 1024)
+
+
+def calibration_for(args, ckpt: dict, x: torch.Tensor) -> CalibrationSet:
+    """The frames an INT8 variant is quantized on: from the checkpoint's training split or
+    --calib-data (``fplnet.calibration``); for a fresh --models network without --calib-data,
+    the timed random input itself."""
+    if args.checkpoint or args.calib_data:
+        return calibration_set(ckpt, args.calib_data, args.calib_size)
+    return CalibrationSet([x[:1].cpu().numpy()], {"source": "the benchmark's random input", "frames": 1,
+                                                   "note": "untrained network: a speed figure only"})
 
 
 def build_entries(args, device, size, variants: list[Variant]) -> list[Entry]:
     entries = []
-    for name, model in models_to_time(args):
+    for name, model, ckpt in models_to_time(args):
         params, macs = count_params(model), count_macs(model, size)
+        calibration = None
         for variant in variants:
             started = time.perf_counter()
             if args.mode == "train":
                 step = TrainStep(copy.deepcopy(model), variant, device, args.batch_size, size, model.num_classes)
                 entry = Entry(name, variant.name, params, macs, step)
             else:
-                runner = InferenceRunner(model, variant, device, threads=args.threads)
                 x = torch.randn(args.batch_size, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
+                if variant.needs_calibration and calibration is None:
+                    calibration = calibration_for(args, ckpt, x)
+                runner = InferenceRunner(model, variant, device, threads=args.threads,
+                                         calibration=calibration if variant.needs_calibration else None)
                 entry = Entry(name, variant.name, params, macs, (lambda runner=runner, x=x: runner(x)), runner)
             entry.setup_s = time.perf_counter() - started
             entries.append(entry)
@@ -284,6 +333,11 @@ def machine_info(device) -> dict:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         info["onnxruntime"] = None
+    try:
+        import openvino
+        info["openvino"] = openvino.__version__
+    except ImportError:
+        info["openvino"] = None
     return info
 
 
@@ -305,7 +359,8 @@ def method_text(args, size) -> str:
 
 def command_line(args) -> str:
     what = f"--checkpoint {args.checkpoint}" if args.checkpoint else f"--models {','.join(args.models or [DEFAULT_MODELS])}"
-    parts = ["fplnet benchmark", what, f"--size {args.size[0]}x{args.size[1]}", f"--batch-size {args.batch_size}",
+    size = timed_size(args)
+    parts = ["fplnet benchmark", what, f"--size {size[0]}x{size[1]}", f"--batch-size {args.batch_size}",
              f"--device {args.device}", f"--mode {args.mode}", f"--warmup {args.warmup}", f"--iters {args.iters}"]
     if args.variants:
         parts.append(f"--variants {','.join(args.variants)}")
@@ -317,6 +372,8 @@ def command_line(args) -> str:
         parts.append(f"--num-classes {args.num_classes}")
     if args.threads:
         parts.append(f"--threads {args.threads}")
+    if any("int8" in spec for spec in args.variants or []) and (args.checkpoint or args.calib_data):
+        parts += ([f"--calib-data {args.calib_data}"] if args.calib_data else []) + [f"--calib-size {args.calib_size}"]
     if args.agreement_images:
         parts.append(f"--agreement-images {' '.join(map(str, args.agreement_images))} "
                      f"--agreement-count {args.agreement_count}")
@@ -330,7 +387,11 @@ def markdown_table(results: list[dict], mode: str) -> str:
              + (" argmax vs eager (lowest) |" if agreement else ""),
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if agreement else "")]
     for r in results:
-        line = (f"| {r['model']} | {r['variant']} | {r['params']:,} | {r['gmacs']:.2f} | "
+        # OpenVINO rows name the precision its CPU plugin executed in (it may pick bf16 by itself).
+        backend = r.get("backend", {})
+        hint = backend.get("inference_precision_hint")
+        hint = f"int8 + {hint}" if hint and backend.get("fake_quantize_ops") else hint
+        line = (f"| {r['model']} | {r['variant']}{f' ({hint})' if hint else ''} | {r['params']:,} | {r['gmacs']:.2f} | "
                 f"{r['latency_median_ms']:.1f} | {r['latency_p90_ms']:.1f} | {r['fps']:.2f} | "
                 f"x{r['speedup_vs_first']:.2f} | {r['first_call_s']:.2f} |")
         if agreement:
@@ -354,11 +415,12 @@ def report_text(report: dict) -> str:
 
 # --- argmax agreement with eager fp32 -------------------------------------------------------------
 
-def agreement_batches(paths: list[Path], count: int, info, size) -> list[tuple[Path, torch.Tensor]]:
+def agreement_batches(paths: list[Path], count: int, spec, size) -> list[tuple[Path, torch.Tensor]]:
     """The first ``count`` images under ``paths`` (files, or folders in name order), each read by
-    the one image reader and preprocessed like ``Segmenter`` does, resized to ``size``."""
+    the one image reader and preprocessed like ``Segmenter`` does (``spec``: an
+    ``InferenceSpec``), resized to ``size`` by the one image resize (``fplnet.data.resize``)."""
     from ..data.base import is_image_file, list_image_files, read_rgb_image
-    from ..inference import preprocess
+    from ..data.resize import resize_images
     files = []
     for path in paths:
         files += list_image_files(path) if path.is_dir() else [path] if is_image_file(path) else []
@@ -366,8 +428,7 @@ def agreement_batches(paths: list[Path], count: int, info, size) -> list[tuple[P
         raise ValueError(f"--agreement-images: no image files in {', '.join(map(str, paths))}")
     batches = []
     for file in files[:count]:
-        x = preprocess([read_rgb_image(file)], info.mean, info.std)
-        batches.append((file, F.interpolate(x, size=size, mode="bilinear", align_corners=False)))
+        batches.append((file, resize_images(spec.preprocess([read_rgb_image(file)]), size)))
     return batches
 
 
@@ -424,7 +485,7 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    size = args.size
+    size = timed_size(args)
 
     machine = machine_info(device)
     entries = build_entries(args, device, size, variants)
@@ -437,9 +498,10 @@ def run(args) -> int:
         "checkpoint": args.checkpoint, "method": method_text(args, size), "machine": machine,
     }
     if args.agreement_images:
-        from ..inference import checkpoint_info
+        from ..spec import InferenceSpec
         model, ckpt = load_model(args.checkpoint)
-        batches = agreement_batches(args.agreement_images, args.agreement_count, checkpoint_info(ckpt), size)
+        batches = agreement_batches(args.agreement_images, args.agreement_count, InferenceSpec.from_checkpoint(ckpt),
+                                    size)
         measure_agreement(model, entries, batches, device)
         report["agreement_images"] = [str(path) for path, _ in batches]
     report["results"] = [e.result(args.batch_size, entries[0] if i else None) for i, e in enumerate(entries)]

@@ -1,23 +1,37 @@
 """`fplnet evaluate` and the evaluation loop the trainer uses.
 
-Evaluation is at full label resolution: the network runs on the whole image (optionally
-resized to ``eval_size``, e.g. 1024x512 for a model trained on half-resolution Cityscapes), the
-logits are resized bilinearly to the label's size, and one confusion matrix accumulates
-every pixel that is not ``ignore_index``.
+Evaluation is at full label resolution: the network runs on the whole image (resized to
+``eval_size``, e.g. 1024x512 for a model trained on half-resolution Cityscapes, by
+``fplnet.data.resize``'s antialiased bilinear, the resize ``train_size`` applies in training),
+the logits are resized bilinearly to the label's size, and one confusion matrix accumulates
+every pixel that is not ``ignore_index``. ``fplnet evaluate`` reads mean, std and ``eval_size``
+from the checkpoint's inference spec (``fplnet.spec``), as ``Segmenter`` and ``fplnet predict`` do.
+
+``--variant`` evaluates the model the way a deployment runs it (``fplnet.fast.Variant``: e.g.
+``onnxruntime``, ``openvino``, ``openvino+int8``), so the mIoU is that of what is deployed. An
+INT8 variant calibrates on frames of the checkpoint's training split under ``--data-root`` (or
+``--calib-data``), never on the split being evaluated.
+
+``--json`` records the confusion matrix's pixel counts beside the IoU, so any other metric can be
+computed from the file; ``--plot`` draws it with the per-class IoU (``figures.draw_evaluation``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from ..data import DatasetError, build_dataset, list_datasets
+from ..data.resize import resize_images, resize_logits
 from ..data.transforms import normalize
 from ..io import atomic_write_json
 from ..metrics import ConfusionMatrix
 from ..runtime import autocast, resolve_device
-from .arguments import checkpoint_name_or_file, device_name, existing_dir, image_size, positive_int, writable_file
+from ..calibration import DEFAULT_CALIBRATION_FRAMES
+from .arguments import (checkpoint_name_or_file, device_name, existing_dir, image_size, png_plot_file, positive_int,
+                        variant_spec, writable_file)
 
 
 @torch.inference_mode()
@@ -27,11 +41,15 @@ def evaluate(model, images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor
              ignore_index: int = 255) -> ConfusionMatrix:
     """Confusion matrix of ``model`` over uint8 ``images`` (3xHxW) and ``masks`` (HxW).
 
+    ``model`` is an ``nn.Module`` (put in eval mode for the pass) or any callable from a
+    normalized float32 batch to logits, such as a ``fplnet.fast.InferenceRunner``.
     ``indices`` restricts the pass to a shard (one rank's part in distributed evaluation);
     the caller all-reduces the matrix.
     """
-    was_training = model.training
-    model.eval()
+    module = model if isinstance(model, nn.Module) else None
+    was_training = module is not None and module.training
+    if module is not None:
+        module.eval()
     matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
     order = list(range(len(images))) if indices is None else list(indices)
     # Images of one batch must share a size; batch consecutive images and split when sizes change.
@@ -44,17 +62,17 @@ def evaluate(model, images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor
             x = torch.stack([images[j] for j in batch]).to(device, non_blocking=True).float().div_(255)
             target = torch.stack([masks[j] for j in batch]).to(device, non_blocking=True).long()
             x = normalize(x, mean, std)
-            if eval_size is not None and tuple(x.shape[-2:]) != tuple(eval_size):
-                x = F.interpolate(x, size=eval_size, mode="bilinear", align_corners=False)
+            if eval_size is not None:
+                x = resize_images(x, eval_size)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, amp):
                 logits = model(x)
-            if logits.shape[-2:] != target.shape[-2:]:
-                logits = F.interpolate(logits.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
-            matrix.update(logits.argmax(1), target)
+            logits = resize_logits(logits, target.shape[-2:])
+            matrix.update(logits.argmax(1).to(device), target)
         batch = [] if i is None else [i]
-    model.train(was_training)
+    if module is not None:
+        module.train(was_training)
     return matrix
 
 
@@ -67,17 +85,42 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=positive_int, default=4)
     parser.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--eval-size", type=image_size, default=None,
-                        help="run the network at HxW (e.g. 512x1024); logits are resized to the label size")
+                        help="run the network at HxW (e.g. 512x1024) instead of the checkpoint's own eval size; "
+                             "logits are resized to the label size")
+    parser.add_argument("--variant", type=variant_spec, default=None, metavar="SPEC",
+                        help="evaluate the model run this way (default eager), e.g. onnxruntime, openvino, "
+                             "openvino+int8; the switches are listed by `fplnet benchmark --help`")
+    parser.add_argument("--calib-data", type=existing_dir, default=None, metavar="FOLDER",
+                        help="INT8 variants: calibrate on this data set root (its training split) or folder of "
+                             "images (default: the checkpoint's training split under --data-root)")
+    parser.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
+                        help=f"INT8 variants: calibration frames (default {DEFAULT_CALIBRATION_FRAMES}, or all if fewer)")
     parser.add_argument("--json", type=writable_file, metavar="OUT",
-                        help="write per-class IoU, mIoU and accuracy as JSON")
+                        help="write per-class IoU, mIoU, accuracy and the confusion matrix (pixel counts) as JSON")
+    parser.add_argument("--plot", type=png_plot_file, metavar="FILE.png",
+                        help="draw the confusion matrix (each row in %% of its ground-truth class) and the "
+                             "per-class IoU bars with the mIoU marked (needs matplotlib)")
+
+
+@dataclass
+class CheckpointEvaluation:
+    matrix: ConfusionMatrix
+    dataset: object                   # the SegmentationDataset evaluated
+    variant: str                      # how the model ran (fplnet.fast.Variant name)
+    backend: dict                     # InferenceRunner.backend_info(): precision that ran, calibration
+    eval_size: Optional[tuple]        # the network's input size (None: each image's own)
 
 
 def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, device, batch_size: int = 4,
-                        eval_size=None):
+                        eval_size=None, variant=None, calib_data=None,
+                        calib_size: int = DEFAULT_CALIBRATION_FRAMES):
     """Evaluate a checkpoint (file or shipped name) on a split the way `fplnet evaluate` does:
-    normalization from the checkpoint, its recorded eval size unless ``eval_size`` is given.
-    Returns (confusion matrix, dataset)."""
+    mean, std and eval size from the checkpoint's inference spec (``eval_size`` overrides the
+    size), run as ``variant`` (default plain eager)."""
+    from ..calibration import calibration_set
+    from ..fast import InferenceRunner, Variant
     from ..models import load_model
+    from ..spec import InferenceSpec
     # The data set first: a wrong split or folder is reported before the model is built.
     dataset = build_dataset(dataset_name, data_root, split)
     model, ckpt = load_model(checkpoint, device)
@@ -85,33 +128,54 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     if info.num_classes != ckpt["num_classes"]:
         raise ValueError(f"checkpoint {checkpoint} predicts {ckpt['num_classes']} classes but dataset "
                          f"{dataset_name} has {info.num_classes}; evaluate on the dataset it was trained for")
-    norm = ckpt.get("dataset") or {}
-    mean, std = norm.get("mean", info.mean), norm.get("std", info.std)
+    spec = InferenceSpec.from_checkpoint(ckpt)
+    variant = Variant.parse(str(variant or "eager"))
+    runner, backend = None, {"backend": "torch"}
+    if variant.name != "eager":
+        calibration = (calibration_set(ckpt, calib_data or data_root, calib_size)
+                       if variant.needs_calibration else None)
+        runner = InferenceRunner(model, variant, device, calibration=calibration)
     images, masks = dataset.load_all_uint8()
-    eval_size = eval_size or ckpt.get("eval_size")
-    matrix = evaluate(model, images, masks, info.num_classes, mean, std, device, batch_size,
-                      eval_size=tuple(eval_size) if eval_size else None, ignore_index=info.ignore_index)
-    return matrix, dataset
+    eval_size = tuple(eval_size) if eval_size else spec.eval_size
+    matrix = evaluate(runner or model, images, masks, info.num_classes, spec.mean, spec.std, device, batch_size,
+                      eval_size=eval_size, ignore_index=info.ignore_index)
+    if runner is not None:
+        backend = runner.backend_info()   # after the pass: it reports what the compiled model executed
+    return CheckpointEvaluation(matrix, dataset, variant.name, backend, eval_size)
 
 
 def run(args):
     try:
-        matrix, dataset = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.split,
-                                              resolve_device(args.device), args.batch_size, args.eval_size)
+        evaluation = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.split,
+                                         resolve_device(args.device), args.batch_size, args.eval_size,
+                                         args.variant, args.calib_data, args.calib_size)
     except DatasetError as err:   # a wrong split or layout, or a broken file: say which flags point there
         raise DatasetError(f"--dataset {args.dataset} --data-root {args.data_root} --split {args.split}: {err}") from None
+    matrix, dataset, backend = evaluation.matrix, evaluation.dataset, evaluation.backend
     info = dataset.info
     result = matrix.compute()
-    print(f"{args.checkpoint} on {args.dataset} {args.split} ({len(dataset)} images)")
+    size = "x".join(map(str, evaluation.eval_size)) if evaluation.eval_size else "each image's own size"
+    print(f"{args.checkpoint} on {args.dataset} {args.split} ({len(dataset)} images), network at {size}, "
+          f"variant {evaluation.variant}"
+          + (f", executed in {backend['inference_precision_hint']}" if "inference_precision_hint" in backend else ""))
     table = matrix.format_table(info.class_names).splitlines()
     print("\n".join(table[:-1]))
     print(f"pixel accuracy: {float(result['pixel_accuracy']) * 100:.2f}")
     print(table[-1])  # "mIoU: xx.xx" stays the last line, for scripts
     if args.json:
         payload = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,
-                   "images": len(dataset), "miou": float(result["miou"]) * 100,
+                   "images": len(dataset), "variant": evaluation.variant, "backend": backend,
+                   "eval_size": list(evaluation.eval_size) if evaluation.eval_size else None,
+                   "miou": float(result["miou"]) * 100,
                    "pixel_accuracy": float(result["pixel_accuracy"]) * 100,
                    "iou": {n: (None if v != v else float(v) * 100)
-                           for n, v in zip(info.class_names, result["iou"].tolist())}}
+                           for n, v in zip(info.class_names, result["iou"].tolist())},
+                   "confusion_matrix": {"rows": "ground truth", "columns": "prediction",
+                                        "class_names": list(info.class_names),
+                                        "counts": matrix.matrix.cpu().tolist()}}
         atomic_write_json(args.json, payload)
+    if args.plot:
+        from .figures import draw_evaluation
+        draw_evaluation(args.plot, matrix, info.class_names, info.palette,
+                        f"{args.checkpoint} on {args.dataset} {args.split} ({len(dataset)} images)")
     return 0

@@ -1,10 +1,20 @@
-"""`fplnet export`: a checkpoint to ONNX or TorchScript, ready for deployment.
+"""`fplnet export`: a checkpoint to ONNX, TorchScript or OpenVINO IR (fp32 or INT8), ready for deployment.
 
 The exported graph takes a normalized float32 RGB batch ``image`` (N, 3, H, W) and returns
 ``logits`` (N, C, H, W); batch, height and width are free. Preprocessing is *not* in the graph:
-the dataset's mean, std, class names and palette travel with the file as JSON (ONNX: the
-``metadata_props`` entry "fplnet"; TorchScript: the extra file "fplnet.json"), so a consumer
-can normalize its input and colour the argmax without fplnet installed.
+the checkpoint's inference spec (``fplnet.spec``: mean, std, class names, palette and
+``eval_size``, the size to run the network at) travels with the file as JSON (ONNX: the
+``metadata_props`` entry "fplnet"; TorchScript: the extra file "fplnet.json"; OpenVINO: the
+model's ``rt_info`` entry "fplnet" inside the .xml), so a consumer can normalize and resize its
+input and colour the argmax without fplnet installed.
+
+OpenVINO (``--format openvino --output NAME.xml``) writes NAME.xml and NAME.bin with fp32
+weights, converted from the same ONNX graph. ``--int8`` quantizes it with NNCF post-training
+quantization calibrated on ``--calib-size`` frames of the model's training split
+(``fplnet.calibration``: the data set the checkpoint records if its folder is reachable, else
+``--calib-data``), and records in the metadata the calibration set and the accuracy delta: fp32
+vs INT8 argmax agreement and mIoU on ``--check-frames`` frames of the validation split (a plain
+image folder has no labels: agreement only).
 
 Every BatchNorm that directly follows a convolution is folded into it first
 (``fplnet.fast.fold_batchnorm``). In FPLNet that is only the two decoder upsamplers: the other
@@ -13,8 +23,8 @@ BNs follow a concatenation or a residual addition and stay in the graph.
 The graphs themselves come from ``fplnet.graph_export`` (ONNX via the TorchScript-based
 exporter, TorchScript by tracing; the reasons are there), the same code the runner's
 ``onnxruntime`` and ``torchscript`` variants use. After writing, the file is run once by
-onnxruntime (or TorchScript) at ``--size`` and at a second size, against the PyTorch model, and
-the differences printed.
+onnxruntime (or TorchScript, or OpenVINO) at ``--size`` (default: the checkpoint's ``eval_size``,
+else 360x480) and at a second size, against the PyTorch model, and the differences printed.
 """
 from __future__ import annotations
 
@@ -25,11 +35,13 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..calibration import DEFAULT_CALIBRATION_FRAMES, CalibrationSet, calibration_set, evenly_spaced, recorded_data
 from ..fast import find_conv_bn_pairs, fold_batchnorm
 from ..graph_export import INPUT_NAME, OUTPUT_NAME, export_onnx_bytes, trace_torchscript
 from ..io import atomic_write, atomic_write_bytes
 from ..models import load_model
-from .arguments import checkpoint_name_or_file, image_size, writable_file
+from ..spec import InferenceSpec
+from .arguments import checkpoint_name_or_file, existing_dir, image_size, positive_int, writable_file
 
 EXPORT_FORMAT = "fplnet-export/1"
 METADATA_KEY = "fplnet"
@@ -38,38 +50,54 @@ TORCHSCRIPT_METADATA_FILE = "fplnet.json"
 
 # The TorchScript-based ONNX exporter (graph_export) supports these opsets.
 ONNX_OPSETS = range(9, 21)
+FORMATS = ("onnx", "torchscript", "openvino")
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}   # anything else: TorchScript
 
 
 def add_arguments(parser):
     parser.add_argument("--checkpoint", type=checkpoint_name_or_file, required=True,
                         help="checkpoint file or shipped weights name (e.g. camvid)")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    parser.add_argument("--format", choices=FORMATS, default="onnx")
     parser.add_argument("--output", type=writable_file, required=True,
-                        help="file to write: NAME.onnx for onnx, NAME.pt for torchscript")
+                        help="file to write: NAME.onnx for onnx, NAME.pt for torchscript, NAME.xml for openvino "
+                             "(NAME.bin is written beside it)")
     parser.add_argument("--opset", type=int, choices=ONNX_OPSETS, default=17, metavar="9..20",
                         help="ONNX opset, 9 to 20 (default 17)")
-    parser.add_argument("--size", type=image_size, default="360x480",
-                        help="HEIGHTxWIDTH of the example input used to trace and to verify (default 360x480); "
-                             "the exported graph accepts any size")
+    parser.add_argument("--size", type=image_size, default=None,
+                        help="HEIGHTxWIDTH of the example input used to trace and to verify (default: the checkpoint's "
+                             "eval size, else 360x480); the exported graph accepts any size")
+    parser.add_argument("--int8", action="store_true",
+                        help="openvino: quantize to INT8 (NNCF post-training quantization)")
+    parser.add_argument("--calib-data", type=existing_dir, default=None, metavar="FOLDER",
+                        help="--int8: calibrate on this data set root (its training split) or folder of images "
+                             "(default: the training split the checkpoint records, if that folder is reachable)")
+    parser.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
+                        help=f"--int8: calibration frames (default {DEFAULT_CALIBRATION_FRAMES}, or all if fewer)")
+    parser.add_argument("--check-frames", type=positive_int, default=20, metavar="N",
+                        help="--int8: validation frames on which fp32 and INT8 are compared for the metadata (default 20)")
     parser.add_argument("--no-fold-bn", action="store_true", help="keep every BatchNorm as a separate op")
     parser.add_argument("--no-verify", action="store_true", help="skip running the exported file against PyTorch")
 
 
 def export_metadata(ckpt: dict, folded: int, **extra) -> dict:
-    """What a consumer of the exported file needs besides the graph."""
-    dataset = ckpt.get("dataset") or {}
+    """What a consumer of the exported file needs besides the graph: the inference spec's fields
+    at the top level (mean, std, class_names, palette, eval_size) and the spec as a whole."""
+    spec = InferenceSpec.from_checkpoint(ckpt).to_dict()
     return {
         "format": EXPORT_FORMAT,
         "fplnet_version": __version__,
         "model_name": ckpt["model_name"],
         "num_classes": int(ckpt["num_classes"]),
-        "dataset": dataset,
-        "class_names": dataset.get("class_names"),
-        "palette": dataset.get("palette"),
-        "mean": dataset.get("mean"),
-        "std": dataset.get("std"),
+        "dataset": spec["dataset"],
+        "class_names": spec["class_names"],
+        "palette": spec["palette"],
+        "mean": spec["mean"],
+        "std": spec["std"],
+        "eval_size": spec["eval_size"],
+        "inference_spec": spec,
         "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "channels": "RGB",
-                  "preprocess": "x / 255, then (x - mean) / std per channel"},
+                  "preprocess": "x / 255, then (x - mean) / std per channel, then resized to eval_size "
+                                "(antialiased bilinear) when eval_size is set"},
         "output": {"name": OUTPUT_NAME, "layout": "NCHW", "meaning": "logits; argmax over C gives train ids"},
         "folded_batchnorms": folded,
         **extra,
@@ -93,9 +121,17 @@ def write_torchscript(model: nn.Module, path: Path, metadata: dict, example_size
     atomic_write(path, lambda file: torch.jit.save(traced, file, _extra_files=extra))
 
 
+def write_openvino(ov_model, path: Path, metadata: dict) -> None:
+    from ..openvino_backend import save_ir
+    save_ir(ov_model, path, metadata)
+
+
 def read_metadata(path) -> dict:
-    """The JSON that ``fplnet export`` stored in an .onnx or TorchScript file."""
+    """The JSON that ``fplnet export`` stored in an .onnx, OpenVINO .xml or TorchScript file."""
     path = Path(path)
+    if path.suffix == ".xml":
+        from ..openvino_backend import read_ir_metadata
+        return read_ir_metadata(path)
     if path.suffix == ".onnx":
         import onnx
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
@@ -111,8 +147,11 @@ def read_metadata(path) -> dict:
 
 def load_exported(path, threads: int = 0):
     """A callable float32 NCHW tensor -> logits tensor for an exported file (onnxruntime on CPU
-    for .onnx, ``torch.jit.load`` otherwise)."""
+    for .onnx, OpenVINO's CPU plugin at f32 precision for .xml, ``torch.jit.load`` otherwise)."""
     path = Path(path)
+    if path.suffix == ".xml":
+        from ..openvino_backend import load_ir
+        return load_ir(path, threads or torch.get_num_threads(), "f32")
     if path.suffix == ".onnx":
         import onnxruntime
         options = onnxruntime.SessionOptions()
@@ -147,13 +186,87 @@ def verify(model: nn.Module, path: Path, size) -> list[tuple[tuple, dict]]:
     return results
 
 
+# --- INT8: calibration and the accuracy delta ---------------------------------------------------------
+
+def check_frames(ckpt: dict, calibration: CalibrationSet, count: int) -> tuple[list, list, dict]:
+    """(uint8 RGB images, uint8 masks or [], description): ``count`` frames evenly spaced over the
+    validation split the checkpoint records, under the root the calibration frames came from; for
+    a plain image folder, frames of that folder without labels."""
+    from ..data import DatasetError, build_dataset
+    from ..data.base import read_rgb_image
+    recorded = recorded_data(ckpt)
+    if calibration.data_root is not None:
+        try:
+            dataset = build_dataset(recorded["dataset"], calibration.data_root, recorded["val_split"])
+        except DatasetError:
+            dataset = None
+        if dataset is not None:
+            pairs = [dataset.load_raw(i) for i in evenly_spaced(len(dataset), count)]
+            return ([image for image, _ in pairs], [mask for _, mask in pairs],
+                    {"dataset": recorded["dataset"], "split": recorded["val_split"], "frames": len(pairs),
+                     "of": len(dataset), "selection": "evenly spaced in file-name order"})
+    files = calibration.files
+    chosen = [files[i] for i in evenly_spaced(len(files), count)]
+    return ([read_rgb_image(path) for path in chosen], [],
+            {"folder": calibration.description["root"], "frames": len(chosen), "labels": False,
+             "note": "no labelled validation split: argmax agreement only, on frames of the calibration folder"})
+
+
+@torch.inference_mode()
+def accuracy_delta(fp32, int8, spec: InferenceSpec, images: list, masks: list, ignore_index: int) -> dict:
+    """fp32 vs INT8 on the check frames: share of pixels whose argmax agrees and, with labels,
+    the mIoU of each (in %, over the frames together), each frame run as ``Segmenter`` runs it."""
+    from ..metrics import ConfusionMatrix
+    matrices = {name: ConfusionMatrix(spec.num_classes, ignore_index=ignore_index) for name in ("fp32", "int8")}
+    same = total = 0
+    for index, image in enumerate(images):
+        x = spec.preprocess([image])
+        labels = {name: spec.to_input_size(run(spec.to_network(x)), x.shape[-2:]).argmax(1)
+                  for name, run in (("fp32", fp32), ("int8", int8))}
+        same += int((labels["fp32"] == labels["int8"]).sum())
+        total += labels["fp32"].numel()
+        if masks:
+            target = torch.from_numpy(masks[index]).long()[None]
+            for name in matrices:
+                matrices[name].update(labels[name], target)
+    delta = {"argmax_agreement": round(same / total, 6)}
+    if masks:
+        miou = {name: round(float(m.compute()["miou"]) * 100, 3) for name, m in matrices.items()}
+        delta.update({"miou_fp32": miou["fp32"], "miou_int8": miou["int8"],
+                      "miou_delta": round(miou["int8"] - miou["fp32"], 3)})
+    return delta
+
+
+def quantize_for_export(deploy: nn.Module, ckpt: dict, args) -> tuple[object, dict]:
+    """The INT8 OpenVINO model and the metadata that describes its quantization."""
+    from ..openvino_backend import OpenVINORunner, fake_quantize_count, quantize, require
+    spec = InferenceSpec.from_checkpoint(ckpt)
+    calibration = calibration_set(ckpt, args.calib_data, args.calib_size)
+    print(f"calibrating on {calibration.description['frames']} frames of {calibration.description['root']} "
+          f"({calibration.description.get('split', 'image folder')})", flush=True)
+    threads = torch.get_num_threads()
+    fp32 = OpenVINORunner.from_torch(deploy, threads)
+    int8 = OpenVINORunner(quantize(fp32.ov_model, calibration.frames), threads)
+    images, masks, checked = check_frames(ckpt, calibration, args.check_frames)
+    delta = accuracy_delta(fp32, int8, spec, images, masks, spec.info.ignore_index)
+    return int8.ov_model, {"int8": {
+        "method": "NNCF post-training quantization (nncf.quantize, default preset), OpenVINO CPU plugin at "
+                  "INFERENCE_PRECISION_HINT f32 for the layers left in float",
+        "nncf": require("nncf").__version__, "fake_quantize_ops": fake_quantize_count(int8.ov_model),
+        "calibration": calibration.description, "check_frames": checked, "accuracy_delta": delta}}
+
+
 def run(args) -> int:
-    # Readers tell the two formats apart by the suffix (read_metadata, load_exported).
-    if (args.output.suffix == ".onnx") != (args.format == "onnx"):
-        wanted = "end in .onnx" if args.format == "onnx" else "not end in .onnx (e.g. NAME.pt)"
+    # Readers tell the formats apart by the suffix (read_metadata, load_exported).
+    wanted_suffix = SUFFIXES.get(args.format)
+    if (args.output.suffix != wanted_suffix) if wanted_suffix else args.output.suffix in SUFFIXES.values():
+        wanted = f"end in {wanted_suffix}" if wanted_suffix else "not end in .onnx or .xml (e.g. NAME.pt)"
         raise ValueError(f"--output {args.output}: a --format {args.format} file must {wanted}")
-    size = args.size
+    if args.int8 and args.format != "openvino":
+        raise ValueError("--int8 quantizes an OpenVINO model; add --format openvino (and --output NAME.xml)")
     model, ckpt = load_model(args.checkpoint, device="cpu")
+    spec = InferenceSpec.from_checkpoint(ckpt)
+    size = args.size or spec.eval_size or (360, 480)
     pairs = find_conv_bn_pairs(model)
     total_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     folded = 0 if args.no_fold_bn else len(pairs)
@@ -165,11 +278,32 @@ def run(args) -> int:
     if args.format == "onnx":
         metadata = export_metadata(ckpt, folded, opset=args.opset)
         write_onnx(deploy, output, metadata, args.opset, size)
+    elif args.format == "openvino":
+        from ..openvino_backend import require, to_openvino
+        extra = {"openvino": require("openvino").__version__, "weights_precision": "f32",
+                 "run_at": "INFERENCE_PRECISION_HINT f32 (the CPU plugin would pick bf16 by itself where the CPU has it)"}
+        if args.int8:
+            ov_model, quantization = quantize_for_export(deploy, ckpt, args)
+            extra.update(quantization)
+        else:
+            ov_model = to_openvino(deploy)
+        metadata = export_metadata(ckpt, folded, **extra)
+        write_openvino(ov_model, output, metadata)
     else:
         metadata = export_metadata(ckpt, folded)
         write_torchscript(deploy, output, metadata, size)
-    print(f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB, {args.format}, input 'image' N x 3 x H x W, "
-          f"output 'logits' N x {ckpt['num_classes']} x H x W; dataset metadata under '{METADATA_KEY}')")
+    written = output.stat().st_size + (output.with_suffix(".bin").stat().st_size if args.format == "openvino" else 0)
+    print(f"wrote {output}{' and ' + str(output.with_suffix('.bin')) if args.format == 'openvino' else ''} "
+          f"({written / 1e6:.2f} MB, {args.format}{' INT8' if args.int8 else ''}, input 'image' N x 3 x H x W, "
+          f"output 'logits' N x {ckpt['num_classes']} x H x W; inference spec under '{METADATA_KEY}'"
+          + (f", network size {size[0]}x{size[1]}" if spec.eval_size else "") + ")")
+    if args.int8:
+        delta = metadata["int8"]["accuracy_delta"]
+        checked = metadata["int8"]["check_frames"]
+        print(f"  INT8 vs fp32 on {checked['frames']} check frames: argmax agreement "
+              f"{100 * delta['argmax_agreement']:.2f}%"
+              + (f", mIoU {delta['miou_fp32']:.2f} -> {delta['miou_int8']:.2f} ({delta['miou_delta']:+.2f})"
+                 if "miou_fp32" in delta else ""))
 
     if not args.no_verify:
         worst = 0.0
@@ -178,6 +312,6 @@ def run(args) -> int:
             print(f"  check {'x'.join(map(str, shape))}: max |logit| {result['max_abs_logit']:.1f}, "
                   f"max |logits diff| {result['max_abs_diff']:.2e}, "
                   f"argmax agreement {100 * result['argmax_agreement']:.3f}%")
-        if worst > 1e-3:
+        if worst > 1e-3 and not args.int8:
             print(f"warning: the exported model differs from PyTorch by up to {worst:.2e}", flush=True)
     return 0

@@ -9,6 +9,10 @@ under ``--output``)::
     --overlay ALPHA    NAME_overlay.jpg    the palette blended over the input (ALPHA > 0)
     videos             NAME_overlay.mp4    or NAME_mask.mp4 with --overlay 0; always in colour
 
+A video's frames carry a legend of the class names in their palette colours in the top-left
+corner, sized to the frame height (``engine.legend``; ``--no-legend`` leaves it out), and a
+tqdm bar counts its frames on a terminal (``engine.progress``; not with ``--quiet``).
+
 Cityscapes test-server files (``--format labelid``): the server reads 8-bit PNGs of the 34
 official label ids (road = 7, car = 26, ...), one per test image, and finds the prediction of
 ``CITY_SEQ_FRAME_leftImg8bit.png`` by matching ``CITY_SEQ_FRAME*.png`` anywhere in the uploaded
@@ -22,7 +26,10 @@ given, so the output folder can be zipped as it is.
 
 The model runs on the fast path of ``Segmenter`` unless ``--no-fast`` (plain eager) or
 ``--variant`` says otherwise; on CPU that path compiles the model on the first image of each
-size, which pays off over a folder or a video (docs/benchmarks.md).
+size, which pays off over a folder or a video (docs/benchmarks.md). ``--variant openvino`` and
+``openvino+int8`` run OpenVINO (INT8 calibrated on ``--calib-data`` or the checkpoint's
+training split; the summary says which precision ran). Whatever the variant, every image is run
+at the checkpoint's ``eval_size`` and its labels come back at the image's size (``fplnet.spec``).
 
 An INPUT that does not exist is a bad argument (exit status 2, before the model is loaded). A
 file that exists but cannot be read is reported on stderr and skipped; the others are still
@@ -41,9 +48,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..data.base import is_image_file
-from .arguments import (checkpoint_name_or_file, device_name, existing_path, float_between_0_and_1, positive_int,
-                        variant_spec, writable_dir)
+from ..calibration import DEFAULT_CALIBRATION_FRAMES
+from .arguments import (checkpoint_name_or_file, device_name, existing_dir, existing_path, float_between_0_and_1,
+                        positive_int, variant_spec, writable_dir)
 from .latency import summarize_ms
+from .legend import Legend
+from .progress import progress_bar
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
 FORMATS = ("color", "trainid", "labelid")
@@ -71,6 +81,13 @@ def add_arguments(parser):
     how.add_argument("--variant", type=variant_spec, default=None, metavar="SPEC",
                      help="run the model another way, e.g. keep_memory+channels_last (no compilation wait); "
                           "the switches are listed by `fplnet benchmark --help`")
+    parser.add_argument("--calib-data", type=existing_dir, default=None, metavar="FOLDER",
+                        help="INT8 variants: calibrate on this data set root (its training split) or folder of "
+                             "images (default: the training split the checkpoint records, if reachable)")
+    parser.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
+                        help=f"INT8 variants: calibration frames (default {DEFAULT_CALIBRATION_FRAMES}, or all if fewer)")
+    parser.add_argument("--no-legend", action="store_true",
+                        help="videos: no legend of class names and colours in the top-left corner")
     parser.add_argument("--quiet", action="store_true", help="no line per file, only the summary")
 
 
@@ -151,13 +168,16 @@ def _video_writer(path: Path, rate, width: int, height: int):
 
 class Predictor:
     def __init__(self, segmenter, writer: Writer, batch_size: int, quiet: bool,
-                 on_predicted: Optional[Callable[[int], None]] = None):
+                 on_predicted: Optional[Callable[[int], None]] = None, legend: bool = False,
+                 progress: bool = False):
         """``on_predicted(n)`` is called after each forward pass with the number of images or
-        frames it predicted (the web app's progress bar)."""
+        frames it predicted (the web app's progress bar). ``legend``: draw the class legend into
+        video frames (``engine.legend``); ``progress``: a tqdm bar per video on a terminal."""
         self.segmenter, self.writer = segmenter, writer
         self.batch_size = max(1, batch_size)
         self.quiet = quiet
         self.on_predicted = on_predicted
+        self.legend, self.progress = legend, progress
         self.latencies_ms: list[float] = []   # per image or frame
         self.images = self.frames = 0
 
@@ -190,20 +210,27 @@ class Predictor:
             with av.open(str(item.source)) as source:
                 stream = source.streams.video[0]
                 rate = stream.average_rate or 25
-                output, out_stream = None, None
+                output, out_stream, legend = None, None, None
+                # The total is known when the container records the frame count (0 when it does not).
+                bar = progress_bar(stream.frames or None, item.source.name, "frame", enabled=self.progress)
                 try:
                     pending: list[np.ndarray] = []
 
                     def flush():
-                        nonlocal output, out_stream, frames
+                        nonlocal output, out_stream, frames, legend
                         for rgb, label_map in zip(pending, self._run(pending)):
                             picture = (self.segmenter.overlay(rgb, label_map, self.writer.alpha) if overlay
                                        else self.segmenter.colorize(label_map))
                             if output is None:
                                 output, out_stream = _video_writer(out_path, rate, rgb.shape[1], rgb.shape[0])
+                                if self.legend:
+                                    legend = Legend(self.segmenter.info, rgb.shape[1], rgb.shape[0])
+                            if legend is not None:
+                                picture = legend.draw(picture)
                             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
                             output.mux(out_stream.encode(frame))
                             frames += 1
+                            bar.update()
                         pending.clear()
 
                     for frame in source.decode(stream):
@@ -213,6 +240,7 @@ class Predictor:
                     if pending:
                         flush()
                 finally:
+                    bar.close()
                     if output is not None:
                         output.mux(out_stream.encode(None))
                         output.close()
@@ -232,9 +260,14 @@ class Predictor:
             return "nothing was predicted"
         stats = summarize_ms(self.latencies_ms)
         what = ", ".join(f"{n} {name}" for n, name in ((self.images, "images"), (self.frames, "video frames")) if n)
+        eval_size = self.segmenter.spec.eval_size
+        backend = self.segmenter.runner.backend_info()
         return (f"{what} in {wall_s:.1f} s; model latency per image: median {stats['median']:.1f} ms, "
                 f"p90 {stats['p90']:.1f} ms, first {self.latencies_ms[0]:.1f} ms (includes one-time setup); "
-                f"{self.segmenter.model_name} on {self.segmenter.device}, variant {self.segmenter.variant}, "
+                f"{self.segmenter.model_name} on {self.segmenter.device}, variant {self.segmenter.variant}"
+                + (f" (executed in {backend['inference_precision_hint']})" if "inference_precision_hint" in backend
+                   else "")
+                + f", network at {'x'.join(map(str, eval_size)) if eval_size else 'each input size'}, "
                 f"batch {self.batch_size}")
 
 
@@ -251,7 +284,8 @@ def run(args) -> int:
 
     # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
     variant = args.variant or (None if args.no_fast else fast_variant(resolve_device(args.device), keep_memory=True))
-    segmenter = Segmenter(args.checkpoint, device=args.device, fast=not args.no_fast, variant=variant)
+    segmenter = Segmenter(args.checkpoint, device=args.device, fast=not args.no_fast, variant=variant,
+                          calib_data=args.calib_data, calib_size=args.calib_size)
     if args.format == "labelid" and segmenter.info.train_to_label_id is None:
         raise ValueError(f"--format labelid needs a checkpoint trained on Cityscapes (its dataset maps train ids "
                          f"to label ids); {args.checkpoint} was trained on {segmenter.info.name!r}. "
@@ -265,7 +299,8 @@ def run(args) -> int:
     items = collect_inputs(args.inputs, report)
     if args.format != "color" and any(item.is_video for item in items):
         print("note: videos are written in colour; --format applies to images", file=sys.stderr)
-    predictor = Predictor(segmenter, Writer(segmenter, args.output, args.format, overlay), args.batch_size, args.quiet)
+    predictor = Predictor(segmenter, Writer(segmenter, args.output, args.format, overlay), args.batch_size, args.quiet,
+                          legend=not args.no_legend, progress=not args.quiet)
 
     started = time.perf_counter()
     batch: list[tuple[Item, np.ndarray]] = []

@@ -1,0 +1,126 @@
+"""Deployment backends as variants of the one runner: parity of onnxruntime and OpenVINO with
+eager PyTorch on real CamVid frames with the shipped CamVid weights, and INT8 quantization by
+NNCF end to end (export, Segmenter, evaluate, benchmark) on a small calibration set."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fplnet import Segmenter
+from fplnet.cli import main
+from fplnet.engine.export import load_exported, read_metadata
+from fplnet.fast import InferenceRunner, Variant
+from fplnet.models import load_model
+
+from _helpers import SHARED_DATA, camvid_image, normalized
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+CAMVID = SHARED_DATA / "camvid"
+CALIB = ["--calib-data", str(CAMVID), "--calib-size", "16"]   # 16 frames spread over the 367 of train
+
+
+@pytest.fixture(scope="module")
+def camvid_model():
+    model, _ = load_model("camvid")
+    return model
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """A real 360x480 frame, and another cut to an odd size."""
+    return [normalized(camvid_image(10)), normalized(camvid_image(90)[:187, :253])]
+
+
+def agreement(reference: torch.Tensor, other: torch.Tensor) -> float:
+    return (reference.argmax(1) == other.argmax(1)).float().mean().item()
+
+
+@pytest.mark.parametrize("variant", ["onnxruntime", "openvino"])
+def test_fp32_backends_match_eager(camvid_model, frames, variant):
+    runner = InferenceRunner(camvid_model, variant)
+    for x in frames:
+        with torch.no_grad():
+            reference = camvid_model(x)
+        out = runner(x)
+        assert out.shape == reference.shape
+        diff = (reference - out).abs().max().item()
+        assert diff < 1e-3, f"{variant}: max |logit diff| {diff:.2e} (logits up to {reference.abs().max():.1f})"
+        assert agreement(reference, out) >= 0.999
+    if variant == "openvino":
+        info = runner.backend_info()
+        # Set explicitly, never left to the plugin (which picks bf16 on CPUs that have it).
+        assert info["inference_precision_hint"] == "f32"
+        assert set(info["layers_by_runtime_precision"]) == {"f32"} and info["fake_quantize_ops"] == 0
+
+
+def test_variant_rules(camvid_model):
+    assert Variant.parse("openvino+int8").backend == "openvino"
+    for bad in ("int8", "onnxruntime+int8", "openvino+compile", "onnxruntime+bf16", "openvino+onnxruntime"):
+        with pytest.raises(ValueError):
+            Variant.parse(bad)
+    with pytest.raises(ValueError, match="calibration"):
+        InferenceRunner(camvid_model, "openvino+int8")
+    # The shipped weights record a training folder that is not here: the message says what to pass.
+    with pytest.raises(ValueError, match="--calib-data"):
+        Segmenter("camvid", variant="openvino+int8")
+
+
+def test_int8_export_end_to_end(camvid_model, frames, tmp_path, capsys):
+    path = tmp_path / "camvid_int8.xml"
+    assert main(["export", "--checkpoint", "camvid", "--format", "openvino", "--int8", *CALIB,
+                 "--check-frames", "4", "--output", str(path), "--no-verify"]) == 0
+    assert "argmax agreement" in capsys.readouterr().out
+    assert path.with_suffix(".bin").is_file()
+    meta = read_metadata(path)
+    assert meta["model_name"] == "fplnet" and meta["eval_size"] is None and meta["mean"] == meta["inference_spec"]["mean"]
+    int8 = meta["int8"]
+    calibration = int8["calibration"]
+    assert (calibration["dataset"], calibration["split"], calibration["frames"]) == ("camvid", "train", 16)
+    assert len(calibration["files"]) == 16 and calibration["files"][0].startswith("train/")
+    assert int8["check_frames"]["split"] == "val" and int8["fake_quantize_ops"] > 0
+    delta = int8["accuracy_delta"]
+    assert delta["argmax_agreement"] >= 0.97 and {"miou_fp32", "miou_int8", "miou_delta"} <= set(delta)
+
+    run = load_exported(path)
+    for x in frames:
+        with torch.no_grad():
+            assert agreement(camvid_model(x), run(x)) >= 0.97
+
+
+def test_int8_variant_in_segmenter_and_evaluate(camvid_model, tiny_camvid, tmp_path):
+    segmenter = Segmenter("camvid", variant="openvino+int8", calib_data=CAMVID, calib_size=16)
+    eager = Segmenter("camvid", fast=False)
+    for index in (10, 60):
+        image = camvid_image(index)
+        assert (segmenter.predict(image) == eager.predict(image)).mean() >= 0.97
+    info = segmenter.runner.backend_info()
+    assert info["calibration"]["frames"] == 16 and info["inference_precision_hint"] == "f32"
+    assert {"u8", "i8"} & set(info["layers_by_runtime_precision"]), "no layer executed in INT8"
+
+    # evaluate --variant: the fp32 backend scores what eager scores; the JSON says what ran.
+    scores = {}
+    for variant in ("eager", "openvino"):
+        report = tmp_path / f"{variant}.json"
+        assert main(["evaluate", "--checkpoint", "camvid", "--dataset", "camvid", "--data-root", str(tiny_camvid),
+                     "--split", "val", "--device", "cpu", "--variant", variant, "--json", str(report)]) == 0
+        scores[variant] = json.loads(report.read_text())
+    assert scores["openvino"]["miou"] == pytest.approx(scores["eager"]["miou"], abs=0.01)
+    assert scores["openvino"]["backend"]["inference_precision_hint"] == "f32"
+    assert scores["eager"]["backend"] == {"backend": "torch"}
+
+
+def test_benchmark_times_openvino_variants(tmp_path):
+    """A fresh network has no training split: --calib-data is then a plain folder of images."""
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--models", "fplnet_encoder", "--size", "64x96", "--iters", "1", "--warmup", "0",
+                 "--variants", "eager,openvino,openvino+int8", *CALIB[:2], "--calib-size", "4",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    results = {r["variant"]: r for r in report["results"]}
+    assert set(results) == {"eager", "openvino", "openvino+int8"}
+    assert results["openvino"]["backend"]["inference_precision_hint"] == "f32"
+    calibration = results["openvino+int8"]["backend"]["calibration"]
+    assert (calibration["source"], calibration["frames"]) == ("folder", 4)
+    assert report["machine"]["openvino"] and "--calib-size 4" in report["command"]
