@@ -115,7 +115,7 @@ def test_benchmark_times_openvino_variants(tmp_path):
     """A fresh network has no training split: --calib-data is then a plain folder of images."""
     out = tmp_path / "bench.json"
     assert main(["benchmark", "--models", "fplnet_encoder", "--size", "64x96", "--iters", "1", "--warmup", "0",
-                 "--variants", "eager,openvino,openvino+int8", *CALIB[:2], "--calib-size", "4",
+                 "--variants", "eager,openvino,openvino+int8", "--calib-data", str(CAMVID / "train"), "--calib-size", "4",
                  "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     results = {r["variant"]: r for r in report["results"]}
