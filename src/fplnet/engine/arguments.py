@@ -210,6 +210,19 @@ def writable_file(text: str) -> Path:
     return path
 
 
+def png_plot_file(text: str) -> Path:
+    """A figure to draw: a writable ``.png`` file name, and matplotlib installed to draw it (found,
+    not imported: the command imports it only when it draws)."""
+    import importlib.util
+    path = writable_file(text)
+    if path.suffix.lower() != ".png":
+        raise Invalid(f"{text!r}: the figure is written as PNG; give a file name ending in .png")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise Invalid(f"{text!r}: drawing needs matplotlib, which is not installed; "
+                      "pip install 'fplnet[plot]' (or make install)")
+    return path
+
+
 # --- results to plot ---------------------------------------------------------------------------
 
 def measured_point(text: str):

@@ -1,4 +1,6 @@
-"""mIoU against parameters, like with like: one plot per data set and split.
+"""The figures the commands draw (matplotlib, imported only when a figure is asked for).
+
+mIoU against parameters, like with like: one plot per data set and split.
 
 * ``draw_cityscapes``: the paper's Fig. 5, drawn from its Table IV: Cityscapes **test** mIoU and
   parameters, as printed, of the networks with at most 5M parameters, FPLNet as the red star.
@@ -9,6 +11,10 @@
 A figure measured on one data set or split is never drawn on the axes of another: a CamVid val
 mIoU on the Cityscapes-test plot reads as a comparison that it is not. ``fplnet benchmark
 --plot-only --plot ... --camvid-plot ... --measured ...`` draws them (no timing).
+
+``draw_evaluation``: one evaluation's confusion matrix, each row normalized to 100 % of its
+ground-truth class, beside the per-class IoU bars with the mIoU marked (``fplnet evaluate
+--plot``).
 """
 from __future__ import annotations
 
@@ -16,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from ..complexity import count_params
 from ..io import atomic_write
+from ..metrics import ConfusionMatrix
 
 
 @dataclass(frozen=True)
@@ -105,10 +114,15 @@ def measured_params(point: MeasuredPoint) -> int:
     return count_params(create_model(point.name, num_classes=get_info(point.dataset).num_classes))
 
 
-def _draw(path: Path, dataset: str, measured: Sequence[MeasuredPoint]) -> None:
+def _pyplot():
     import matplotlib
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")   # files only: no display needed, and no GUI backend picked up by accident
     import matplotlib.pyplot as plt
+    return plt
+
+
+def _draw(path: Path, dataset: str, measured: Sequence[MeasuredPoint]) -> None:
+    plt = _pyplot()
 
     published, what, title = PLOTS[dataset]
     fig, ax = plt.subplots(figsize=(7.5, 5), dpi=150)
@@ -145,3 +159,62 @@ def draw_cityscapes(path: Path, measured: Sequence[MeasuredPoint] = ()) -> None:
 def draw_camvid(path: Path, measured: Sequence[MeasuredPoint] = ()) -> None:
     """Published CamVid test figures of the baselines beside our CamVid points."""
     _draw(path, "camvid", [p for p in measured if p.dataset == "camvid"])
+
+
+def draw_evaluation(path: Path, matrix: ConfusionMatrix, class_names: Sequence[str],
+                    palette: Sequence[Sequence[int]], title: str) -> None:
+    """Left: the confusion matrix with each row (a ground-truth class) in percent of that class's
+    pixels, so the diagonal is the per-class recall and a row's other cells say where its pixels
+    went; a class absent from the ground truth is a grey row. Right: IoU per class as bars in the
+    class's palette colour, rows aligned with the matrix, the mIoU as a dashed line."""
+    plt = _pyplot()
+    n = matrix.num_classes
+    if len(class_names) != n or len(palette) != n:
+        raise ValueError(f"{len(class_names)} class names and {len(palette)} colours for {n} classes")
+    counts = matrix.matrix.double().cpu()
+    # 0/0 -> NaN for a class with no ground-truth pixels: drawn grey, not as a row of zeros.
+    percent = (counts / counts.sum(1, keepdim=True) * 100).numpy()
+    result = matrix.compute()
+    iou = (result["iou"] * 100).numpy()
+    miou = result["miou"] * 100
+
+    side = max(5.0, 0.42 * n + 1.5)   # inches: room for a readable number in every cell
+    fig, (ax_matrix, ax_iou) = plt.subplots(1, 2, figsize=(side * 1.75, side * 0.9), dpi=130,
+                                            gridspec_kw={"width_ratios": [1.45, 1]})
+    colormap = plt.get_cmap("Blues").with_extremes(bad="0.85")
+    # aspect="auto": both panels get the same height, so the bars line up with the matrix rows.
+    image = ax_matrix.imshow(percent, cmap=colormap, vmin=0, vmax=100, aspect="auto")
+    cell_font = 8 if n <= 12 else 6
+    for row in range(n):
+        for col in range(n):
+            value = percent[row, col]
+            if not np.isnan(value) and value >= 0.05:   # skip NaN and cells that round to 0.0
+                ax_matrix.text(col, row, f"{value:.1f}" if value < 10 else f"{value:.0f}", ha="center",
+                               va="center", fontsize=cell_font, color="white" if value > 55 else "0.15")
+    ax_matrix.set_xticks(range(n), class_names, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax_matrix.set_yticks(range(n), class_names, fontsize=8)
+    ax_matrix.set_xlabel("predicted class")
+    ax_matrix.set_ylabel("ground-truth class")
+    ax_matrix.set_title("confusion matrix, % of each ground-truth class", fontsize=10)
+    fig.colorbar(image, ax=ax_matrix, fraction=0.046, pad=0.02).set_label("% of the row's pixels", fontsize=8)
+
+    colors = [tuple(channel / 255 for channel in color) for color in palette]
+    present = ~np.isnan(iou)
+    ax_iou.barh([i for i in range(n) if present[i]], iou[present], height=0.7,
+                color=[c for c, keep in zip(colors, present) if keep], edgecolor="0.2", linewidth=0.6)
+    for i in range(n):
+        ax_iou.text(iou[i] + 1 if present[i] else 1, i, f"{iou[i]:.1f}" if present[i] else "absent (not in the mean)",
+                    va="center", fontsize=8, color="0.15" if present[i] else "0.5",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6, "alpha": 0.8})   # over the mIoU line
+    if not np.isnan(miou):
+        ax_iou.axvline(miou, color="red", linestyle="--", linewidth=1.2, zorder=1)
+    ax_iou.set_ylim(n - 0.5, -0.5)   # first class on top, as in the matrix
+    ax_iou.set_yticks(range(n), class_names, fontsize=8)
+    ax_iou.set_xlim(0, 110)
+    ax_iou.set_xlabel("IoU (%)")
+    ax_iou.set_title(f"IoU per class; red dashes: mIoU {miou:.2f}", fontsize=10)
+    ax_iou.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda file: fig.savefig(file, format="png"))
+    plt.close(fig)
