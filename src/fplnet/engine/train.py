@@ -53,6 +53,7 @@ from ..models import create_model, list_models
 from ..provenance import git_commit, hardware
 from ..runtime import Distributed, autocast, keep_freed_memory, parse_size
 from .evaluate import evaluate
+from .progress import progress_bar
 from .run_folder import (RunLock, RunLog, claim_for_new_run, default_run_folder,
                          write_text_atomic)
 
@@ -571,7 +572,9 @@ class Trainer:
             first = self.resume_point.step
         running = torch.zeros((), device=self.device)
         t0, seen, last_save = time.perf_counter(), 0, time.monotonic()
-        progress = self._progress(epoch, first)
+        progress = progress_bar(self.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
+                                enabled=self.dist.is_main)
+        progress.update(first)
         for step in range(first, self.steps_per_epoch):
             self.resume_point = ResumePoint(epoch, step, gen.get_state())
             running += self.train_step(order[step * cfg.batch_size:(step + 1) * cfg.batch_size], gen)
@@ -580,19 +583,16 @@ class Trainer:
             if (step + 1) % cfg.log_every == 0 or step + 1 == self.steps_per_epoch:
                 average = running.item() / (step + 1 - first)  # the only host sync, every log_every steps
                 self._check_finite(average, epoch, step)
-                if progress is not None:
-                    progress.set_postfix(loss=f"{average:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
-                                         img_s=f"{seen / (time.perf_counter() - t0):.1f}")
-            if progress is not None:
-                progress.update(1)
+                progress.set_postfix(loss=f"{average:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
+                                     img_s=f"{seen / (time.perf_counter() - t0):.1f}")
+            progress.update(1)
             if self._stop_requested:
                 raise KeyboardInterrupt
             if time.monotonic() - last_save > cfg.save_every_minutes * 60:
                 self._check_finite(running.item(), epoch, step)  # never save weights that went NaN
                 self.save("last", self.resume_point)
                 last_save = time.monotonic()
-        if progress is not None:
-            progress.close()
+        progress.close()
         seconds = time.perf_counter() - t0
         return {"train_loss": running.item() / max(1, self.steps_per_epoch - first), "seconds": seconds,
                 "img_per_s": seen / seconds}
@@ -659,13 +659,6 @@ class Trainer:
         self.log.print(f"{'done' if summary['complete'] else 'stopped'}: last checkpoint {self.out / 'last.pt'}"
                        + (f", best val mIoU {self.best_miou:.2f}" if self.best_miou >= 0 else ""))
         return summary
-
-    def _progress(self, epoch: int, first: int):
-        if not self.dist.is_main or not sys.stderr.isatty() and not os.environ.get("FPLNET_PROGRESS"):
-            return None
-        from tqdm import tqdm
-        return tqdm(total=self.steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
-                    leave=False, dynamic_ncols=True)
 
 
 def resume_path(target: Union[str, Path]) -> Path:
