@@ -67,6 +67,20 @@ def test_variant_rules(camvid_model):
         Segmenter("camvid", variant="openvino+int8")
 
 
+def test_fplnet_fusions_stay_in_float(camvid_model):
+    """The ignored scope chosen for FPLNet (fplnet.openvino_backend docstring) names nodes that
+    exist in its converted graph: a renamed module would otherwise quantize them silently."""
+    import re
+    from fplnet.fast import prepare_model
+    from fplnet.openvino_backend import keep_in_float, to_openvino
+    scope = keep_in_float(camvid_model)
+    names = [op.get_friendly_name() for op in to_openvino(prepare_model(camvid_model, Variant.parse("openvino")))
+             .get_ops()]
+    matched = [n for n in names if any(re.fullmatch(p, n) for p in scope["patterns"])]
+    assert {n.split("/")[2] for n in matched} == {"fusions.0", "fusions.1"}
+    assert any(n.endswith("Concat") for n in matched)
+
+
 def test_int8_export_end_to_end(camvid_model, frames, tmp_path, capsys):
     path = tmp_path / "camvid_int8.xml"
     assert main(["export", "--checkpoint", "camvid", "--format", "openvino", "--int8", *CALIB,
@@ -80,6 +94,7 @@ def test_int8_export_end_to_end(camvid_model, frames, tmp_path, capsys):
     assert (calibration["dataset"], calibration["split"], calibration["frames"]) == ("camvid", "train", 16)
     assert len(calibration["files"]) == 16 and calibration["files"][0].startswith("train/")
     assert int8["check_frames"]["split"] == "val" and int8["fake_quantize_ops"] > 0
+    assert int8["kept_in_float"] == {"patterns": [r".*/encoder/fusions\.\d+/.*"]} and int8["nncf"]
     delta = int8["accuracy_delta"]
     assert delta["argmax_agreement"] >= 0.97 and {"miou_fp32", "miou_int8", "miou_delta"} <= set(delta)
 
@@ -97,6 +112,7 @@ def test_int8_variant_in_segmenter_and_evaluate(camvid_model, tiny_camvid, tmp_p
         assert (segmenter.predict(image) == eager.predict(image)).mean() >= 0.97
     info = segmenter.runner.backend_info()
     assert info["calibration"]["frames"] == 16 and info["inference_precision_hint"] == "f32"
+    assert info["quantization"]["kept_in_float"]["patterns"]
     assert {"u8", "i8"} & set(info["layers_by_runtime_precision"]), "no layer executed in INT8"
 
     # evaluate --variant: the fp32 backend scores what eager scores; the JSON says what ran.

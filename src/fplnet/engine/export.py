@@ -239,20 +239,19 @@ def accuracy_delta(fp32, int8, spec: InferenceSpec, images: list, masks: list, i
 
 def quantize_for_export(deploy: nn.Module, ckpt: dict, args) -> tuple[object, dict]:
     """The INT8 OpenVINO model and the metadata that describes its quantization."""
-    from ..openvino_backend import OpenVINORunner, fake_quantize_count, quantize, require
+    from ..openvino_backend import OpenVINORunner, fake_quantize_count
     spec = InferenceSpec.from_checkpoint(ckpt)
     calibration = calibration_set(ckpt, args.calib_data, args.calib_size)
     print(f"calibrating on {calibration.description['frames']} frames of {calibration.description['root']} "
           f"({calibration.description.get('split', 'image folder')})", flush=True)
     threads = torch.get_num_threads()
     fp32 = OpenVINORunner.from_torch(deploy, threads)
-    int8 = OpenVINORunner(quantize(fp32.ov_model, calibration.frames), threads)
+    int8 = OpenVINORunner.from_torch(deploy, threads, calibration=calibration.frames)
     images, masks, checked = check_frames(ckpt, calibration, args.check_frames)
     delta = accuracy_delta(fp32, int8, spec, images, masks, spec.info.ignore_index)
     return int8.ov_model, {"int8": {
-        "method": "NNCF post-training quantization (nncf.quantize, default preset), OpenVINO CPU plugin at "
-                  "INFERENCE_PRECISION_HINT f32 for the layers left in float",
-        "nncf": require("nncf").__version__, "fake_quantize_ops": fake_quantize_count(int8.ov_model),
+        **int8.quantization, "fake_quantize_ops": fake_quantize_count(int8.ov_model),
+        "float_layers_run_at": "INFERENCE_PRECISION_HINT f32",
         "calibration": calibration.description, "check_frames": checked, "accuracy_delta": delta}}
 
 
