@@ -1,0 +1,89 @@
+"""Which FPLNet blocks to keep in float under INT8 (issue 9): quantize the shipped CamVid FPLNet
+with NNCF on 300 CamVid train frames once per configuration (a block, an NNCF preset or option),
+and score each on the train frames left out of calibration (argmax agreement with OpenVINO fp32,
+mIoU) and, for the record, on val and the held-out sequence 0006R0.
+
+    python scripts/int8_block_sensitivity.py --data-root ../shared/data/camvid default fusions head \
+        > docs/runs/openvino/int8_block_sensitivity.jsonl
+
+One JSON line per configuration. The ranking criterion is the left-out train frames, so that the
+evaluation splits do not choose the layers; the choice is KEEP_IN_FLOAT in fplnet/openvino_backend.py.
+About 100 s per configuration on 2 cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from fplnet.calibration import calibration_set
+from fplnet.data import build_dataset
+from fplnet.engine.evaluate import evaluate
+from fplnet.fast import Variant, prepare_model
+from fplnet.metrics import ConfusionMatrix
+from fplnet.models import load_model
+from fplnet.openvino_backend import OpenVINORunner, fake_quantize_count, require, to_openvino
+from fplnet.spec import InferenceSpec
+
+
+def configurations(nncf) -> dict:
+    scope = nncf.IgnoredScope
+    deconvs = ["ConvolutionBackpropData"]
+    return {
+        "default": {},
+        "initial": {"ignored_scope": scope(patterns=[".*/encoder/initial/.*"])},
+        "enc_stage0": {"ignored_scope": scope(patterns=[r".*/encoder/stages\.0.*"])},
+        "enc_stage1": {"ignored_scope": scope(patterns=[r".*/encoder/stages\.1.*"])},
+        "fusions": {"ignored_scope": scope(patterns=[".*/encoder/fusions.*"])},
+        "head": {"ignored_scope": scope(patterns=[".*/head/.*"], types=deconvs)},
+        "full_bias_correction": {"fast_bias_correction": False},
+        "mixed": {"preset": nncf.QuantizationPreset.MIXED},
+        "ignore_deconv": {"ignored_scope": scope(types=deconvs)},
+        "mixed_ignore_deconv": {"preset": nncf.QuantizationPreset.MIXED, "ignored_scope": scope(types=deconvs)},
+        "ignore_deconv_initial": {"ignored_scope": scope(types=deconvs, patterns=[".*/encoder/initial/convs.*"])},
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--checkpoint", default="camvid")
+    parser.add_argument("configs", nargs="+")
+    args = parser.parse_args()
+    nncf = require("nncf")
+    table = configurations(nncf)
+    threads = torch.get_num_threads()
+    model, ckpt = load_model(args.checkpoint)
+    spec = InferenceSpec.from_checkpoint(ckpt)
+    fp32 = to_openvino(prepare_model(model, Variant.parse("openvino")))
+    reference_runner = OpenVINORunner(fp32, threads)
+    calibration = calibration_set(ckpt, args.data_root, 300)
+    train = build_dataset("camvid", args.data_root, "train")
+    used = {str(path) for path in calibration.files}
+    left_out = [train.load_raw(i) for i, (image, _) in enumerate(train.files) if str(image) not in used]
+    inputs = [spec.preprocess([image]) for image, _ in left_out]
+    reference = [reference_runner(x).argmax(1) for x in inputs]
+    splits = {split: build_dataset("camvid", args.data_root, split).load_all_uint8() for split in ("val", "heldout_val")}
+    for name in args.configs:
+        started = time.time()
+        quantized = nncf.quantize(fp32, nncf.Dataset(calibration.frames), subset_size=len(calibration.frames),
+                                  **table[name])
+        runner = OpenVINORunner(quantized, threads)
+        matrix, same, total = ConfusionMatrix(spec.num_classes), 0, 0
+        for x, expected, (_, mask) in zip(inputs, reference, left_out):
+            labels = runner(x).argmax(1)
+            same, total = same + int((labels == expected).sum()), total + labels.numel()
+            matrix.update(labels, torch.from_numpy(mask).long()[None])
+        row = {"config": name, "train_rest_agree": round(same / total, 5),
+               "train_rest_miou": round(float(matrix.compute()["miou"]) * 100, 2)}
+        for split, (images, masks) in splits.items():
+            result = evaluate(runner, images, masks, spec.num_classes, spec.mean, spec.std, "cpu", batch_size=4)
+            row[split] = round(float(result.compute()["miou"]) * 100, 2)
+        row.update({"fq": fake_quantize_count(quantized), "seconds": round(time.time() - started)})
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
