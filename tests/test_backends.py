@@ -1,6 +1,8 @@
 """Deployment backends as variants of the one runner: parity of onnxruntime and OpenVINO with
 eager PyTorch on real CamVid frames with the shipped CamVid weights, and INT8 quantization by
-NNCF end to end (export, Segmenter, evaluate, benchmark) on a small calibration set."""
+NNCF end to end (export, Segmenter, evaluate, benchmark) on a small calibration set.
+
+The frames compared are CamVid val frames (never calibration frames: those come from train)."""
 import json
 
 import numpy as np
@@ -18,7 +20,9 @@ from _helpers import SHARED_DATA, camvid_image, normalized
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 CAMVID = SHARED_DATA / "camvid"
-CALIB = ["--calib-data", str(CAMVID), "--calib-size", "16"]   # 16 frames spread over the 367 of train
+# 8 frames spread over the 367 of train: the lowest argmax agreement of INT8 with eager on the
+# frames below was 98.2% when this was written (16 frames: 98.2%), against the bound of 97%.
+CALIB = ["--calib-data", str(CAMVID), "--calib-size", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -84,15 +88,15 @@ def test_fplnet_fusions_stay_in_float(camvid_model):
 def test_int8_export_end_to_end(camvid_model, frames, tmp_path, capsys):
     path = tmp_path / "camvid_int8.xml"
     assert main(["export", "--checkpoint", "camvid", "--format", "openvino", "--int8", *CALIB,
-                 "--check-frames", "4", "--output", str(path), "--no-verify"]) == 0
+                 "--check-frames", "2", "--output", str(path), "--no-verify"]) == 0
     assert "argmax agreement" in capsys.readouterr().out
     assert path.with_suffix(".bin").is_file()
     meta = read_metadata(path)
     assert meta["model_name"] == "fplnet" and meta["eval_size"] is None and meta["mean"] == meta["inference_spec"]["mean"]
     int8 = meta["int8"]
     calibration = int8["calibration"]
-    assert (calibration["dataset"], calibration["split"], calibration["frames"]) == ("camvid", "train", 16)
-    assert len(calibration["files"]) == 16 and calibration["files"][0].startswith("train/")
+    assert (calibration["dataset"], calibration["split"], calibration["frames"]) == ("camvid", "train", 8)
+    assert len(calibration["files"]) == 8 and calibration["files"][0].startswith("train/")
     assert int8["check_frames"]["split"] == "val" and int8["fake_quantize_ops"] > 0
     assert int8["kept_in_float"] == {"patterns": [r".*/encoder/fusions\.\d+/.*"]} and int8["nncf"]
     delta = int8["accuracy_delta"]
@@ -105,13 +109,13 @@ def test_int8_export_end_to_end(camvid_model, frames, tmp_path, capsys):
 
 
 def test_int8_variant_in_segmenter_and_evaluate(camvid_model, tiny_camvid, tmp_path):
-    segmenter = Segmenter("camvid", variant="openvino+int8", calib_data=CAMVID, calib_size=16)
+    segmenter = Segmenter("camvid", variant="openvino+int8", calib_data=CAMVID, calib_size=8)
     eager = Segmenter("camvid", fast=False)
     for index in (10, 60):
         image = camvid_image(index)
         assert (segmenter.predict(image) == eager.predict(image)).mean() >= 0.97
     info = segmenter.runner.backend_info()
-    assert info["calibration"]["frames"] == 16 and info["inference_precision_hint"] == "f32"
+    assert info["calibration"]["frames"] == 8 and info["inference_precision_hint"] == "f32"
     assert info["quantization"]["kept_in_float"]["patterns"]
     assert {"u8", "i8"} & set(info["layers_by_runtime_precision"]), "no layer executed in INT8"
 

@@ -149,11 +149,15 @@ class OpenVINORunner:
                    ignored_scope: Optional[dict] = None) -> "OpenVINORunner":
         """``model`` through ONNX to OpenVINO; quantized to INT8 on ``calibration`` frames if
         given, keeping ``ignored_scope`` (default: ``keep_in_float(model)``) in float."""
-        ov_model = to_openvino(model)
+        runner = cls(to_openvino(model), threads, precision)
         if calibration is None:
-            return cls(ov_model, threads, precision)
-        scope = keep_in_float(model) if ignored_scope is None else ignored_scope
-        return cls(quantize(ov_model, calibration, scope), threads, precision, quantization_facts(scope))
+            return runner
+        return runner.quantized(calibration, keep_in_float(model) if ignored_scope is None else ignored_scope)
+
+    def quantized(self, calibration: Sequence[np.ndarray], ignored_scope: dict) -> "OpenVINORunner":
+        """A runner of this (fp32) model quantized to INT8 on ``calibration``, ``ignored_scope`` in float."""
+        return OpenVINORunner(quantize(self.ov_model, calibration, ignored_scope), self.threads, self.precision,
+                              quantization_facts(ignored_scope))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         key = tuple(x.shape)

@@ -239,14 +239,14 @@ def accuracy_delta(fp32, int8, spec: InferenceSpec, images: list, masks: list, i
 
 def quantize_for_export(deploy: nn.Module, ckpt: dict, args) -> tuple[object, dict]:
     """The INT8 OpenVINO model and the metadata that describes its quantization."""
-    from ..openvino_backend import OpenVINORunner, fake_quantize_count
+    from ..openvino_backend import OpenVINORunner, fake_quantize_count, keep_in_float
     spec = InferenceSpec.from_checkpoint(ckpt)
     calibration = calibration_set(ckpt, args.calib_data, args.calib_size)
     print(f"calibrating on {calibration.description['frames']} frames of {calibration.description['root']} "
           f"({calibration.description.get('split', 'image folder')})", flush=True)
     threads = torch.get_num_threads()
     fp32 = OpenVINORunner.from_torch(deploy, threads)
-    int8 = OpenVINORunner.from_torch(deploy, threads, calibration=calibration.frames)
+    int8 = fp32.quantized(calibration.frames, keep_in_float(deploy))
     images, masks, checked = check_frames(ckpt, calibration, args.check_frames)
     delta = accuracy_delta(fp32, int8, spec, images, masks, spec.info.ignore_index)
     return int8.ov_model, {"int8": {
