@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The CPU speed study of docs/benchmarks.md in one go, on a quiet machine (nothing else running:
+# the script refuses to start above a 1-minute load average of 1.0). Every table it feeds is
+# written as raw JSON and Markdown under $OUT_DIR.
+#
+#   OUT_DIR=docs/runs/cpu_2026-11-29 bash scripts/cpu_speed_study.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT_DIR=${OUT_DIR:-docs/runs/cpu_$(date +%Y-%m-%d)}
+FPLNET=${FPLNET:-.venv/bin/fplnet}
+DATA=${DATA:-../shared/data/camvid}
+MODELS=fplnet,espnet,enet,erfnet,cgnet
+mkdir -p "$OUT_DIR"
+load=$(cut -d' ' -f1 /proc/loadavg)
+if [ "${FORCE:-0}" != 1 ] && awk "BEGIN{exit !($load > 1.0)}"; then
+  echo "cpu_speed_study: load average $load; stop other work first (FORCE=1 to run anyway)" >&2; exit 2
+fi
+run() { echo "== $*" >&2; "$FPLNET" benchmark "$@"; }
+
+# 1. Plain eager, default allocator: the reference every speed-up is measured against.
+run --models $MODELS --size 512x1024 --batch-size 1 --device cpu --warmup 5 --iters 20 \
+  --json "$OUT_DIR/models_eager_512x1024.json" --markdown "$OUT_DIR/models_eager_512x1024.md"
+# 2. What one deploys, side by side in one process (all with the allocator switch).
+run --models $MODELS --size 512x1024 --batch-size 1 --device cpu --warmup 5 --iters 20 \
+  --variants keep_memory,fast,keep_memory+onnxruntime,keep_memory+openvino,keep_memory+openvino+int8 \
+  --calib-data "$DATA/train" --calib-size 60 \
+  --json "$OUT_DIR/models_deploy_512x1024.json" --markdown "$OUT_DIR/models_deploy_512x1024.md"
+# 3. The shipped CamVid FPLNet at CamVid's size, with argmax agreement against eager fp32.
+run --checkpoint camvid --size 360x480 --batch-size 1 --device cpu --warmup 5 --iters 20 \
+  --variants keep_memory,fast,keep_memory+openvino,keep_memory+openvino+int8 \
+  --calib-data "$DATA" --calib-size 300 --agreement-images "$DATA/val" --agreement-count 6 \
+  --json "$OUT_DIR/fplnet_camvid_deploy_360x480.json" --markdown "$OUT_DIR/fplnet_camvid_deploy_360x480.md"
+# 4. The CPU training step: what the trainer can switch on (compile, bf16) on top of its default.
+run --models fplnet_encoder,fplnet --mode train --size 360x480 --batch-size 8 --device cpu --warmup 2 --iters 6 \
+  --variants keep_memory+channels_last,keep_memory+channels_last+compile,keep_memory+channels_last+bf16 \
+  --num-classes 11 \
+  --json "$OUT_DIR/train_step_360x480.json" --markdown "$OUT_DIR/train_step_360x480.md"
