@@ -82,3 +82,13 @@ def make_checkpoint(path: Path, dataset=fplnet.data.info.CAMVID, name: str = "fp
     ckpt["state_dict"] = model.state_dict()
     fplnet.checkpoint.atomic_save(ckpt, path)
     return path
+
+
+def write_video(path: Path, frames: list[np.ndarray]) -> None:
+    import av
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))

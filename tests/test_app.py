@@ -26,6 +26,8 @@ from fplnet.data.info import CAMVID
 from fplnet.engine import app as web
 from fplnet.fast import Variant
 
+from _helpers import write_video
+
 REPO = Path(__file__).resolve().parents[1]
 FRAME = web.DEMO_FRAMES[0]
 
@@ -42,16 +44,6 @@ def palette_indices(picture: np.ndarray, palette) -> np.ndarray:
     for index, (r, g, b) in enumerate(palette):
         indices[codes == (r << 16 | g << 8 | b)] = index
     return indices
-
-
-def write_video(path: Path, frames: list[np.ndarray]) -> None:
-    import av
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
 
 
 # --- the functions behind the page ---------------------------------------------------------------

@@ -5,7 +5,6 @@ NNCF end to end (export, Segmenter, evaluate, benchmark) on a small calibration 
 The frames compared are CamVid val frames (never calibration frames: those come from train)."""
 import json
 
-import numpy as np
 import pytest
 import torch
 

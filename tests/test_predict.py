@@ -1,5 +1,4 @@
 """`Segmenter` and `fplnet predict`: inputs of every kind, output formats, broken files."""
-from pathlib import Path
 
 import numpy as np
 import pytest

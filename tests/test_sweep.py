@@ -9,7 +9,7 @@ import yaml
 
 from fplnet.checkpoint import load_checkpoint
 from fplnet.cli import main as cli
-from fplnet.engine.sweep import collect, format_table, load_sweep, run_state, splice
+from fplnet.engine.sweep import load_sweep, run_state, splice
 
 
 def write_sweep(path, root, output, epochs=1):

@@ -16,7 +16,7 @@ from fplnet.engine.figures import draw_evaluation
 from fplnet.engine.legend import Legend
 from fplnet.metrics import ConfusionMatrix
 
-from _helpers import camvid_image, make_checkpoint
+from _helpers import camvid_image, make_checkpoint, write_video
 
 CAMVID = fplnet.data.info.CAMVID
 CITYSCAPES = fplnet.data.info.CITYSCAPES
@@ -106,16 +106,6 @@ def test_legend_draws_palette_swatches_and_leaves_the_rest_alone():
         legend.draw(frame[::2, ::2])
 
 
-def _write_video(path, frames):
-    import av
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
-
-
 def _read_video(path):
     import av
     with av.open(str(path)) as container:
@@ -127,7 +117,7 @@ def test_predict_video_legend_and_progress(tmp_path, capsys, monkeypatch):
     H.264 keeps close to the truth (a random network's speckle would not survive 4:2:0 chroma)."""
     pytest.importorskip("av")
     video = tmp_path / "clip.mp4"
-    _write_video(video, [camvid_image(i) for i in range(2)])   # 480 x 360
+    write_video(video, [camvid_image(i) for i in range(2)])   # 480 x 360
 
     monkeypatch.setenv("FPLNET_PROGRESS", "1")   # stderr is captured, not a terminal
     assert main(["predict", "--checkpoint", "camvid", str(video), "--output", str(tmp_path / "legend"),

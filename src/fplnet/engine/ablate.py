@@ -49,7 +49,7 @@ import yaml
 
 from ..complexity import count_params
 from ..data import get_info
-from ..models import create_model, get_model_entry, list_models
+from ..models import create_model, get_model_entry
 from .run_folder import write_text_atomic
 from .sweep import Runner, Sweep, run_record, seed_statistics, splice
 from .train import RESUME_MAY_CHANGE, ConfigError, load_config

@@ -365,7 +365,7 @@ def run(args) -> int:
               "API, without a password", file=sys.stderr)
     try:
         serve(app, args.host, args.port)
-    except OSError as err:
+    except OSError:
         # Gradio's own text advises launch() parameters and environment variables; say it in fplnet's terms.
         raise SystemExit(f"fplnet app: error: cannot listen on {args.host}:{args.port} (in use by another "
                          "server, or not an address of this machine); pass another --port or --host") from None

@@ -233,3 +233,14 @@ def measured_point(text: str):
         return MeasuredPoint.parse(text)
     except ValueError as err:
         raise Invalid(str(err)) from None
+
+
+def add_calibration_arguments(parser, used_by: str = "INT8 variants",
+                              default_source: str = "the training split the checkpoint records, if reachable"):
+    """``--calib-data`` / ``--calib-size``, the same for every command that can quantize to INT8."""
+    from ..calibration import DEFAULT_CALIBRATION_FRAMES
+    parser.add_argument("--calib-data", type=existing_dir, default=None, metavar="FOLDER",
+                        help=f"{used_by}: calibrate on this data set root (its training split) or folder of "
+                             f"images (default: {default_source})")
+    parser.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
+                        help=f"{used_by}: calibration frames (default {DEFAULT_CALIBRATION_FRAMES}, or all if fewer)")

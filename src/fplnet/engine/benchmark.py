@@ -51,13 +51,13 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from ..calibration import DEFAULT_CALIBRATION_FRAMES, CalibrationSet, calibration_set
+from ..calibration import CalibrationSet, calibration_set
 from ..complexity import count_macs, count_params
 from ..fast import InferenceRunner, Variant, fast_variant
 from ..io import atomic_write_json, atomic_write_text
 from ..models import create_model, load_model
 from ..runtime import keep_freed_memory, resolve_device
-from .arguments import (checkpoint_name_or_file, device_name, existing_dir, existing_path, image_size, measured_point,
+from .arguments import (add_calibration_arguments, checkpoint_name_or_file, device_name, existing_path, image_size, measured_point,
                         model_names, non_negative_int, positive_int, variant_specs, writable_file)
 from .figures import draw_camvid, draw_cityscapes
 from .latency import summarize_ms
@@ -81,11 +81,7 @@ def add_arguments(parser):
                              "Replaces the single-variant flags below")
     parser.add_argument("--size", type=image_size, default=None,
                         help="input HEIGHTxWIDTH (default: the --checkpoint's eval size if it records one, else 512x1024)")
-    parser.add_argument("--calib-data", type=existing_dir, default=None, metavar="FOLDER",
-                        help="INT8 variants: calibrate on this data set root (its training split) or folder of images "
-                             "(default: the training split the --checkpoint records, if reachable)")
-    parser.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
-                        help=f"INT8 variants: calibration frames (default {DEFAULT_CALIBRATION_FRAMES}, or all if fewer)")
+    add_calibration_arguments(parser, "INT8 variants", "the training split the --checkpoint records, if reachable")
     parser.add_argument("--batch-size", type=positive_int, default=1)
     parser.add_argument("--num-classes", type=positive_int, default=19,
                         help="classifier width of --models (default 19, Cityscapes)")

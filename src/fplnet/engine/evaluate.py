@@ -30,7 +30,7 @@ from ..io import atomic_write_json
 from ..metrics import ConfusionMatrix
 from ..runtime import autocast, resolve_device
 from ..calibration import DEFAULT_CALIBRATION_FRAMES
-from .arguments import (checkpoint_name_or_file, device_name, existing_dir, image_size, png_plot_file, positive_int,
+from .arguments import (add_calibration_arguments, checkpoint_name_or_file, device_name, existing_dir, image_size, png_plot_file, positive_int,
                         variant_spec, writable_file)
 
 
@@ -90,11 +90,7 @@ def add_arguments(parser):
     parser.add_argument("--variant", type=variant_spec, default=None, metavar="SPEC",
                         help="evaluate the model run this way (default eager), e.g. onnxruntime, openvino, "
                              "openvino+int8; the switches are listed by `fplnet benchmark --help`")
-    parser.add_argument("--calib-data", type=existing_dir, default=None, metavar="FOLDER",
-                        help="INT8 variants: calibrate on this data set root (its training split) or folder of "
-                             "images (default: the checkpoint's training split under --data-root)")
-    parser.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
-                        help=f"INT8 variants: calibration frames (default {DEFAULT_CALIBRATION_FRAMES}, or all if fewer)")
+    add_calibration_arguments(parser, "INT8 variants", "the checkpoint's training split under --data-root")
     parser.add_argument("--json", type=writable_file, metavar="OUT",
                         help="write per-class IoU, mIoU, accuracy and the confusion matrix (pixel counts) as JSON")
     parser.add_argument("--plot", type=png_plot_file, metavar="FILE.png",

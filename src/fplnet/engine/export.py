@@ -35,13 +35,13 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..calibration import DEFAULT_CALIBRATION_FRAMES, CalibrationSet, calibration_set, evenly_spaced, recorded_data
+from ..calibration import CalibrationSet, calibration_set, evenly_spaced, recorded_data
 from ..fast import find_conv_bn_pairs, fold_batchnorm
 from ..graph_export import INPUT_NAME, OUTPUT_NAME, export_onnx_bytes, trace_torchscript
 from ..io import atomic_write, atomic_write_bytes
 from ..models import load_model
 from ..spec import InferenceSpec
-from .arguments import checkpoint_name_or_file, existing_dir, image_size, positive_int, writable_file
+from .arguments import add_calibration_arguments, checkpoint_name_or_file, image_size, positive_int, writable_file
 
 EXPORT_FORMAT = "fplnet-export/1"
 METADATA_KEY = "fplnet"
@@ -68,11 +68,7 @@ def add_arguments(parser):
                              "eval size, else 360x480); the exported graph accepts any size")
     parser.add_argument("--int8", action="store_true",
                         help="openvino: quantize to INT8 (NNCF post-training quantization)")
-    parser.add_argument("--calib-data", type=existing_dir, default=None, metavar="FOLDER",
-                        help="--int8: calibrate on this data set root (its training split) or folder of images "
-                             "(default: the training split the checkpoint records, if that folder is reachable)")
-    parser.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
-                        help=f"--int8: calibration frames (default {DEFAULT_CALIBRATION_FRAMES}, or all if fewer)")
+    add_calibration_arguments(parser, "--int8", "the training split the checkpoint records, if that folder is reachable")
     parser.add_argument("--check-frames", type=positive_int, default=20, metavar="N",
                         help="--int8: validation frames on which fp32 and INT8 are compared for the metadata (default 20)")
     parser.add_argument("--no-fold-bn", action="store_true", help="keep every BatchNorm as a separate op")

@@ -48,8 +48,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..data.base import is_image_file
-from ..calibration import DEFAULT_CALIBRATION_FRAMES
-from .arguments import (checkpoint_name_or_file, device_name, existing_dir, existing_path, float_between_0_and_1,
+from .arguments import (add_calibration_arguments, checkpoint_name_or_file, device_name, existing_path, float_between_0_and_1,
                         positive_int, variant_spec, writable_dir)
 from .latency import summarize_ms
 from .legend import Legend
@@ -81,11 +80,7 @@ def add_arguments(parser):
     how.add_argument("--variant", type=variant_spec, default=None, metavar="SPEC",
                      help="run the model another way, e.g. keep_memory+channels_last (no compilation wait); "
                           "the switches are listed by `fplnet benchmark --help`")
-    parser.add_argument("--calib-data", type=existing_dir, default=None, metavar="FOLDER",
-                        help="INT8 variants: calibrate on this data set root (its training split) or folder of "
-                             "images (default: the training split the checkpoint records, if reachable)")
-    parser.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
-                        help=f"INT8 variants: calibration frames (default {DEFAULT_CALIBRATION_FRAMES}, or all if fewer)")
+    add_calibration_arguments(parser, "INT8 variants", "the training split the checkpoint records, if reachable")
     parser.add_argument("--no-legend", action="store_true",
                         help="videos: no legend of class names and colours in the top-left corner")
     parser.add_argument("--quiet", action="store_true", help="no line per file, only the summary")

@@ -25,8 +25,6 @@ document between ``<!-- sweep:NAME -->`` and ``<!-- /sweep:NAME -->`` markers.
 from __future__ import annotations
 
 import json
-import math
-import os
 import signal
 import statistics
 import subprocess
@@ -39,7 +37,7 @@ from typing import Optional
 import yaml
 
 from .run_folder import is_complete, read_summary, write_text_atomic
-from .train import ConfigError, TrainConfig, load_config
+from .train import ConfigError, load_config
 
 
 @dataclass
