@@ -50,7 +50,7 @@ import yaml
 from ..complexity import count_params
 from ..data import get_info
 from ..models import create_model, get_model_entry
-from .run_folder import write_text_atomic
+from ..io import atomic_write_text
 from .sweep import Runner, Sweep, run_record, seed_statistics, splice
 from .train import RESUME_MAY_CHANGE, ConfigError, load_config
 
@@ -342,7 +342,7 @@ def write_json(path: Path, tables: dict) -> None:
             raise ConfigError(f"--json {path}: exists and is not a results file of `fplnet ablate`; "
                               "give another file name") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps({"tables": {**existing, **tables}}, indent=2, default=str) + "\n")
+    atomic_write_text(path, json.dumps({"tables": {**existing, **tables}}, indent=2, default=str) + "\n")
 
 
 # --- CLI ------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Optional
 
 # The one atomic writer (fsync + rename, a unique temporary name per writer), under the name this
 # module's callers use.
-from ..io import atomic_write_text as write_text_atomic
+from ..io import atomic_write_text
 
 RUN_FILES = ("last.pt", "best.pt", "log.csv", "config.yaml", "summary.json")
 LOCK_NAME = "train.lock"
@@ -134,7 +134,7 @@ class RunLog:
         writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-        write_text_atomic(path, buffer.getvalue())
+        atomic_write_text(path, buffer.getvalue())
 
     def epoch(self, metrics: dict) -> None:
         if not self.enabled:
@@ -153,7 +153,7 @@ class RunLog:
 
     def summary(self, summary: dict) -> None:
         if self.enabled:
-            write_text_atomic(self.folder / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
+            atomic_write_text(self.folder / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
 
     def close(self) -> None:
         if self.writer is not None:

@@ -36,7 +36,8 @@ from typing import Optional
 
 import yaml
 
-from .run_folder import is_complete, read_summary, write_text_atomic
+from ..io import atomic_write_text
+from .run_folder import is_complete, read_summary
 from .train import ConfigError, load_config
 
 
@@ -132,7 +133,7 @@ class Runner:
         folder = self.sweep.output / "_configs"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{run.folder.name}.yaml"
-        write_text_atomic(path, yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v
+        atomic_write_text(path, yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v
                                                 for k, v in run.config.items()}, sort_keys=False))
         return path
 
@@ -251,14 +252,14 @@ def splice(document: Path, name: str, block: str, writer: str = "fplnet sweep") 
     else:
         text = text.rstrip() + ("\n\n" if text else "") + generated + "\n"
     document.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(document, text)
+    atomic_write_text(document, text)
 
 
 def write_results(sweep: Sweep, json_path: Optional[str], document: Optional[str]) -> dict:
     results = collect(sweep)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(Path(json_path), json.dumps(results, indent=2, default=str) + "\n")
+        atomic_write_text(Path(json_path), json.dumps(results, indent=2, default=str) + "\n")
     if document:
         splice(Path(document), sweep.name, format_table(results))
     return results

@@ -49,13 +49,13 @@ from ..checkpoint import atomic_save, describe, load_checkpoint
 from ..data import DATASETS, build_dataset
 from ..data.class_weights import cached_class_weights
 from ..data.transforms import AugmentConfig, augment_batch, normalize
+from ..io import atomic_write_text
 from ..models import create_model, list_models
 from ..provenance import git_commit, hardware
 from ..runtime import Distributed, autocast, keep_freed_memory, parse_size
 from .evaluate import evaluate
 from .progress import progress_bar
-from .run_folder import (RunLock, RunLog, claim_for_new_run, default_run_folder,
-                         write_text_atomic)
+from .run_folder import RunLock, RunLog, claim_for_new_run, default_run_folder
 
 
 @dataclass
@@ -623,7 +623,7 @@ class Trainer:
     def _write_config(self):
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+            atomic_write_text(self.out / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
 
     def fit(self, stop_after_epoch: Optional[int] = None) -> dict:
         """Train to the end of the schedule, or until ``stop_after_epoch`` epochs are done (the
