@@ -365,3 +365,31 @@ def test_compiled_training_step_matches_eager(tiny_camvid, tmp_path):
     assert states["none"][0] == pytest.approx(states["default"][0], rel=1e-3)
     eager, compiled = states["none"][1], states["default"][1]
     assert max((eager[k].float() - compiled[k].float()).abs().max().item() for k in eager) < 1e-2
+
+
+def test_time_budget_shortens_the_schedule_from_the_runs_own_epochs(tiny_camvid, tmp_path, monkeypatch):
+    # On a clock that moves 1 s each time it is read, an epoch "takes" several seconds, so a
+    # 2-minute budget holds some but not all of 100 epochs.
+    clock = iter(range(10_000_000))
+    monkeypatch.setattr(train_module.time, "monotonic", lambda: float(next(clock)))
+    trainer = Trainer(config(tiny_camvid, tmp_path / "run", epochs=100, save_every_epochs=1000,
+                             time_budget_minutes=2.0))
+    summary = trainer.fit()
+    trainer.close()
+    assert 2 < summary["epochs"] < 100 and summary["complete"], summary["epochs"]
+    assert trainer.total_iters == summary["epochs"] * trainer.steps_per_epoch == trainer.scheduler.last_epoch
+    assert trainer.scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)  # the poly decay reached its end
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["epoch"] == summary["epochs"] and ckpt["budget_planned"]
+    assert "time_budget_minutes=2" in ckpt["run_config"]["notes"]
+
+
+def test_save_every_epochs_skips_end_of_epoch_checkpoints_but_not_the_last(tiny_camvid, tmp_path, monkeypatch):
+    saved = []
+    original = Trainer.save
+    monkeypatch.setattr(Trainer, "save", lambda self, name, point, metrics=None: (
+        saved.append((name, point.epoch)), original(self, name, point, metrics)))
+    trainer = Trainer(config(tiny_camvid, tmp_path / "run", epochs=5, save_every_epochs=2))
+    trainer.fit()
+    trainer.close()
+    assert saved == [("last", 2), ("last", 4), ("last", 5)]

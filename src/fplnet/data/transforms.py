@@ -32,6 +32,20 @@ import torch.nn.functional as F
 IGNORE = 255
 
 
+def host_to_device(tensor: torch.Tensor, device) -> torch.Tensor:
+    """Copy a small CPU tensor to ``device`` without stopping the host.
+
+    A plain ``.to("cuda")`` of pageable memory makes PyTorch wait for the stream to drain, so
+    every training step would wait for the previous one to finish on the GPU before queuing the
+    next. Staged through pinned memory, the copy is queued like a kernel and the host runs ahead.
+    The pinned buffer comes from PyTorch's caching host allocator, which keeps it until the copy
+    has run."""
+    device = torch.device(device) if device is not None else tensor.device
+    if device.type != "cuda" or tensor.device.type != "cpu":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def _channel_stats(values: Sequence[float], images: torch.Tensor) -> torch.Tensor:
     if images.ndim < 3 or images.shape[-3] != len(values):
         raise ValueError(f"expected images (..., {len(values)}, H, W), got shape {tuple(images.shape)}")
@@ -130,8 +144,8 @@ def sampling_grid(params: AugmentParams, height: int, width: int, crop_size: tup
     # Crop pixel centres in normalized units, as affine_grid places them.
     columns = (2 * torch.arange(crop_w, dtype=torch.float64) + 1) / crop_w - 1
     rows = (2 * torch.arange(crop_h, dtype=torch.float64) + 1) / crop_h - 1
-    x = (theta[:, 0, 0, None] * columns + theta[:, 0, 2, None]).float().to(device)    # (N, w)
-    y = (theta[:, 1, 1, None] * rows + theta[:, 1, 2, None]).float().to(device)       # (N, h)
+    x = host_to_device((theta[:, 0, 0, None] * columns + theta[:, 0, 2, None]).float(), device)    # (N, w)
+    y = host_to_device((theta[:, 1, 1, None] * rows + theta[:, 1, 2, None]).float(), device)       # (N, h)
     num = len(theta)
     return torch.stack((x[:, None, :].expand(num, crop_h, crop_w),
                         y[:, :, None].expand(num, crop_h, crop_w)), dim=-1)
@@ -194,7 +208,7 @@ def jitter_colors(images: torch.Tensor, strengths: Sequence[float], generator: t
 
     def symmetric(strength: float) -> torch.Tensor:  # U(-strength, strength), one per sample
         draw = torch.rand(num, generator=generator, device=generator.device, dtype=torch.float64)
-        return ((2 * draw - 1) * strength).float().to(images.device)
+        return host_to_device(((2 * draw - 1) * strength).float(), images.device)
 
     images = enhance.adjust_brightness(images, symmetric(brightness), clip_output=True)
     images = enhance.adjust_contrast_with_mean_subtraction(images, 1 + symmetric(contrast))

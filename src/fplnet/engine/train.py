@@ -27,7 +27,6 @@ same weights on CPU.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
 import os
@@ -48,7 +47,7 @@ from torch.utils.data.distributed import DistributedSampler
 from ..checkpoint import atomic_save, describe, load_checkpoint
 from ..data import DATASETS, build_dataset
 from ..data.class_weights import cached_class_weights
-from ..data.transforms import AugmentConfig, augment_batch, normalize
+from ..data.transforms import AugmentConfig, augment_batch, host_to_device, normalize
 from ..io import atomic_write_text
 from ..models import create_model, list_models
 from ..provenance import git_commit, hardware
@@ -93,7 +92,8 @@ class TrainConfig:
     compile: str = "none"                        # torch.compile mode for the training step: none | default | reduce-overhead | max-autotune
     output: Optional[str] = None                 # None: runs/<model>_<dataset>_<timestamp>
     save_every_minutes: float = 10.0             # mid-epoch checkpoints, so a killed run loses little
-    time_budget_minutes: Optional[float] = None  # shorten `epochs` to fit this wall time (measured)
+    save_every_epochs: int = 1                   # last.pt at the end of every N-th epoch (GPU epochs last a second)
+    time_budget_minutes: Optional[float] = None  # shorten `epochs` to fit this wall time (measured on the run's own epochs)
     log_every: int = 10
     tensorboard: bool = True
     notes: str = ""
@@ -113,6 +113,7 @@ COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-auto
 # What a resumed run may change: none of these moves the optimisation trajectory (device, amp and
 # channels_last change rounding only; data_root lets a run move between machines).
 RESUME_MAY_CHANGE = ("data_root", "device", "amp", "channels_last", "compile", "output", "save_every_minutes",
+                     "save_every_epochs",
                      "time_budget_minutes", "log_every", "tensorboard", "val_every", "eval_batch_size",
                      "notes", "init_from")
 
@@ -133,7 +134,7 @@ def validate_config(cfg: TrainConfig) -> None:
 
     require(cfg.model in list_models(), "model", f"must be one of {', '.join(list_models())}")
     require(cfg.dataset in DATASETS, "dataset", f"must be one of {', '.join(DATASETS)}")
-    for key in ("epochs", "batch_size", "val_every", "eval_batch_size", "log_every"):
+    for key in ("epochs", "batch_size", "val_every", "eval_batch_size", "log_every", "save_every_epochs"):
         value = getattr(cfg, key)
         require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, key,
                 "must be a positive integer")
@@ -300,6 +301,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, resume: Optional[Union[str, Path]] = None, overwrite: bool = False,
                  resume_changes: Optional[dict] = None):
         validate_config(cfg)
+        self.started = time.monotonic()   # the time budget counts set-up too
+        self.validation_seconds, self.validations = 0.0, 0
         self.resume_changes = resume_changes or {}
         self.cfg = cfg
         self.dist = Distributed(cfg.device)
@@ -321,10 +324,9 @@ class Trainer:
             self.resume_point = ResumePoint()
             self.best_miou, self.wall_seconds, self.last_val_iou = -1.0, 0.0, None
             self.history: list[dict] = []
+            self.budget_planned = False
             if resume is not None:
                 self._resume(Path(resume))
-            elif cfg.time_budget_minutes:
-                self._fit_time_budget()
         except BaseException:
             self.close()
             raise
@@ -412,45 +414,48 @@ class Trainer:
         return torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, schedule_lambda(self.total_iters, self.cfg.poly_power, warmup))
 
-    def _fit_time_budget(self):
-        """Shrink ``epochs`` so the run fits the time budget, from timed steps on a throwaway copy."""
+    # Epochs timed before the budget is planned: the first holds torch.compile's compilation and
+    # cuDNN's algorithm search, the second is a steady one.
+    BUDGET_PROBE_EPOCHS = 2
+    BUDGET_SAFETY = 0.9   # the plan aims at 90 % of the remaining budget
+
+    def _plan_time_budget(self, epoch_seconds: float):
+        """Shrink ``epochs`` so the run ends inside ``time_budget_minutes``, from the wall time of
+        the run's own steady epoch (validation included at its share). Timing the real epochs,
+        not a probe of a few steps, counts everything an epoch costs: the compiled step, the
+        per-epoch overheads, and other runs sharing the GPU at the time. Planned once, after
+        ``BUDGET_PROBE_EPOCHS`` epochs; the poly decay is then stretched over the new total from
+        the current iteration on (the epochs before ran at the lr of the longer schedule, which
+        differs by a fraction of a percent this early)."""
         cfg = self.cfg
-        model = copy.deepcopy(self.model)
-        opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=cfg.momentum)
-        gen = torch.Generator().manual_seed(12345)
-        idx = torch.arange(cfg.batch_size) % len(self.images)
-        times = []
-        for i in range(8):
-            t0 = time.perf_counter()
-            loss = self._loss(model, *self._batch(idx, gen))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss.item()
-            times.append(time.perf_counter() - t0)
-        step = sorted(times[3:])[len(times[3:]) // 2]
-        val_images = 0 if self.val_images is None else len(self.val_images) / self.dist.world_size
-        # An evaluation image costs about a third of a training image (forward only).
-        epoch_s = self.steps_per_epoch * step + val_images / cfg.batch_size * step / 3 / max(1, cfg.val_every)
-        # 0.85: on the H100 run the probe underestimated the real epoch time (Python overhead,
-        # validation, a second process sharing the GPU) by about 20 %.
-        fit = max(1, int(cfg.time_budget_minutes * 60 * 0.85 / epoch_s))
+        self.budget_planned = True
+        done = self.resume_point.epoch
+        per_val = self.validation_seconds / max(1, self.validations)
+        epoch_cost = epoch_seconds + (per_val / cfg.val_every if self.val_images is not None else 0.0)
+        remaining = cfg.time_budget_minutes * 60 - (time.monotonic() - self.started)
+        fit = done + max(0, int(remaining * self.BUDGET_SAFETY / epoch_cost))
+        fit = max(done, min(cfg.epochs, fit))
         if self.dist.enabled:  # every rank must agree on the schedule
             t = torch.tensor([fit], device=self.device)
             dist.all_reduce(t, op=dist.ReduceOp.MIN)
             fit = int(t.item())
-        if fit < cfg.epochs:
-            self.log.print(f"time budget {cfg.time_budget_minutes:g} min at {step * 1000:.0f} ms/step: "
-                           f"{fit} epochs instead of {cfg.epochs}")
-            cfg.notes = (cfg.notes + f" epochs set to {fit} (from {cfg.epochs}) by time_budget_minutes="
-                         f"{cfg.time_budget_minutes:g} at {step * 1000:.1f} ms/step").strip()
-            cfg.epochs = fit
-            self.total_iters = fit * self.steps_per_epoch
-            self.scheduler = self._lr_scheduler()
+        if fit >= cfg.epochs:
+            self.log.print(f"time budget {cfg.time_budget_minutes:g} min: {epoch_cost:.2f} s/epoch, the "
+                           f"{cfg.epochs} epochs fit")
+            return
+        self.log.print(f"time budget {cfg.time_budget_minutes:g} min at {epoch_cost:.2f} s/epoch: "
+                       f"{fit} epochs instead of {cfg.epochs}")
+        cfg.notes = (cfg.notes + f" epochs set to {fit} (from {cfg.epochs}) by time_budget_minutes="
+                     f"{cfg.time_budget_minutes:g} at {epoch_cost:.2f} s/epoch").strip()
+        cfg.epochs = fit
+        self.total_iters = fit * self.steps_per_epoch
+        iteration = self.scheduler.last_epoch
+        self.scheduler = self._lr_scheduler()
+        for _ in range(iteration):  # LambdaLR has no setter for its position; stepping is exact
+            self.scheduler.step()
 
     # --- one step -------------------------------------------------------------------------------
     def _batch(self, idx: torch.Tensor, gen: torch.Generator):
-        idx = idx.to(self.images.device)
         images, masks = augment_batch(self.images[idx], self.masks[idx], self.aug, gen)
         images = normalize(images.to(self.device, non_blocking=True), self.info.mean, self.info.std)
         if self.channels_last:
@@ -481,7 +486,7 @@ class Trainer:
             "epoch": point.epoch, "step": point.step, "total_iters": self.total_iters,
             "generator": point.generator,
             "best_miou": self.best_miou, "metrics": metrics, "history": self.history,
-            "wall_seconds": round(self.wall_seconds, 1),
+            "wall_seconds": round(self.wall_seconds, 1), "budget_planned": self.budget_planned,
             "run_config": self.cfg.to_dict(), "eval_size": None if self.cfg.eval_size is None else list(self.cfg.eval_size),
             "git_commit": self.git_commit, "torch_version": str(torch.__version__),
         })
@@ -490,6 +495,8 @@ class Trainer:
     def save(self, name: str, point: ResumePoint, metrics: Optional[dict] = None):
         if self.dist.is_main:
             atomic_save(self._state(point, metrics or {}), self.out / f"{name}.pt")
+        if name == "last":
+            self.last_save = time.monotonic()
 
     def _resume(self, path: Path):
         ckpt = load_checkpoint(path, map_location="cpu")
@@ -513,6 +520,7 @@ class Trainer:
         self.resume_point = ResumePoint(ckpt["epoch"], ckpt["step"], ckpt["generator"])
         self.best_miou = ckpt.get("best_miou", -1.0)
         self.wall_seconds = float(ckpt.get("wall_seconds", 0.0))
+        self.budget_planned = bool(ckpt.get("budget_planned", False))
         self.history = list(ckpt.get("history", []))
         self.log.restart_csv(self.history)
         self.log.print(f"resumed {path}: epoch {ckpt['epoch']}, step {ckpt['step']}, "
@@ -527,6 +535,7 @@ class Trainer:
     def validate(self) -> dict:
         if self.val_images is None:
             return {}
+        started = time.monotonic()
         shard = range(self.dist.rank, len(self.val_images), self.dist.world_size)
         matrix = evaluate(self.model, self.val_images, self.val_masks, self.info.num_classes, self.info.mean,
                           self.info.std, self.device, self.cfg.eval_batch_size, eval_size=self.cfg.eval_size,
@@ -537,6 +546,8 @@ class Trainer:
         # Per class (NaN: class in neither ground truth nor prediction) for the run's summary.
         self.last_val_iou = {name: round(float(iou) * 100, 2) if iou == iou else None
                              for name, iou in zip(self.info.class_names, result["iou"])}
+        self.validation_seconds += time.monotonic() - started
+        self.validations += 1
         return {"val_miou": float(result["miou"]) * 100, "val_pixel_acc": float(result["pixel_accuracy"]) * 100}
 
     def _check_finite(self, value: float, epoch: int, step: int):
@@ -564,14 +575,15 @@ class Trainer:
         """Steps of one epoch from the resume point; returns the epoch's training figures."""
         cfg = self.cfg
         self.sampler.set_epoch(epoch)
-        order = torch.tensor(list(self.sampler))
+        # On the training data's device once per epoch: indexing it then needs no copy per step.
+        order = host_to_device(torch.tensor(list(self.sampler)), self.images.device)
         gen = self._epoch_generator(epoch)
         first = 0
         if epoch == self.resume_point.epoch and self.resume_point.generator is not None:
             gen.set_state(self.resume_point.generator)
             first = self.resume_point.step
         running = torch.zeros((), device=self.device)
-        t0, seen, last_save = time.perf_counter(), 0, time.monotonic()
+        t0, seen = time.perf_counter(), 0
         progress = progress_bar(self.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
                                 enabled=self.dist.is_main)
         progress.update(first)
@@ -588,17 +600,18 @@ class Trainer:
             progress.update(1)
             if self._stop_requested:
                 raise KeyboardInterrupt
-            if time.monotonic() - last_save > cfg.save_every_minutes * 60:
+            if time.monotonic() - self.last_save > cfg.save_every_minutes * 60:
                 self._check_finite(running.item(), epoch, step)  # never save weights that went NaN
                 self.save("last", self.resume_point)
-                last_save = time.monotonic()
         progress.close()
         seconds = time.perf_counter() - t0
         return {"train_loss": running.item() / max(1, self.steps_per_epoch - first), "seconds": seconds,
                 "img_per_s": seen / seconds}
 
-    def end_epoch(self, epoch: int, stats: dict) -> dict:
-        """Validate when due, save ``last`` (and ``best``), log; returns the epoch's metrics."""
+    def end_epoch(self, epoch: int, stats: dict, final: bool = False) -> dict:
+        """Validate when due, save ``last`` when due (every ``save_every_epochs`` epochs, at a
+        validation, at the ``final`` epoch of this call, or when ``save_every_minutes`` have passed)
+        and ``best``, log; returns the epoch's metrics."""
         cfg = self.cfg
         metrics = {"epoch": epoch + 1, "iteration": self.scheduler.last_epoch,
                    "lr": self.scheduler.get_last_lr()[0], "train_loss": stats["train_loss"],
@@ -611,7 +624,9 @@ class Trainer:
         if best:
             self.best_miou = metrics["val_miou"]
         self.resume_point = ResumePoint(epoch + 1, 0, None)  # the next epoch starts with a fresh generator
-        self.save("last", self.resume_point, metrics)
+        if (final or metrics["val_miou"] != "" or (epoch + 1) % cfg.save_every_epochs == 0
+                or time.monotonic() - self.last_save > cfg.save_every_minutes * 60):
+            self.save("last", self.resume_point, metrics)
         if best:
             self.save("best", self.resume_point, metrics)
         self.log.epoch(metrics)
@@ -639,11 +654,21 @@ class Trainer:
         metrics = dict(self.history[-1]) if self.history else {}
         with self._stop_on_sigterm():
             try:
-                for epoch in range(self.resume_point.epoch, end):
-                    started = time.monotonic()
+                self.last_save = time.monotonic()
+                epoch = self.resume_point.epoch
+                while epoch < end:
+                    started, validating = time.monotonic(), self.validation_seconds
                     stats = self.train_one_epoch(epoch)
-                    self.wall_seconds += time.monotonic() - started
-                    metrics = self.end_epoch(epoch, stats)
+                    metrics = self.end_epoch(epoch, stats, final=epoch + 1 == end)
+                    seconds = time.monotonic() - started
+                    self.wall_seconds += seconds
+                    epoch += 1
+                    if (cfg.time_budget_minutes and not self.budget_planned
+                            and epoch >= self.BUDGET_PROBE_EPOCHS and epoch < end):
+                        self._plan_time_budget(seconds - (self.validation_seconds - validating))
+                        end = min(end, cfg.epochs)
+                        if epoch >= end:   # the budget ends the run here: save what the loop skipped
+                            self.save("last", self.resume_point, metrics)
             except KeyboardInterrupt:
                 self.save("last", self.resume_point, metrics)
                 self.log.print(f"interrupted: state saved to {self.out / 'last.pt'}; continue with "
@@ -733,6 +758,8 @@ def add_arguments(parser):
     parser.add_argument("--overwrite", action="store_true", help="replace the run already in --output")
     parser.add_argument("--time-budget-minutes", dest="time_budget_minutes", type=float)
     parser.add_argument("--save-every-minutes", dest="save_every_minutes", type=float)
+    parser.add_argument("--save-every-epochs", dest="save_every_epochs", type=int,
+                        help="last.pt at the end of every N-th epoch (default 1; validated and final epochs always)")
     parser.add_argument("--log-every", dest="log_every", type=int)
     parser.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--notes")
