@@ -4,6 +4,7 @@
 # written as raw JSON and Markdown under $OUT_DIR.
 #
 #   OUT_DIR=docs/runs/cpu_2026-11-29 bash scripts/cpu_speed_study.sh
+#   PARTS="5 6" OUT_DIR=... bash scripts/cpu_speed_study.sh     # only some of the numbered parts
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${OUT_DIR:-docs/runs/cpu_$(date +%Y-%m-%d)}
@@ -16,22 +17,55 @@ if [ "${FORCE:-0}" != 1 ] && awk "BEGIN{exit !($load > 1.0)}"; then
   echo "cpu_speed_study: load average $load; stop other work first (FORCE=1 to run anyway)" >&2; exit 2
 fi
 run() { echo "== $*" >&2; "$FPLNET" benchmark "$@"; }
+PARTS=${PARTS:-1 2 3 4 5 6}
+want() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # 1. Plain eager, default allocator: the reference every speed-up is measured against.
+if want 1; then
 run --models $MODELS --size 512x1024 --batch-size 1 --device cpu --warmup 5 --iters 20 \
   --json "$OUT_DIR/models_eager_512x1024.json" --markdown "$OUT_DIR/models_eager_512x1024.md"
+fi
 # 2. What one deploys, side by side in one process (all with the allocator switch).
+if want 2; then
 run --models $MODELS --size 512x1024 --batch-size 1 --device cpu --warmup 5 --iters 20 \
   --variants keep_memory,fast,keep_memory+onnxruntime,keep_memory+openvino,keep_memory+openvino+int8 \
   --calib-data "$DATA/train" --calib-size 60 \
   --json "$OUT_DIR/models_deploy_512x1024.json" --markdown "$OUT_DIR/models_deploy_512x1024.md"
+fi
 # 3. The shipped CamVid FPLNet at CamVid's size, with argmax agreement against eager fp32.
+if want 3; then
 run --checkpoint camvid --size 360x480 --batch-size 1 --device cpu --warmup 5 --iters 20 \
   --variants keep_memory,fast,keep_memory+openvino,keep_memory+openvino+int8 \
   --calib-data "$DATA" --calib-size 300 --agreement-images "$DATA/val" --agreement-count 6 \
   --json "$OUT_DIR/fplnet_camvid_deploy_360x480.json" --markdown "$OUT_DIR/fplnet_camvid_deploy_360x480.md"
+fi
 # 4. The CPU training step: what the trainer can switch on (compile, bf16) on top of its default.
+if want 4; then
 run --models fplnet_encoder,fplnet --mode train --size 360x480 --batch-size 8 --device cpu --warmup 2 --iters 6 \
   --variants keep_memory+channels_last,keep_memory+channels_last+compile,keep_memory+channels_last+bf16 \
   --num-classes 11 \
   --json "$OUT_DIR/train_step_360x480.json" --markdown "$OUT_DIR/train_step_360x480.md"
+fi
+# 5. Which variant of the shipped FPLNet is the CPU default (`fast`), with argmax agreement: every
+#    candidate, once with the default allocator and once with freed memory kept (a process-wide
+#    switch, hence two runs).
+if want 5; then
+run --checkpoint camvid --size 512x1024 --batch-size 1 --device cpu --warmup 3 --iters 20 \
+  --variants eager,channels_last,fold_bn+shuffle_deconv,bf16,channels_last+bf16,torchscript,onnxruntime,channels_last+compile,fold_bn+channels_last+compile+freeze,fold_bn+channels_last+bf16+compile+freeze \
+  --agreement-images "$DATA/val" --agreement-count 6 \
+  --json "$OUT_DIR/fplnet_variants_default_allocator.json" --markdown "$OUT_DIR/fplnet_variants_default_allocator.md"
+run --checkpoint camvid --size 512x1024 --batch-size 1 --device cpu --warmup 3 --iters 20 \
+  --variants keep_memory,keep_memory+channels_last,keep_memory+channels_last+bf16,keep_memory+fold_bn+channels_last+compile+freeze,keep_memory+fold_bn+channels_last+bf16+compile+freeze \
+  --agreement-images "$DATA/val" --agreement-count 6 \
+  --json "$OUT_DIR/fplnet_variants_keep_memory.json" --markdown "$OUT_DIR/fplnet_variants_keep_memory.md"
+fi
+# 6. The CPU training step against plain fp32 NCHW: layout and precision, with and without the
+#    allocator switch.
+if want 6; then
+run --models fplnet --mode train --size 360x480 --batch-size 8 --device cpu --warmup 2 --iters 6 --num-classes 11 \
+  --variants eager,channels_last,bf16,channels_last+bf16 \
+  --json "$OUT_DIR/train_step_default_allocator.json" --markdown "$OUT_DIR/train_step_default_allocator.md"
+run --models fplnet --mode train --size 360x480 --batch-size 8 --device cpu --warmup 2 --iters 6 --num-classes 11 \
+  --variants keep_memory,keep_memory+channels_last,keep_memory+bf16,keep_memory+channels_last+bf16 \
+  --json "$OUT_DIR/train_step_keep_memory.json" --markdown "$OUT_DIR/train_step_keep_memory.md"
+fi

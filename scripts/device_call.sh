@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# The two device calls of a GPU session (see scripts/gpu_campaign.py and docs/gpu.md).
+# The device calls of a GPU session (see scripts/gpu_campaign.py and docs/gpu.md).
 #
 #   prepare:  carry .devdata/part0 and .whl. Installs the wheels the device lacks (kornia), unpacks
-#             the first half of CamVid into /tmp/camvid, runs the whole campaign for a minute on a
-#             tiny copy (every code path: compiled chains, eager phase B, packing) and times the
-#             training step and inference with `fplnet benchmark`. Ends with SMOKE OK or SMOKE FAILED.
-#   campaign: carry .devdata/part1, right after prepare (the machine keeps /tmp while warm). Unpacks
-#             the second half, checks all 468 frames are there, runs the campaign for SECONDS.
+#             the first half of CamVid into /tmp/camvid, and profiles the training step
+#             (scripts/gpu_train_profile.py) beside `fplnet benchmark --mode train` and the
+#             inference benchmark of the five models. With `prepare smoke` it first runs the whole
+#             campaign for three minutes on a tiny copy (every code path: compiled chains, eager
+#             phase B, packing) and ends with SMOKE OK or SMOKE FAILED.
+#   campaign: carry .devdata/part1, right after prepare (the machine keeps /tmp while warm, 30 s).
+#             Unpacks the second half, checks all 468 frames are there, runs the campaign for SECONDS.
 set -u
 mode=$1
 seconds=${2:-500}
+smoke=${2:-}
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1 FPLNET_CACHE=/tmp/fplnet_cache
 
@@ -19,39 +22,42 @@ if [ "$mode" = prepare ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     python3 -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name())"
     python3 scripts/device_data.py unpack .devdata/part0 /tmp/camvid || { echo "SMOKE FAILED: unpack"; exit 1; }
-    # A tiny CamVid with all three sequences: 6 frames of each for train, 3 as val.
-    rm -rf /tmp/smoke && mkdir -p /tmp/smoke/{train,trainannot,val,valannot}
-    for seq in 0001TP 0006R0 0016E5; do
-        for f in $(ls /tmp/camvid/train | grep "^$seq" | head -6); do
-            cp /tmp/camvid/train/$f /tmp/smoke/train/; cp /tmp/camvid/trainannot/$f /tmp/smoke/trainannot/
-        done
-    done
-    for f in $(ls /tmp/camvid/train | grep "^0016E5" | tail -3); do
-        cp /tmp/camvid/train/$f /tmp/smoke/val/; cp /tmp/camvid/trainannot/$f /tmp/smoke/valannot/
-    done
-    timeout 140 python3 scripts/gpu_campaign.py --data-root /tmp/smoke --work /tmp/smoke_work --out /tmp/smoke_out \
-        --seconds 130 --phases a --recipes adam_appearance
-    timeout 50 python3 scripts/gpu_campaign.py --data-root /tmp/smoke --work /tmp/smoke_work --out /tmp/smoke_out \
-        --seconds 35 --phases b --min-phase-b 10 --epochs-b 2 --sweep-parallel 3 --ablate-parallel 3
-    pkill -KILL -f "fplnet.cli" ; sleep 1   # runs start their own sessions: none may outlive the smoke
     ok=1
-    for f in /tmp/smoke_out/chain_heldout_adam_appearance.tar.gz /tmp/smoke_out/chain_trainval_adam_appearance.tar.gz; do
-        [ -s "$f" ] || ok=0
-    done
-    grep -h "img/s" /tmp/smoke_work/logs/*_full.log | tail -2
-    grep -l "Traceback" /tmp/smoke_work/logs/*.log /tmp/smoke_work/sweeps/recipe_camvid/*.log \
-        /tmp/smoke_work/ablations/*/*.log 2>/dev/null && ok=0
-    ls /tmp/smoke_work/sweeps/recipe_camvid/*/summary.json /tmp/smoke_work/ablations/*/*/summary.json 2>/dev/null | wc -l
-    mkdir -p "$OUT/smoke" && cp -r /tmp/smoke_work/logs "$OUT/smoke/" 2>/dev/null
-    tar czf "$OUT/smoke_logs.tar.gz" -C /tmp/smoke_work logs sweeps ablations --exclude='*.pt' 2>/dev/null
-    rm -rf "$OUT/smoke"
+    if [ "$smoke" = smoke ]; then
+        # A tiny CamVid with all three sequences: 6 frames of each for train, 3 as val.
+        rm -rf /tmp/smoke && mkdir -p /tmp/smoke/{train,trainannot,val,valannot}
+        for seq in 0001TP 0006R0 0016E5; do
+            for f in $(ls /tmp/camvid/train | grep "^$seq" | head -6); do
+                cp /tmp/camvid/train/$f /tmp/smoke/train/; cp /tmp/camvid/trainannot/$f /tmp/smoke/trainannot/
+            done
+        done
+        for f in $(ls /tmp/camvid/train | grep "^0016E5" | tail -3); do
+            cp /tmp/camvid/train/$f /tmp/smoke/val/; cp /tmp/camvid/trainannot/$f /tmp/smoke/valannot/
+        done
+        timeout 140 python3 scripts/gpu_campaign.py --data-root /tmp/smoke --work /tmp/smoke_work --out /tmp/smoke_out \
+            --seconds 130 --phases a --recipes adam_appearance
+        timeout 50 python3 scripts/gpu_campaign.py --data-root /tmp/smoke --work /tmp/smoke_work --out /tmp/smoke_out \
+            --seconds 35 --phases b --min-phase-b 10 --epochs-b 2 --sweep-parallel 3 --ablate-parallel 3
+        pkill -KILL -f "fplnet.cli" ; sleep 1   # runs start their own sessions: none may outlive the smoke
+        for f in /tmp/smoke_out/chain_heldout_adam_appearance.tar.gz /tmp/smoke_out/chain_trainval_adam_appearance.tar.gz; do
+            [ -s "$f" ] || ok=0
+        done
+        grep -h "img/s" /tmp/smoke_work/logs/*_full.log | tail -2
+        grep -l "Traceback" /tmp/smoke_work/logs/*.log /tmp/smoke_work/sweeps/recipe_camvid/*.log \
+            /tmp/smoke_work/ablations/*/*.log 2>/dev/null && ok=0
+        ls /tmp/smoke_work/sweeps/recipe_camvid/*/summary.json /tmp/smoke_work/ablations/*/*/summary.json 2>/dev/null | wc -l
+        mkdir -p "$OUT/smoke" && cp -r /tmp/smoke_work/logs "$OUT/smoke/" 2>/dev/null
+        tar czf "$OUT/smoke_logs.tar.gz" -C /tmp/smoke_work logs sweeps ablations --exclude='*.pt' 2>/dev/null
+        rm -rf "$OUT/smoke"
+    fi
+    timeout 90 python3 scripts/gpu_train_profile.py --model fplnet_encoder --out "$OUT/profile_fplnet_encoder.txt"
     # Speed: the training step (the trainer's goal) and inference of the five models.
     timeout 30 python3 -m fplnet.cli benchmark --mode train --device cuda --models fplnet_encoder,fplnet \
         --size 360x480 --batch-size 8 --variants channels_last+bf16 --iters 30 --json "$OUT/train_step_b8.json"
     timeout 40 python3 -m fplnet.cli benchmark --device cuda --models fplnet,espnet,enet,erfnet,cgnet \
         --size 512x1024 --batch-size 1 --variants eager,fast,fold_bn+channels_last+cuda_graphs+bf16 --iters 50 \
         --json "$OUT/inference_b1.json"
-    if [ $ok = 1 ]; then echo "SMOKE OK"; else echo "SMOKE FAILED"; fi
+    if [ "$smoke" = smoke ]; then if [ $ok = 1 ]; then echo "SMOKE OK"; else echo "SMOKE FAILED"; fi; fi
     exit 0
 fi
 
@@ -64,5 +70,5 @@ if [ "$mode" = campaign ]; then
     nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader
     exit 0
 fi
-echo "usage: $0 prepare | campaign SECONDS" >&2
+echo "usage: $0 prepare [smoke] | campaign SECONDS" >&2
 exit 2
