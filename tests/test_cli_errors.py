@@ -38,6 +38,8 @@ BAD = [
     (f"{EVALUATE} --device cuda:99", "--device"),
     (f"{EVALUATE} --split no_such_split", "--split"),
     (f"{EVALUATE} --json {{tmp}}", "--json"),
+    (f"{EVALUATE} --tta 0,1", "--tta"),
+    (f"{EVALUATE} --tta 1,big", "--tta"),
     ("evaluate --checkpoint camvid --dataset no_such_set --data-root {camvid}", "--dataset"),
     ("evaluate --checkpoint camvid --dataset camvid --data-root {tmp}/missing", "--data-root"),
     (f"evaluate --checkpoint {{garbage}} {CAMVID_ARGS}", "--checkpoint"),

@@ -46,6 +46,7 @@ from .fast import InferenceRunner, Variant, fast_variant
 from .models import load_model
 from .runtime import resolve_device
 from .spec import InferenceSpec
+from .tta import DEFAULT_SCALES, TestTimeAugmentation
 
 ImageLike = Union[str, Path, "PIL.Image.Image", np.ndarray]
 
@@ -72,11 +73,14 @@ def load_rgb(image: ImageLike) -> np.ndarray:
 class Segmenter:
     def __init__(self, checkpoint: Union[str, Path], device: str = "cpu", fast: bool = True,
                  variant: Optional[str] = None, calib_data: Optional[Union[str, Path]] = None,
-                 calib_size: int = DEFAULT_CALIBRATION_FRAMES):
+                 calib_size: int = DEFAULT_CALIBRATION_FRAMES, tta: Union[None, bool, Sequence[float]] = None,
+                 tta_flip: bool = True):
         """``checkpoint``: a checkpoint file or a shipped weights name (``"camvid"``).
         ``variant`` overrides ``fast`` with an explicit ``fplnet.fast.Variant`` spec (or Variant);
         only a variant with ``keep_memory`` changes the process's allocator (module docstring).
-        ``calib_data`` and ``calib_size``: the calibration frames of an INT8 variant."""
+        ``calib_data`` and ``calib_size``: the calibration frames of an INT8 variant.
+        ``tta``: test-time augmentation (``fplnet.tta``): True for the default scales, or the
+        scales to run; each is also run mirrored unless ``tta_flip`` is False."""
         self.device = resolve_device(device)
         model, ckpt = load_model(checkpoint, device="cpu")
         self.model_name = ckpt["model_name"]
@@ -92,11 +96,13 @@ class Segmenter:
             self.variant = fast_variant(self.device) if fast else Variant.parse("eager")
         calibration = calibration_set(ckpt, calib_data, calib_size) if self.variant.needs_calibration else None
         self.runner = InferenceRunner(model, self.variant, self.device, calibration=calibration)
+        scales = DEFAULT_SCALES if tta is True else tta
+        self.tta = TestTimeAugmentation(self.runner, scales, tta_flip) if scales else None
 
     def __repr__(self) -> str:
         size = "input size" if self.spec.eval_size is None else "x".join(map(str, self.spec.eval_size))
         return (f"Segmenter({self.model_name}, {self.num_classes} classes of {self.info.name}, runs at {size}, "
-                f"device={self.device}, variant={self.variant})")
+                f"device={self.device}, variant={self.variant}" + (f", tta={self.tta}" if self.tta else "") + ")")
 
     # -- pre- and post-processing ---------------------------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -130,7 +136,7 @@ class Segmenter:
         """Same-size uint8 RGB arrays -> logits (N, C, H, W) at the images' size, on the device:
         the network runs at the spec's ``eval_size`` and its logits are resized back."""
         x = self.preprocess(images)
-        return self.spec.to_input_size(self.runner(self.spec.to_network(x)), x.shape[-2:])
+        return self.spec.to_input_size((self.tta or self.runner)(self.spec.to_network(x)), x.shape[-2:])
 
     def predict_arrays(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Same-size H x W x 3 uint8 RGB arrays, one forward pass -> H x W train id maps."""

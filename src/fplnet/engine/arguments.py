@@ -235,6 +235,28 @@ def measured_point(text: str):
         raise Invalid(str(err)) from None
 
 
+def tta_scales(text: str) -> tuple[float, ...]:
+    """``--tta`` scales such as ``0.75,1,1.25`` -> (0.75, 1.0, 1.25)."""
+    from ..tta import parse_scales
+    try:
+        return parse_scales(text)
+    except ValueError as err:
+        raise Invalid(str(err)) from None
+
+
+def add_tta_arguments(parser):
+    """``--tta [SCALES]`` / ``--no-tta-flip``, the same for evaluate and predict."""
+    from ..tta import DEFAULT_SCALES
+    default = ",".join(f"{s:g}" for s in DEFAULT_SCALES)
+    parser.add_argument("--tta", type=tta_scales, nargs="?", const=tta_scales(default), default=None,
+                        metavar="SCALES",
+                        help=f"test-time augmentation: run the network at these scales of each input (default "
+                             f"{default}) and on their mirror images, and average the probabilities "
+                             "(about 6x the cost of one pass with the defaults)")
+    parser.add_argument("--no-tta-flip", dest="tta_flip", action="store_false",
+                        help="with --tta: no mirrored passes")
+
+
 def add_calibration_arguments(parser, used_by: str = "INT8 variants",
                               default_source: str = "the training split the checkpoint records, if reachable"):
     """``--calib-data`` / ``--calib-size``, the same for every command that can quantize to INT8."""

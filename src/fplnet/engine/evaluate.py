@@ -30,7 +30,7 @@ from ..io import atomic_write_json
 from ..metrics import ConfusionMatrix
 from ..runtime import autocast, resolve_device
 from ..calibration import DEFAULT_CALIBRATION_FRAMES
-from .arguments import (add_calibration_arguments, checkpoint_name_or_file, device_name, existing_dir, image_size, png_plot_file, positive_int,
+from .arguments import (add_calibration_arguments, add_tta_arguments, checkpoint_name_or_file, device_name, existing_dir, image_size, png_plot_file, positive_int,
                         variant_spec, writable_file)
 
 
@@ -91,6 +91,7 @@ def add_arguments(parser):
                         help="evaluate the model run this way (default eager), e.g. onnxruntime, openvino, "
                              "openvino+int8; the switches are listed by `fplnet benchmark --help`")
     add_calibration_arguments(parser, "INT8 variants", "the checkpoint's training split under --data-root")
+    add_tta_arguments(parser)
     parser.add_argument("--json", type=writable_file, metavar="OUT",
                         help="write per-class IoU, mIoU, accuracy and the confusion matrix (pixel counts) as JSON")
     parser.add_argument("--plot", type=png_plot_file, metavar="FILE.png",
@@ -105,14 +106,17 @@ class CheckpointEvaluation:
     variant: str                      # how the model ran (fplnet.fast.Variant name)
     backend: dict                     # InferenceRunner.backend_info(): precision that ran, calibration
     eval_size: Optional[tuple]        # the network's input size (None: each image's own)
+    tta: Optional[object] = None      # the TestTimeAugmentation that ran, if any
 
 
 def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, device, batch_size: int = 4,
                         eval_size=None, variant=None, calib_data=None,
-                        calib_size: int = DEFAULT_CALIBRATION_FRAMES):
+                        calib_size: int = DEFAULT_CALIBRATION_FRAMES, tta_scales=None, tta_flip: bool = True):
     """Evaluate a checkpoint (file or shipped name) on a split the way `fplnet evaluate` does:
     mean, std and eval size from the checkpoint's inference spec (``eval_size`` overrides the
-    size), run as ``variant`` (default plain eager)."""
+    size), run as ``variant`` (default plain eager), with test-time augmentation at
+    ``tta_scales`` (``fplnet.tta``; None: none)."""
+    from ..tta import TestTimeAugmentation
     from ..calibration import calibration_set
     from ..fast import InferenceRunner, Variant
     from ..models import load_model
@@ -133,18 +137,20 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
         runner = InferenceRunner(model, variant, device, calibration=calibration)
     images, masks = dataset.load_all_uint8()
     eval_size = tuple(eval_size) if eval_size else spec.eval_size
-    matrix = evaluate(runner or model, images, masks, info.num_classes, spec.mean, spec.std, device, batch_size,
+    network = runner or model
+    tta = TestTimeAugmentation(network, tta_scales, tta_flip) if tta_scales else None
+    matrix = evaluate(tta or network, images, masks, info.num_classes, spec.mean, spec.std, device, batch_size,
                       eval_size=eval_size, ignore_index=info.ignore_index)
     if runner is not None:
         backend = runner.backend_info()   # after the pass: it reports what the compiled model executed
-    return CheckpointEvaluation(matrix, dataset, variant.name, backend, eval_size)
+    return CheckpointEvaluation(matrix, dataset, variant.name, backend, eval_size, tta)
 
 
 def run(args):
     try:
         evaluation = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.split,
                                          resolve_device(args.device), args.batch_size, args.eval_size,
-                                         args.variant, args.calib_data, args.calib_size)
+                                         args.variant, args.calib_data, args.calib_size, args.tta, args.tta_flip)
     except DatasetError as err:   # a wrong split or layout, or a broken file: say which flags point there
         raise DatasetError(f"--dataset {args.dataset} --data-root {args.data_root} --split {args.split}: {err}") from None
     matrix, dataset, backend = evaluation.matrix, evaluation.dataset, evaluation.backend
@@ -152,7 +158,7 @@ def run(args):
     result = matrix.compute()
     size = "x".join(map(str, evaluation.eval_size)) if evaluation.eval_size else "each image's own size"
     print(f"{args.checkpoint} on {args.dataset} {args.split} ({len(dataset)} images), network at {size}, "
-          f"variant {evaluation.variant}"
+          f"variant {evaluation.variant}" + (f", {evaluation.tta}" if evaluation.tta else "")
           + (f", executed in {backend['inference_precision_hint']}" if "inference_precision_hint" in backend else ""))
     table = matrix.format_table(info.class_names).splitlines()
     print("\n".join(table[:-1]))
@@ -161,6 +167,8 @@ def run(args):
     if args.json:
         payload = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "split": args.split,
                    "images": len(dataset), "variant": evaluation.variant, "backend": backend,
+                   "tta": None if evaluation.tta is None else {"scales": list(evaluation.tta.scales),
+                                                               "flip": evaluation.tta.flip},
                    "eval_size": list(evaluation.eval_size) if evaluation.eval_size else None,
                    "miou": float(result["miou"]) * 100,
                    "pixel_accuracy": float(result["pixel_accuracy"]) * 100,

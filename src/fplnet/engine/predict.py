@@ -48,8 +48,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..data.base import is_image_file
-from .arguments import (add_calibration_arguments, checkpoint_name_or_file, device_name, existing_path, float_between_0_and_1,
-                        positive_int, variant_spec, writable_dir)
+from .arguments import (add_calibration_arguments, add_tta_arguments, checkpoint_name_or_file, device_name, existing_path,
+                        float_between_0_and_1, positive_int, variant_spec, writable_dir)
 from .latency import summarize_ms
 from .legend import Legend
 from .progress import progress_bar
@@ -81,6 +81,7 @@ def add_arguments(parser):
                      help="run the model another way, e.g. keep_memory+channels_last (no compilation wait); "
                           "the switches are listed by `fplnet benchmark --help`")
     add_calibration_arguments(parser, "INT8 variants", "the training split the checkpoint records, if reachable")
+    add_tta_arguments(parser)
     parser.add_argument("--no-legend", action="store_true",
                         help="videos: no legend of class names and colours in the top-left corner")
     parser.add_argument("--quiet", action="store_true", help="no line per file, only the summary")
@@ -280,7 +281,8 @@ def run(args) -> int:
     # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
     variant = args.variant or (None if args.no_fast else fast_variant(resolve_device(args.device), keep_memory=True))
     segmenter = Segmenter(args.checkpoint, device=args.device, fast=not args.no_fast, variant=variant,
-                          calib_data=args.calib_data, calib_size=args.calib_size)
+                          calib_data=args.calib_data, calib_size=args.calib_size, tta=args.tta,
+                          tta_flip=args.tta_flip)
     if args.format == "labelid" and segmenter.info.train_to_label_id is None:
         raise ValueError(f"--format labelid needs a checkpoint trained on Cityscapes (its dataset maps train ids "
                          f"to label ids); {args.checkpoint} was trained on {segmenter.info.name!r}. "
