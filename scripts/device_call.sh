@@ -50,7 +50,7 @@ if [ "$mode" = prepare ]; then
         tar czf "$OUT/smoke_logs.tar.gz" -C /tmp/smoke_work logs sweeps ablations --exclude='*.pt' 2>/dev/null
         rm -rf "$OUT/smoke"
     fi
-    timeout 90 python3 scripts/gpu_train_profile.py --model fplnet_encoder --out "$OUT/profile_fplnet_encoder.txt"
+    timeout 300 python3 scripts/gpu_train_profile.py --model fplnet_encoder --out "$OUT/profile_fplnet_encoder.txt"
     # Speed: the training step (the trainer's goal) and inference of the five models.
     timeout 30 python3 -m fplnet.cli benchmark --mode train --device cuda --models fplnet_encoder,fplnet \
         --size 360x480 --batch-size 8 --variants channels_last+bf16 --iters 30 --json "$OUT/train_step_b8.json"
