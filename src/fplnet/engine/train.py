@@ -600,13 +600,17 @@ class Trainer:
             progress.update(1)
             if self._stop_requested:
                 raise KeyboardInterrupt
-            if time.monotonic() - self.last_save > cfg.save_every_minutes * 60:
+            if self._save_overdue():
                 self._check_finite(running.item(), epoch, step)  # never save weights that went NaN
                 self.save("last", self.resume_point)
         progress.close()
         seconds = time.perf_counter() - t0
         return {"train_loss": running.item() / max(1, self.steps_per_epoch - first), "seconds": seconds,
                 "img_per_s": seen / seconds}
+
+    def _save_overdue(self) -> bool:
+        """``save_every_minutes`` have passed since ``last.pt`` was written."""
+        return time.monotonic() - self.last_save > self.cfg.save_every_minutes * 60
 
     def end_epoch(self, epoch: int, stats: dict, final: bool = False) -> dict:
         """Validate when due, save ``last`` when due (every ``save_every_epochs`` epochs, at a
@@ -625,7 +629,7 @@ class Trainer:
             self.best_miou = metrics["val_miou"]
         self.resume_point = ResumePoint(epoch + 1, 0, None)  # the next epoch starts with a fresh generator
         if (final or metrics["val_miou"] != "" or (epoch + 1) % cfg.save_every_epochs == 0
-                or time.monotonic() - self.last_save > cfg.save_every_minutes * 60):
+                or self._save_overdue()):
             self.save("last", self.resume_point, metrics)
         if best:
             self.save("best", self.resume_point, metrics)
