@@ -18,10 +18,10 @@ export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1 FPLNET_CACHE=/tmp/fplnet
 
 if [ "$mode" = prepare ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || { echo "SMOKE FAILED: wheels"; exit 1; }
+        || { echo "PREPARE FAILED: wheels"; exit 1; }
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     python3 -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name())"
-    python3 scripts/device_data.py unpack .devdata/part0 /tmp/camvid || { echo "SMOKE FAILED: unpack"; exit 1; }
+    python3 scripts/device_data.py unpack .devdata/part0 /tmp/camvid || { echo "PREPARE FAILED: unpack"; exit 1; }
     ok=1
     if [ "$smoke" = smoke ]; then
         # A tiny CamVid with all three sequences: 6 frames of each for train, 3 as val.
