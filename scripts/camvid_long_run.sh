@@ -8,7 +8,8 @@
 # stage 1's last epoch). Call it again at any time: a finished stage (summary.json) is skipped,
 # an interrupted one (last.pt) is resumed with its own settings, a missing one is started.
 # SIGTERM or Ctrl-C to this script is passed to the training process, which finishes its step,
-# saves last.pt and exits; stage 2 never starts before stage 1 is complete.
+# saves last.pt and exits; stage 2 never starts before stage 1 is complete. The trainer's output
+# goes to <stage folder>.log, where scripts/sync_runs.py looks for it.
 #
 # Env: DATA (default ../shared/data/camvid), RUNS (default runs/long), EPOCHS1 / EPOCHS2 (default:
 # the configs', half the paper's schedule; a GPU session passes 500 / 1000), EXTRA (more flags
@@ -40,8 +41,9 @@ stage() {  # $1 = stage folder, $2 = config, $3 = epochs override (may be empty)
     command=(-m fplnet.cli train --config "$config" --data-root "$DATA" "${splits[@]}" --output "$out"
              --overwrite ${epochs:+--epochs "$epochs"} "$@" ${EXTRA:-})
   fi
-  echo "[long run] $(date -u +%FT%TZ) $PYTHON ${command[*]}"
-  "$PYTHON" "${command[@]}" &
+  mkdir -p "$folder"
+  echo "[long run] $(date -u +%FT%TZ) $PYTHON ${command[*]} >> $out.log"
+  "$PYTHON" "${command[@]}" >> "$out.log" 2>&1 &
   child=$!
   wait "$child"; local code=$?
   # A signal interrupts `wait`, not the child: wait again until it has saved and exited.

@@ -105,15 +105,17 @@ def quantization_facts(ignored_scope: Optional[dict]) -> dict:
             "nncf": require("nncf").__version__, "kept_in_float": ignored_scope or {}}
 
 
-def compile_for_shape(ov_model, shape: Sequence[int], threads: int, precision: str = "f32"):
-    """``ov_model`` compiled for the CPU at one static input shape, precision set explicitly."""
+def compile_for_shape(ov_model, shape: Sequence[int], threads: int, precision: str = "f32",
+                      config: Optional[dict] = None):
+    """``ov_model`` compiled for the CPU at one static input shape, precision set explicitly;
+    ``config`` adds CPU plugin properties (``scripts/openvino_profile.py`` adds ``PERF_COUNT``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"OpenVINO inference precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     model = ov_model.clone()
     model.reshape([int(v) for v in shape])
-    config = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": int(threads),
-              "PERFORMANCE_HINT": "LATENCY"}
-    return core().compile_model(model, "CPU", config)
+    properties = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": int(threads),
+                  "PERFORMANCE_HINT": "LATENCY", **(config or {})}
+    return core().compile_model(model, "CPU", properties)
 
 
 def executed_precision(compiled) -> dict:

@@ -1,0 +1,93 @@
+"""Where OpenVINO's CPU plugin spends the time of one FPLNet forward: per-layer execution times
+(``PERF_COUNT``), summed by layer type and listed for the slowest layers, fp32 and INT8.
+
+    python scripts/openvino_profile.py --checkpoint camvid --size 512x1024 --int8 --calib-data ../shared/data/camvid
+
+A diagnosis tool for issue 9 (why the INT8 model is far from 40 ms at 512x1024), not a benchmark:
+profiling adds its own overhead, so the totals it prints are not latencies; `fplnet benchmark`
+is. Run it on an idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import time
+
+import numpy as np
+import torch
+
+from fplnet.calibration import calibration_set
+from fplnet.fast import fold_batchnorm
+from fplnet.models._factory import create_model, load_model
+from fplnet.openvino_backend import compile_for_shape, keep_in_float, quantize, to_openvino
+
+
+def profile(compiled, x: np.ndarray, iters: int) -> tuple[list[float], dict]:
+    request = compiled.create_infer_request()
+    walls, per_layer = [], collections.defaultdict(float)
+    for i in range(iters + 2):
+        start = time.perf_counter()
+        request.infer({0: x})
+        wall = time.perf_counter() - start
+        if i < 2:          # warm-up
+            continue
+        walls.append(wall * 1e3)
+        for info in request.get_profiling_info():
+            per_layer[(info.node_name, info.node_type, info.exec_type)] += info.real_time.total_seconds() * 1e3 / iters
+    return walls, per_layer
+
+
+def report(title: str, walls: list[float], per_layer: dict, top: int) -> None:
+    total = sum(per_layer.values())
+    print(f"\n== {title}: wall median {np.median(walls):.1f} ms, sum of layer times {total:.1f} ms")
+    by_type = collections.defaultdict(lambda: [0.0, 0])
+    for (_, node_type, exec_type), ms in per_layer.items():
+        entry = by_type[(node_type, exec_type)]
+        entry[0] += ms
+        entry[1] += 1
+    print(f"{'layer type':<22} {'executed as':<34} {'count':>5} {'ms':>8} {'share':>6}")
+    for (node_type, exec_type), (ms, count) in sorted(by_type.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"{node_type:<22} {exec_type:<34} {count:>5} {ms:>8.2f} {ms / total:>6.1%}")
+    print(f"\nslowest {top} layers:")
+    for (name, node_type, exec_type), ms in sorted(per_layer.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"{ms:>7.2f} ms  {node_type:<14} {exec_type:<30} {name[-70:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", help="trained weights (default: a fresh --model)")
+    parser.add_argument("--model", default="fplnet")
+    parser.add_argument("--num-classes", type=int, default=19)
+    parser.add_argument("--size", default="512x1024", help="HxW")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--int8", action="store_true", help="also profile the NNCF INT8 model")
+    parser.add_argument("--calib-data", help="calibration frames for --int8 (default: the checkpoint's data)")
+    parser.add_argument("--calib-size", type=int, default=30)
+    args = parser.parse_args()
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    if args.checkpoint:
+        model, ckpt = load_model(args.checkpoint)
+    else:
+        model, ckpt = create_model(args.model, num_classes=args.num_classes).eval(), None
+    model = fold_batchnorm(model)
+    ov_model = to_openvino(model)
+    x = torch.randn(1, 3, height, width).numpy()
+    shape = (1, 3, height, width)
+    extra = {"PERF_COUNT": True}
+    walls, layers = profile(compile_for_shape(ov_model, shape, args.threads, config=extra), x, args.iters)
+    report(f"{args.checkpoint or args.model} {args.size} OpenVINO f32", walls, layers, args.top)
+    if args.int8:
+        if ckpt is None:
+            raise SystemExit("--int8 needs --checkpoint (calibration frames come from its data)")
+        frames = [f for f in calibration_set(ckpt, args.calib_data, args.calib_size).frames]
+        frames = [torch.nn.functional.interpolate(torch.from_numpy(f), size=(height, width), mode="bilinear",
+                                                  align_corners=False).numpy() for f in frames]
+        int8 = quantize(ov_model, frames, keep_in_float(model))
+        walls, layers = profile(compile_for_shape(int8, shape, args.threads, config=extra), x, args.iters)
+        report(f"{args.checkpoint} {args.size} OpenVINO INT8 (fusions in float)", walls, layers, args.top)
+
+
+if __name__ == "__main__":
+    main()
