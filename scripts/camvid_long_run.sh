@@ -12,8 +12,9 @@
 # goes to <stage folder>.log, where scripts/sync_runs.py looks for it.
 #
 # Env: DATA (default ../shared/data/camvid), RUNS (default runs/long), EPOCHS1 / EPOCHS2 (default:
-# the configs', half the paper's schedule; a GPU session passes 500 / 1000), EXTRA (more flags
-# for fresh starts, e.g. "--device cuda --amp bf16").
+# the configs', half the paper's schedule; a GPU session passes 500 / 1000 for a fresh run), EXTRA
+# (run-time flags for every start and resume, e.g. "--device cuda --amp bf16": a stage begun on
+# the CPU can be finished on a GPU; the trainer refuses recipe flags on a resume).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -36,7 +37,7 @@ stage() {  # $1 = stage folder, $2 = config, $3 = epochs override (may be empty)
   if [ -f "$out/summary.json" ]; then echo "[long run] $out complete; skipped"; return 0; fi
   local command
   if [ -f "$out/last.pt" ]; then
-    command=(-m fplnet.cli train --resume "$out" --data-root "$DATA")
+    command=(-m fplnet.cli train --resume "$out" --data-root "$DATA" ${EXTRA:-})
   else
     command=(-m fplnet.cli train --config "$config" --data-root "$DATA" "${splits[@]}" --output "$out"
              --overwrite ${epochs:+--epochs "$epochs"} "$@" ${EXTRA:-})

@@ -9,6 +9,9 @@
 #             phase B, packing) and ends with SMOKE OK or SMOKE FAILED.
 #   campaign: carry .devdata/part1, right after prepare (the machine keeps /tmp while warm, 30 s).
 #             Unpacks the second half, checks all 468 frames are there, runs the campaign for SECONDS.
+#   long:     carry .devdata/part1, right after prepare, instead of campaign. Continues the long CamVid
+#             run committed in docs/runs/long/SPLIT_adam (scripts/camvid_long_run.sh, default SPLIT
+#             trainval) on the GPU in bf16 for SECONDS, then stops it cleanly and returns its folders.
 set -u
 mode=$1
 seconds=${2:-500}
@@ -61,14 +64,29 @@ if [ "$mode" = prepare ]; then
     exit 0
 fi
 
-if [ "$mode" = campaign ]; then
-    python3 scripts/device_data.py unpack .devdata/part1 /tmp/camvid || { echo "CAMPAIGN FAILED: unpack"; exit 1; }
+if [ "$mode" = campaign ] || [ "$mode" = long ]; then
+    python3 scripts/device_data.py unpack .devdata/part1 /tmp/camvid || { echo "${mode^^} FAILED: unpack"; exit 1; }
     n_train=$(ls /tmp/camvid/train | wc -l); n_val=$(ls /tmp/camvid/val | wc -l)
     echo "frames: train $n_train val $n_val"
-    if [ "$n_train" != 367 ] || [ "$n_val" != 101 ]; then echo "CAMPAIGN FAILED: data incomplete"; exit 1; fi
+    if [ "$n_train" != 367 ] || [ "$n_val" != 101 ]; then echo "${mode^^} FAILED: data incomplete"; exit 1; fi
+fi
+
+if [ "$mode" = long ]; then
+    split=${3:-trainval}
+    saved=docs/runs/long/${split}_adam
+    python3 scripts/sync_runs.py restore "$saved" "runs/long/${split}_adam" || { echo "LONG FAILED: restore"; exit 1; }
+    # SIGTERM at the deadline: the trainer finishes its step, saves last.pt, and the script stops.
+    DATA=/tmp/camvid PYTHON=python3 SPLIT=$split EXTRA="--device cuda --amp bf16 --save-every-minutes 2" \
+        timeout -k 90 -s TERM "$seconds" bash scripts/camvid_long_run.sh
+    python3 scripts/sync_runs.py save --keep-finished "runs/long/${split}_adam" "$OUT/long/${split}_adam"
+    nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader
+    exit 0
+fi
+
+if [ "$mode" = campaign ]; then
     python3 scripts/gpu_campaign.py --data-root /tmp/camvid --work /tmp/gpu --out "$OUT" --seconds "$seconds"
     nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader
     exit 0
 fi
-echo "usage: $0 prepare [smoke] | campaign SECONDS" >&2
+echo "usage: $0 prepare [smoke] | campaign SECONDS | long SECONDS [trainval|heldout]" >&2
 exit 2

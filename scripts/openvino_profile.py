@@ -65,6 +65,10 @@ def main() -> None:
     parser.add_argument("--int8", action="store_true", help="also profile the NNCF INT8 model")
     parser.add_argument("--calib-data", help="calibration frames for --int8 (default: the checkpoint's data)")
     parser.add_argument("--calib-size", type=int, default=30)
+    parser.add_argument("--nhwc-input", action="store_true",
+                        help="declare the input tensor NHWC (OpenVINO pre-processing adds the transpose)")
+    parser.add_argument("--property", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra CPU plugin property, e.g. SNIPPETS_MODE=DISABLE (repeatable)")
     args = parser.parse_args()
     height, width = (int(v) for v in args.size.lower().split("x"))
     if args.checkpoint:
@@ -74,10 +78,18 @@ def main() -> None:
     model = fold_batchnorm(model)
     ov_model = to_openvino(model)
     x = torch.randn(1, 3, height, width).numpy()
-    shape = (1, 3, height, width)
-    extra = {"PERF_COUNT": True}
+    if args.nhwc_input:
+        import openvino as ov
+        ppp = ov.preprocess.PrePostProcessor(ov_model)
+        ppp.input().tensor().set_layout(ov.Layout("NHWC"))
+        ppp.input().model().set_layout(ov.Layout("NCHW"))
+        ov_model = ppp.build()
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    shape = x.shape
+    extra = {"PERF_COUNT": True, **dict(item.split("=", 1) for item in args.property)}
     walls, layers = profile(compile_for_shape(ov_model, shape, args.threads, config=extra), x, args.iters)
-    report(f"{args.checkpoint or args.model} {args.size} OpenVINO f32", walls, layers, args.top)
+    shown = " ".join(args.property)
+    report(f"{args.checkpoint or args.model} {args.size} OpenVINO f32 {shown}", walls, layers, args.top)
     if args.int8:
         if ckpt is None:
             raise SystemExit("--int8 needs --checkpoint (calibration frames come from its data)")
@@ -86,7 +98,7 @@ def main() -> None:
                                                   align_corners=False).numpy() for f in frames]
         int8 = quantize(ov_model, frames, keep_in_float(model))
         walls, layers = profile(compile_for_shape(int8, shape, args.threads, config=extra), x, args.iters)
-        report(f"{args.checkpoint} {args.size} OpenVINO INT8 (fusions in float)", walls, layers, args.top)
+        report(f"{args.checkpoint} {args.size} OpenVINO INT8 (fusions in float) {shown}", walls, layers, args.top)
 
 
 if __name__ == "__main__":

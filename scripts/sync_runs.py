@@ -8,7 +8,8 @@ checkpoint of runs that are not finished.
 ``<run>.log`` into DEST/<run>/, plus ``last.pt`` for a run that has not finished (a finished run
 needs none: ``summary.json`` marks it complete, and the sweep runner skips it). A ``last.pt`` saved
 earlier for a run that has since finished is deleted, so only unfinished runs cost repository
-space. ``restore`` copies them back where `fplnet sweep` looks, without replacing a checkpoint
+space; ``--keep-finished`` keeps (and copies) the ``last.pt`` of finished runs too, for chains
+whose next stage starts from it (``scripts/camvid_long_run.sh``). ``restore`` copies them back where `fplnet sweep` looks, without replacing a checkpoint
 that is further along than the saved one.
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ def progress(path: Path) -> tuple:
     return (ckpt["epoch"], ckpt["step"])
 
 
-def save(runs: Path, dest: Path) -> None:
+def save(runs: Path, dest: Path, keep_finished: bool = False) -> None:
     for folder in sorted(p for p in runs.iterdir() if p.is_dir() and (p / "config.yaml").is_file()):
         target = dest / folder.name
         target.mkdir(parents=True, exist_ok=True)
@@ -44,9 +45,12 @@ def save(runs: Path, dest: Path) -> None:
         runner_log = runs / f"{folder.name}.log"
         if runner_log.is_file():
             shutil.copy2(runner_log, target / "runner.log")
-        if is_complete(folder):
+        if is_complete(folder) and not keep_finished:
             (target / "last.pt").unlink(missing_ok=True)
             state = "complete"
+        elif is_complete(folder) and (folder / "last.pt").is_file():
+            shutil.copy2(folder / "last.pt", target / "last.pt")
+            state = "complete, last.pt kept"
         elif (folder / "last.pt").is_file():
             shutil.copy2(folder / "last.pt", target / "last.pt")
             state = "epoch {} step {}".format(*progress(folder / "last.pt"))
@@ -75,12 +79,17 @@ def main() -> int:
     parser.add_argument("action", choices=["save", "restore"])
     parser.add_argument("source")
     parser.add_argument("destination")
+    parser.add_argument("--keep-finished", action="store_true",
+                        help="save: keep the last.pt of finished runs too (a later stage starts from it)")
     args = parser.parse_args()
     source, destination = Path(args.source), Path(args.destination)
     if not source.is_dir():
         print(f"sync_runs: {source} is not a folder", file=sys.stderr)
         return 2
-    (save if args.action == "save" else restore)(source, destination)
+    if args.action == "save":
+        save(source, destination, args.keep_finished)
+    else:
+        restore(source, destination)
     return 0
 
 

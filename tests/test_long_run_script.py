@@ -101,6 +101,14 @@ def test_sigterm_reaches_the_trainer_which_saves_and_stage_two_does_not_start(tm
     assert "stopped (exit 0)" in out
 
 
+def test_extra_run_time_flags_reach_fresh_starts_and_resumes(tmp_path):
+    run_script(tmp_path, INTERRUPT="1")
+    done, calls = run_script(tmp_path, EXTRA="--device cuda --amp bf16")
+    assert done.returncode == 0, done.stderr
+    assert calls[0].startswith("-m fplnet.cli train --resume") and calls[0].endswith("--device cuda --amp bf16")
+    assert calls[1].endswith("--device cuda --amp bf16")
+
+
 def test_unknown_split_is_refused_with_what_to_use(tmp_path):
     done, calls = run_script(tmp_path, split="test")
     assert done.returncode == 2 and calls == []

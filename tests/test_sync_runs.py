@@ -1,0 +1,49 @@
+"""scripts/sync_runs.py, which carries unfinished runs across sessions in git: a finished run's
+checkpoint is dropped unless a later stage needs it (--keep-finished), and restore never replaces
+a checkpoint that is further along."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from fplnet.checkpoint import FORMAT
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "sync_runs.py"
+
+
+def load_sync():
+    spec = importlib.util.spec_from_file_location("sync_runs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_run(folder: Path, epoch: int, complete: bool) -> None:
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("model: fplnet_encoder\n")
+    (folder / "log.csv").write_text("epoch\n1\n")
+    torch.save({"format": FORMAT, "state_dict": {}, "epoch": epoch, "step": 10 * epoch}, folder / "last.pt")
+    if complete:
+        (folder / "summary.json").write_text("{}")
+
+
+def test_save_drops_finished_checkpoints_unless_kept_and_restore_keeps_the_newer_one(tmp_path):
+    sync = load_sync()
+    runs, saved = tmp_path / "runs", tmp_path / "saved"
+    make_run(runs / "encoder", epoch=250, complete=True)
+    make_run(runs / "full", epoch=7, complete=False)
+    sync.save(runs, saved)
+    assert not (saved / "encoder" / "last.pt").exists() and (saved / "encoder" / "summary.json").is_file()
+    assert (saved / "full" / "last.pt").is_file()
+    sync.save(runs, saved, keep_finished=True)     # stage 2 starts from the encoder's last epoch
+    assert (saved / "encoder" / "last.pt").is_file()
+
+    elsewhere = tmp_path / "elsewhere"
+    sync.restore(saved, elsewhere)
+    assert sync.progress(elsewhere / "full" / "last.pt") == (7, 70)
+    assert (elsewhere / "encoder" / "summary.json").is_file() and (elsewhere / "encoder" / "last.pt").is_file()
+    torch.save({"format": FORMAT, "state_dict": {}, "epoch": 9, "step": 90}, elsewhere / "full" / "last.pt")
+    sync.restore(saved, elsewhere)                 # the saved copy (epoch 7) is older: kept as is
+    assert sync.progress(elsewhere / "full" / "last.pt") == (9, 90)
