@@ -84,6 +84,17 @@ def test_fplnet_fusions_stay_in_float(camvid_model):
     assert any(n.endswith("Concat") for n in matched)
 
 
+def test_prelu_slopes_have_the_rank_of_their_input(camvid_model):
+    """to_openvino reshapes PyTorch's (C, 1, 1) PReLU slopes to (1, C, 1, 1), which lets the CPU
+    plugin keep FPLNet's residual + BN + PReLU in NHWC (rank4_prelu_slopes docstring)."""
+    from fplnet.fast import prepare_model
+    from fplnet.openvino_backend import to_openvino
+    prelus = [op for op in to_openvino(prepare_model(camvid_model, Variant.parse("openvino"))).get_ops()
+              if op.get_type_name() == "PRelu"]
+    assert len(prelus) > 100
+    assert all(op.get_input_partial_shape(1).rank.get_length() == 4 for op in prelus)
+
+
 def test_int8_export_end_to_end(camvid_model, frames, tmp_path, capsys):
     path = tmp_path / "camvid_int8.xml"
     assert main(["export", "--checkpoint", "camvid", "--format", "openvino", "--int8", *CALIB,

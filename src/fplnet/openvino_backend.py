@@ -79,7 +79,31 @@ def to_openvino(model: nn.Module):
     """An eval-mode model (BatchNorms already folded, as ``fplnet.fast.prepare_model`` does) ->
     ``openvino.Model`` with dynamic batch, height and width, via the shipped ONNX graph."""
     ov = require("openvino")
-    return ov.convert_model(io.BytesIO(export_onnx_bytes(model)))
+    return rank4_prelu_slopes(ov.convert_model(io.BytesIO(export_onnx_bytes(model))))
+
+
+def rank4_prelu_slopes(ov_model):
+    """Give every per-channel PReLU slope the rank of its input: (C, 1, 1) -> (1, C, 1, 1). Exact.
+
+    Why: PyTorch exports a ``PReLU(C)`` slope as (C, 1, 1). With that rank-3 constant, the CPU
+    plugin runs the PReLU (and the residual add and BatchNorm it fuses with) only in planar NCHW,
+    while its convolutions run in NHWC, so every FPL module converted its output to NCHW and back
+    (``scripts/openvino_profile.py``: 44 layout reorders, a third of the fp32 time of the CamVid
+    model at 512x1024). With a rank-4 slope the same layers run in NHWC and those reorders go.
+    """
+    ops = require("openvino").opset13
+    for op in ov_model.get_ops():
+        if op.get_type_name() != "PRelu":
+            continue
+        slope = op.input(1).get_source_output()
+        shape = slope.get_partial_shape()
+        data_rank = op.get_input_partial_shape(0).rank
+        if shape.is_static and data_rank.is_static and shape.rank.get_length() == data_rank.get_length() - 1:
+            target = [1] + [int(v) for v in shape.to_shape()]
+            op.input(1).replace_source_output(
+                ops.reshape(slope, ops.constant(np.array(target, dtype=np.int64)), False).output(0))
+    ov_model.validate_nodes_and_infer_types()
+    return ov_model
 
 
 def keep_in_float(model: nn.Module) -> dict:
