@@ -100,8 +100,12 @@ def rank4_prelu_slopes(ov_model):
         data_rank = op.get_input_partial_shape(0).rank
         if shape.is_static and data_rank.is_static and shape.rank.get_length() == data_rank.get_length() - 1:
             target = [1] + [int(v) for v in shape.to_shape()]
-            op.input(1).replace_source_output(
-                ops.reshape(slope, ops.constant(np.array(target, dtype=np.int64)), False).output(0))
+            node = slope.get_node()
+            # A constant is replaced by its reshaped copy, so quantization sees the same kind of
+            # graph as before; anything else gets a Reshape in front.
+            reshaped = (ops.constant(node.get_data().reshape(target)) if node.get_type_name() == "Constant"
+                        else ops.reshape(slope, ops.constant(np.array(target, dtype=np.int64)), False))
+            op.input(1).replace_source_output(reshaped.output(0))
     ov_model.validate_nodes_and_infer_types()
     return ov_model
 
