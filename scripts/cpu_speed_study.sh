@@ -17,7 +17,7 @@ if [ "${FORCE:-0}" != 1 ] && awk "BEGIN{exit !($load > 1.0)}"; then
   echo "cpu_speed_study: load average $load; stop other work first (FORCE=1 to run anyway)" >&2; exit 2
 fi
 run() { echo "== $*" >&2; "$FPLNET" benchmark "$@"; }
-PARTS=${PARTS:-1 2 3 4 5 6}
+PARTS=${PARTS:-1 2 3 4 5 6 7}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # 1. Plain eager, default allocator: the reference every speed-up is measured against.
@@ -68,4 +68,12 @@ run --models fplnet --mode train --size 360x480 --batch-size 8 --device cpu --wa
 run --models fplnet --mode train --size 360x480 --batch-size 8 --device cpu --warmup 2 --iters 6 --num-classes 11 \
   --variants keep_memory,keep_memory+channels_last,keep_memory+bf16,keep_memory+channels_last+bf16 \
   --json "$OUT_DIR/train_step_keep_memory.json" --markdown "$OUT_DIR/train_step_keep_memory.md"
+fi
+# 7. The shipped CamVid FPLNet at 512x1024 as deployed (the size of the INT8 goal of issue 9), with
+#    argmax agreement against eager fp32.
+if want 7; then
+run --checkpoint camvid --size 512x1024 --batch-size 1 --device cpu --warmup 5 --iters 20 \
+  --variants keep_memory,fast,keep_memory+openvino,keep_memory+openvino+int8 \
+  --calib-data "$DATA" --calib-size 300 --agreement-images "$DATA/val" --agreement-count 6 \
+  --json "$OUT_DIR/fplnet_camvid_deploy_512x1024.json" --markdown "$OUT_DIR/fplnet_camvid_deploy_512x1024.md"
 fi

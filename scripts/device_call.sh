@@ -11,7 +11,8 @@
 #             Unpacks the second half, checks all 468 frames are there, runs the campaign for SECONDS.
 #   long:     carry .devdata/part1, right after prepare, instead of campaign. Continues the long CamVid
 #             run committed in docs/runs/long/SPLIT_adam (scripts/camvid_long_run.sh, default SPLIT
-#             trainval) on the GPU in bf16 for SECONDS, then stops it cleanly and returns its folders.
+#             trainval) on the GPU (bf16, chosen by amp auto) for SECONDS, then stops it cleanly and
+#             returns its folders.
 set -u
 mode=$1
 seconds=${2:-500}
@@ -75,9 +76,12 @@ if [ "$mode" = long ]; then
     split=${3:-trainval}
     saved=docs/runs/long/${split}_adam
     python3 scripts/sync_runs.py restore "$saved" "runs/long/${split}_adam" || { echo "LONG FAILED: restore"; exit 1; }
-    # SIGTERM at the deadline: the trainer finishes its step, saves last.pt, and the script stops.
-    DATA=/tmp/camvid PYTHON=python3 SPLIT=$split EXTRA="--device cuda --amp bf16 --save-every-minutes 2" \
+    # SIGTERM at the deadline: the trainer finishes its step, saves last.pt, and the script stops
+    # (rc 124 = the deadline, as planned). Device and amp stay `auto` (cuda + bf16 here), so the
+    # stage resumes on the CPU afterwards.
+    DATA=/tmp/camvid PYTHON=python3 SPLIT=$split EXTRA="--save-every-minutes 2" \
         timeout -k 90 -s TERM "$seconds" bash scripts/camvid_long_run.sh
+    echo "LONG rc=$?"
     python3 scripts/sync_runs.py save --keep-finished "runs/long/${split}_adam" "$OUT/long/${split}_adam"
     nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader
     exit 0

@@ -8,9 +8,10 @@ checkpoint of runs that are not finished.
 ``<run>.log`` into DEST/<run>/, plus ``last.pt`` for a run that has not finished (a finished run
 needs none: ``summary.json`` marks it complete, and the sweep runner skips it). A ``last.pt`` saved
 earlier for a run that has since finished is deleted, so only unfinished runs cost repository
-space; ``--keep-finished`` keeps (and copies) the ``last.pt`` of finished runs too, for chains
-whose next stage starts from it (``scripts/camvid_long_run.sh``). ``restore`` copies them back where `fplnet sweep` looks, without replacing a checkpoint
-that is further along than the saved one.
+space. ``--keep-finished`` keeps (and copies) the ``last.pt`` of finished runs too, for chains
+whose next stage starts from it (``scripts/camvid_long_run.sh``). ``restore`` copies them back
+where `fplnet sweep` looks, without replacing a checkpoint that is further along than the saved
+one.
 """
 from __future__ import annotations
 
@@ -45,12 +46,14 @@ def save(runs: Path, dest: Path, keep_finished: bool = False) -> None:
         runner_log = runs / f"{folder.name}.log"
         if runner_log.is_file():
             shutil.copy2(runner_log, target / "runner.log")
-        if is_complete(folder) and not keep_finished:
-            (target / "last.pt").unlink(missing_ok=True)
-            state = "complete"
-        elif is_complete(folder) and (folder / "last.pt").is_file():
+        if is_complete(folder) and keep_finished and (folder / "last.pt").is_file():
             shutil.copy2(folder / "last.pt", target / "last.pt")
             state = "complete, last.pt kept"
+        elif is_complete(folder) and keep_finished:
+            state = "complete, no last.pt here (a saved one is left as it is)"
+        elif is_complete(folder):
+            (target / "last.pt").unlink(missing_ok=True)
+            state = "complete"
         elif (folder / "last.pt").is_file():
             shutil.copy2(folder / "last.pt", target / "last.pt")
             state = "epoch {} step {}".format(*progress(folder / "last.pt"))

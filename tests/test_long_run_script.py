@@ -26,10 +26,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 mkdir -p "$out"
-if [ -n "${SLEEP:-}" ]; then   # a long step: SIGTERM saves and exits 0, as the trainer does
-  trap 'touch "$out/last.pt"; echo saved >> "$CALLS"; exit 0' TERM
+if [ -n "${SLEEP:-}" ]; then   # a long step: SIGTERM saves and exits 130, as the trainer does;
+  # with FINISH_ON_TERM the signal comes as the stage completes (summary.json written anyway)
+  trap 'touch "$out/last.pt"; [ -n "${FINISH_ON_TERM:-}" ] && echo "{}" > "$out/summary.json";
+        echo saved >> "$CALLS"; exit 130' TERM
   sleep 30 >/dev/null 2>&1 & wait
 fi
+[ -n "${FAIL:-}" ] && exit 1
 touch "$out/last.pt"
 [ -n "${INTERRUPT:-}" ] || echo '{}' > "$out/summary.json"
 """
@@ -83,9 +86,10 @@ def test_interrupted_stage_one_stops_the_chain_and_is_resumed_next_time(tmp_path
     assert calls == [] and done.stdout.count("skipped") == 2
 
 
-def test_sigterm_reaches_the_trainer_which_saves_and_stage_two_does_not_start(tmp_path):
+def stop_during_stage_one(tmp_path: Path, **env) -> tuple[subprocess.CompletedProcess, list[str]]:
     calls = tmp_path / "calls.txt"
-    script = subprocess.Popen(["bash", str(SCRIPT)], env=script_environment(tmp_path, "trainval", {"SLEEP": "1"}),
+    environment = script_environment(tmp_path, "trainval", {"SLEEP": "1", **env})
+    script = subprocess.Popen(["bash", str(SCRIPT)], env=environment,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 20
     while not (calls.exists() and calls.read_text()) and time.monotonic() < deadline:
@@ -93,20 +97,40 @@ def test_sigterm_reaches_the_trainer_which_saves_and_stage_two_does_not_start(tm
     time.sleep(0.3)   # let the stand-in set its trap
     script.send_signal(signal.SIGTERM)
     out, err = script.communicate(timeout=20)
-    assert script.returncode == 0, err
-    lines = calls.read_text().splitlines()
+    return subprocess.CompletedProcess(script.args, script.returncode, out, err), calls.read_text().splitlines()
+
+
+def test_sigterm_reaches_the_trainer_which_saves_and_stage_two_does_not_start(tmp_path):
+    done, lines = stop_during_stage_one(tmp_path)
+    assert done.returncode == 0, done.stderr
     assert len(lines) == 2 and lines[1] == "saved"          # one stage started, and it saved
     assert (tmp_path / "runs" / "trainval_adam" / "encoder" / "last.pt").is_file()
     assert not (tmp_path / "runs" / "trainval_adam" / "full").exists()
-    assert "stopped (exit 0)" in out
+    assert "stopped (exit 130)" in done.stdout
 
 
-def test_extra_run_time_flags_reach_fresh_starts_and_resumes(tmp_path):
-    run_script(tmp_path, INTERRUPT="1")
-    done, calls = run_script(tmp_path, EXTRA="--device cuda --amp bf16")
+def test_a_stop_as_stage_one_completes_does_not_start_stage_two(tmp_path):
+    done, lines = stop_during_stage_one(tmp_path, FINISH_ON_TERM="1")
     assert done.returncode == 0, done.stderr
-    assert calls[0].startswith("-m fplnet.cli train --resume") and calls[0].endswith("--device cuda --amp bf16")
-    assert calls[1].endswith("--device cuda --amp bf16")
+    assert (tmp_path / "runs" / "trainval_adam" / "encoder" / "summary.json").is_file()
+    assert len(lines) == 2 and not (tmp_path / "runs" / "trainval_adam" / "full").exists()
+    assert "stopped; run this script again" in done.stdout
+
+
+def test_a_failing_trainer_is_reported_not_taken_for_a_stop(tmp_path):
+    done, calls = run_script(tmp_path, FAIL="1")
+    assert done.returncode == 1 and len(calls) == 1
+    assert "failed (exit 1)" in done.stderr and "run this script again" not in done.stdout
+
+
+def test_stage_two_without_stage_one_checkpoint_says_how_to_get_it_back(tmp_path):
+    run_script(tmp_path)
+    (tmp_path / "runs" / "trainval_adam" / "encoder" / "last.pt").unlink()   # saved without --keep-finished
+    for name in ("last.pt", "summary.json"):
+        (tmp_path / "runs" / "trainval_adam" / "full" / name).unlink()
+    done, calls = run_script(tmp_path)
+    assert done.returncode == 2 and calls == []
+    assert "encoder/last.pt, which is missing" in done.stderr and "--keep-finished" in done.stderr
 
 
 def test_unknown_split_is_refused_with_what_to_use(tmp_path):

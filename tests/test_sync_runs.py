@@ -39,6 +39,13 @@ def test_save_drops_finished_checkpoints_unless_kept_and_restore_keeps_the_newer
     assert (saved / "full" / "last.pt").is_file()
     sync.save(runs, saved, keep_finished=True)     # stage 2 starts from the encoder's last epoch
     assert (saved / "encoder" / "last.pt").is_file()
+    (runs / "full" / "summary.json").write_text("{}")
+    (runs / "full" / "last.pt").unlink()           # finished, and its checkpoint gone here
+    sync.save(runs, tmp_path / "other", keep_finished=True)
+    assert (tmp_path / "other" / "full" / "summary.json").is_file()
+    assert not (tmp_path / "other" / "full" / "last.pt").exists()
+    (runs / "full" / "summary.json").unlink()
+    torch.save({"format": FORMAT, "state_dict": {}, "epoch": 7, "step": 70}, runs / "full" / "last.pt")
 
     elsewhere = tmp_path / "elsewhere"
     sync.restore(saved, elsewhere)
