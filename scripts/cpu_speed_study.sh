@@ -17,7 +17,7 @@ if [ "${FORCE:-0}" != 1 ] && awk "BEGIN{exit !($load > 1.0)}"; then
   echo "cpu_speed_study: load average $load; stop other work first (FORCE=1 to run anyway)" >&2; exit 2
 fi
 run() { echo "== $*" >&2; "$FPLNET" benchmark "$@"; }
-PARTS=${PARTS:-1 2 3 4 5 6 7}
+PARTS=${PARTS:-1 2 3 4 5 6 7 8}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # 1. Plain eager, default allocator: the reference every speed-up is measured against.
@@ -76,4 +76,16 @@ run --checkpoint camvid --size 512x1024 --batch-size 1 --device cpu --warmup 5 -
   --variants keep_memory,fast,keep_memory+openvino,keep_memory+openvino+int8 \
   --calib-data "$DATA" --calib-size 300 --agreement-images "$DATA/val" --agreement-count 6 \
   --json "$OUT_DIR/fplnet_camvid_deploy_512x1024.json" --markdown "$OUT_DIR/fplnet_camvid_deploy_512x1024.md"
+fi
+# 8. OpenVINO alone in its process. OpenVINO runs on its own thread pool; right after a torch call,
+#    torch's OpenMP threads still spin on the 2 cores, so in a process that also times torch entries
+#    the OpenVINO rows come out slower (and with OMP_WAIT_POLICY=PASSIVE the torch rows do).
+if want 8; then
+run --models $MODELS --size 512x1024 --batch-size 1 --device cpu --warmup 5 --iters 20 \
+  --variants keep_memory+openvino,keep_memory+openvino+int8 --calib-data "$DATA/train" --calib-size 60 \
+  --json "$OUT_DIR/models_openvino_alone_512x1024.json" --markdown "$OUT_DIR/models_openvino_alone_512x1024.md"
+run --checkpoint camvid --size 512x1024 --batch-size 1 --device cpu --warmup 5 --iters 20 \
+  --variants keep_memory+openvino,keep_memory+openvino+int8 \
+  --calib-data "$DATA" --calib-size 300 --agreement-images "$DATA/val" --agreement-count 6 \
+  --json "$OUT_DIR/fplnet_camvid_openvino_alone_512x1024.json" --markdown "$OUT_DIR/fplnet_camvid_openvino_alone_512x1024.md"
 fi
