@@ -40,6 +40,28 @@ def test_variants_of_one_model(tmp_path):
                       "--variants", "eager,channels_last,fold_bn+shuffle_deconv,onnxruntime")
     assert [r["variant"] for r in report["results"]] == ["eager", "channels_last", "fold_bn+shuffle_deconv",
                                                          "onnxruntime"]
+    assert "separately for the entries of each thread pool (torch, onnxruntime)" in report["method"]
+
+
+def test_each_thread_pool_is_timed_in_rounds_of_its_own():
+    """Entries on different thread pools never alternate within the timed rounds: a pool's spinning
+    threads would slow the next pool's call (timing_groups docstring)."""
+    from types import SimpleNamespace
+    import torch
+    from fplnet.engine.benchmark import Entry, time_round_robin
+    calls = []
+
+    def entry(name: str, backend: str) -> Entry:
+        runner = SimpleNamespace(variant=Variant.parse(backend))
+        return Entry("m", name, 0, 0, lambda: calls.append(name), runner)
+
+    entries = [entry("eager", "eager"), entry("ov", "openvino"), entry("fast", "channels_last"),
+               entry("ov8", "openvino+int8")]
+    time_round_robin(entries, warmup=1, iters=3, device=torch.device("cpu"))
+    rounds = calls[len(entries):]                       # after one first call each
+    assert set(rounds[:8]) == {"eager", "fast"} and set(rounds[8:]) == {"ov", "ov8"}
+    assert rounds[:4] == ["eager", "fast", "fast", "eager"]   # rotation within the group
+    assert all(len(e.times_ms) == 3 for e in entries)
 
 
 def test_training_step_mode(tmp_path):

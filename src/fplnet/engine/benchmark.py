@@ -6,7 +6,9 @@ Method (printed with every table):
   the same random normalized input, already on the device;
 * ``--warmup`` rounds, then ``--iters`` timed rounds; a round calls every entry once, in an
   order rotated by one place each round, so that a slow spell of a shared machine lands on all
-  entries alike and the *ratios* between entries survive it;
+  entries alike and the *ratios* between entries survive it; entries that compute on different
+  thread pools (torch, onnxruntime, OpenVINO) get rounds of their own, one pool after another
+  (``timing_groups``);
 * inference runs under ``torch.inference_mode``; on CUDA ``torch.backends.cudnn.benchmark`` is
   on and ``torch.cuda.synchronize()`` brackets every timed call;
 * latency is the wall time of one call (one batch), median and 90th percentile over the timed
@@ -279,6 +281,29 @@ def build_entries(args, device, size, variants: list[Variant]) -> list[Entry]:
     return entries
 
 
+def thread_pool(entry: Entry) -> str:
+    """The thread pool an entry computes on: torch's OpenMP pool (eager, compiled, TorchScript,
+    every training step), onnxruntime's or OpenVINO's."""
+    if entry.runner is not None and entry.runner.variant.backend in ("onnxruntime", "openvino"):
+        return entry.runner.variant.backend
+    return "torch"
+
+
+def timing_groups(entries: list[Entry]) -> list[list[Entry]]:
+    """Entries grouped by thread pool, in the order each pool first appears.
+
+    Why groups: a pool that has just worked keeps its threads spinning on the cores for a while.
+    On the 2-core CPU, OpenVINO timed right after torch calls in the same rotation took 202 ms
+    for a model that took 149 ms timed on its own (docs/benchmarks.md, "Timing OpenVINO apart
+    from torch"), and OMP_WAIT_POLICY=PASSIVE, which stops torch's spinning, slowed torch down
+    instead. So each pool's entries are timed in rounds of their own, after their own warm-up.
+    """
+    groups: dict[str, list[Entry]] = {}
+    for entry in entries:
+        groups.setdefault(thread_pool(entry), []).append(entry)
+    return list(groups.values())
+
+
 def time_round_robin(entries: list[Entry], warmup: int, iters: int, device) -> None:
     cuda = device.type == "cuda"
 
@@ -295,12 +320,13 @@ def time_round_robin(entries: list[Entry], warmup: int, iters: int, device) -> N
     # --warmup rounds, so --warmup 0 --iters 1 still times one call of each entry.
     for entry in entries:
         entry.first_call_s = timed(entry) / 1000
-    for round_index in range(warmup + iters):
-        shift = round_index % len(entries)
-        for entry in entries[shift:] + entries[:shift]:
-            elapsed = timed(entry)
-            if round_index >= warmup:
-                entry.times_ms.append(elapsed)
+    for group in timing_groups(entries):
+        for round_index in range(warmup + iters):
+            shift = round_index % len(group)
+            for entry in group[shift:] + group[:shift]:
+                elapsed = timed(entry)
+                if round_index >= warmup:
+                    entry.times_ms.append(elapsed)
 
 
 # --- the machine and the report ---------------------------------------------------------------------
@@ -344,13 +370,24 @@ def method_text(args, size) -> str:
                else f"freshly initialised models with {args.num_classes} classes")
     text = (f"{what} on a batch of {args.batch_size} x 3 x {size[0]} x {size[1]} (random normalized input, "
             f"{weights}); all entries in one process; {args.warmup} warm-up rounds, then "
-            f"{args.iters} timed rounds, each calling every entry once in an order rotated by one per round; "
+            f"{args.iters} timed rounds, each calling every entry once in an order rotated by one per round"
+            f"{pools_text(args)}; "
             "torch.cuda.synchronize() around each timed call and cudnn.benchmark on CUDA; latency = median "
             "(and p90) wall time of one call; FPS = batch / median latency; speed-up relative to the first row.")
     if args.agreement_images:
         text += (" Argmax vs eager: after timing, each entry and plain eager fp32 segment the agreement images "
                  f"(resized to {size[0]}x{size[1]}); the share of pixels with the same class, lowest over the images.")
     return text
+
+
+def pools_text(args) -> str:
+    """The method's words for timing_groups, when the variants span more than torch's pool."""
+    backends = {Variant.parse(spec).backend for spec in args.variants or []} & {"onnxruntime", "openvino"}
+    if args.mode == "train" or not backends:
+        return ""
+    return (", separately for the entries of each thread pool (torch, " + ", ".join(sorted(backends)) +
+            "), one pool after another, each with its own warm-up, since a pool's threads keep spinning "
+            "after it works")
 
 
 def command_line(args) -> str:
