@@ -363,7 +363,7 @@ def machine_info(device) -> dict:
     return info
 
 
-def method_text(args, size) -> str:
+def method_text(args, size, entries: list[Entry]) -> str:
     what = ("one training step (forward, cross-entropy, backward, SGD step)" if args.mode == "train"
             else "one forward pass under torch.inference_mode")
     weights = (f"the trained weights of {args.checkpoint}" if args.checkpoint
@@ -371,7 +371,7 @@ def method_text(args, size) -> str:
     text = (f"{what} on a batch of {args.batch_size} x 3 x {size[0]} x {size[1]} (random normalized input, "
             f"{weights}); all entries in one process; {args.warmup} warm-up rounds, then "
             f"{args.iters} timed rounds, each calling every entry once in an order rotated by one per round"
-            f"{pools_text(args)}; "
+            f"{pools_text(entries)}; "
             "torch.cuda.synchronize() around each timed call and cudnn.benchmark on CUDA; latency = median "
             "(and p90) wall time of one call; FPS = batch / median latency; speed-up relative to the first row.")
     if args.agreement_images:
@@ -380,14 +380,13 @@ def method_text(args, size) -> str:
     return text
 
 
-def pools_text(args) -> str:
-    """The method's words for timing_groups, when the variants span more than torch's pool."""
-    backends = {Variant.parse(spec).backend for spec in args.variants or []} & {"onnxruntime", "openvino"}
-    if args.mode == "train" or not backends:
+def pools_text(entries: list[Entry]) -> str:
+    """The method's words for timing_groups, when the entries span more than one thread pool."""
+    pools = [thread_pool(group[0]) for group in timing_groups(entries)]
+    if len(pools) < 2:
         return ""
-    return (", separately for the entries of each thread pool (torch, " + ", ".join(sorted(backends)) +
-            "), one pool after another, each with its own warm-up, since a pool's threads keep spinning "
-            "after it works")
+    return (", separately for the entries of each thread pool (" + ", ".join(pools) + "), one pool after "
+            "another, each with its own warm-up, since a pool's threads keep spinning after it works")
 
 
 def command_line(args) -> str:
@@ -528,7 +527,7 @@ def run(args) -> int:
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(args), "mode": args.mode, "size": list(size), "batch_size": args.batch_size,
-        "checkpoint": args.checkpoint, "method": method_text(args, size), "machine": machine,
+        "checkpoint": args.checkpoint, "method": method_text(args, size, entries), "machine": machine,
     }
     if args.agreement_images:
         from ..spec import InferenceSpec
