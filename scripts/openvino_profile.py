@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from fplnet.calibration import calibration_set
-from fplnet.fast import fold_batchnorm
+from fplnet.fast import Variant, prepare_model
 from fplnet.models._factory import create_model, load_model
 from fplnet.openvino_backend import compile_for_shape, keep_in_float, quantize, to_openvino
 
@@ -75,7 +75,7 @@ def main() -> None:
         model, ckpt = load_model(args.checkpoint)
     else:
         model, ckpt = create_model(args.model, num_classes=args.num_classes).eval(), None
-    model = fold_batchnorm(model)
+    model = prepare_model(model, Variant.parse("openvino"))   # what the openvino variant exports
     ov_model = to_openvino(model)
     x = torch.randn(1, 3, height, width).numpy()
     if args.nhwc_input:
@@ -93,9 +93,9 @@ def main() -> None:
     if args.int8:
         if ckpt is None:
             raise SystemExit("--int8 needs --checkpoint (calibration frames come from its data)")
-        frames = [f for f in calibration_set(ckpt, args.calib_data, args.calib_size).frames]
         frames = [torch.nn.functional.interpolate(torch.from_numpy(f), size=(height, width), mode="bilinear",
-                                                  align_corners=False).numpy() for f in frames]
+                                                  align_corners=False).numpy()
+                  for f in calibration_set(ckpt, args.calib_data, args.calib_size).frames]
         int8 = quantize(ov_model, frames, keep_in_float(model))
         walls, layers = profile(compile_for_shape(int8, shape, args.threads, config=extra), x, args.iters)
         report(f"{args.checkpoint} {args.size} OpenVINO INT8 (fusions in float) {shown}", walls, layers, args.top)

@@ -46,14 +46,15 @@ def save(runs: Path, dest: Path, keep_finished: bool = False) -> None:
         runner_log = runs / f"{folder.name}.log"
         if runner_log.is_file():
             shutil.copy2(runner_log, target / "runner.log")
-        if is_complete(folder) and keep_finished and (folder / "last.pt").is_file():
-            shutil.copy2(folder / "last.pt", target / "last.pt")
-            state = "complete, last.pt kept"
-        elif is_complete(folder) and keep_finished:
-            state = "complete, no last.pt here (a saved one is left as it is)"
-        elif is_complete(folder):
-            (target / "last.pt").unlink(missing_ok=True)
-            state = "complete"
+        if is_complete(folder):
+            if not keep_finished:
+                (target / "last.pt").unlink(missing_ok=True)
+                state = "complete"
+            elif (folder / "last.pt").is_file():
+                shutil.copy2(folder / "last.pt", target / "last.pt")
+                state = "complete, last.pt kept"
+            else:
+                state = "complete, no last.pt here (a saved one is left as it is)"
         elif (folder / "last.pt").is_file():
             shutil.copy2(folder / "last.pt", target / "last.pt")
             state = "epoch {} step {}".format(*progress(folder / "last.pt"))
