@@ -10,9 +10,16 @@
 #   campaign: carry .devdata/part1, right after prepare (the machine keeps /tmp while warm, 30 s).
 #             Unpacks the second half, checks all 468 frames are there, runs the campaign for SECONDS.
 #   long:     carry .devdata/part1, right after prepare, instead of campaign. Continues the long CamVid
-#             run committed in docs/runs/long/SPLIT_adam (scripts/camvid_long_run.sh, default SPLIT
-#             trainval) on the GPU (bf16, chosen by amp auto) for SECONDS, then stops it cleanly and
-#             returns its folders.
+#             runs committed in docs/runs/long/<split>_adam (scripts/camvid_long_run.sh) on the GPU
+#             (bf16, chosen by amp auto) for SECONDS, every split of SPLITS (default trainval;
+#             trainval,heldout runs both side by side: one process each, a launch-bound step leaves
+#             the GPU room for two), then stops them cleanly and returns one archive per split,
+#             $OUT/long_<split>.tar.gz (the stage folders as sync_runs.py saves them; unpack over
+#             docs/runs/long/). LONG_COMPILE (default reduce-overhead: CUDA graphs, since the eager
+#             step is bound by its ~14,000 kernel launches) is passed as --compile; a stage that fails
+#             with it is resumed with --compile default for the time left.
+#   prepare quick: only installs the wheels and unpacks part0 (no profile, no benchmarks), to keep
+#             the device minutes for training.
 set -u
 mode=$1
 seconds=${2:-500}
@@ -26,6 +33,7 @@ if [ "$mode" = prepare ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     python3 -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name())"
     python3 scripts/device_data.py unpack .devdata/part0 /tmp/camvid || { echo "PREPARE FAILED: unpack"; exit 1; }
+    if [ "$smoke" = quick ]; then echo "PREPARE OK"; exit 0; fi
     ok=1
     if [ "$smoke" = smoke ]; then
         # A tiny CamVid with all three sequences: 6 frames of each for train, 3 as val.
@@ -73,16 +81,35 @@ if [ "$mode" = campaign ] || [ "$mode" = long ]; then
 fi
 
 if [ "$mode" = long ]; then
-    split=${3:-trainval}
-    saved=docs/runs/long/${split}_adam
-    python3 scripts/sync_runs.py restore "$saved" "runs/long/${split}_adam" || { echo "LONG FAILED: restore"; exit 1; }
-    # SIGTERM at the deadline: the trainer finishes its step, saves last.pt, and the script stops
-    # (rc 124 = the deadline, as planned). Device and amp stay `auto` (cuda + bf16 here), so the
-    # stage resumes on the CPU afterwards.
-    DATA=/tmp/camvid PYTHON=python3 SPLIT=$split EXTRA="--save-every-minutes 2" \
-        timeout -k 90 -s TERM "$seconds" bash scripts/camvid_long_run.sh
-    echo "LONG rc=$?"
-    python3 scripts/sync_runs.py save --keep-finished "runs/long/${split}_adam" "$OUT/long/${split}_adam"
+    IFS=, read -ra splits <<< "${3:-trainval}"
+    deadline=$(( $(date +%s) + seconds ))
+    long_split() {  # $1 = split: restore, train until the deadline, save, pack
+        local split=$1 compile=${LONG_COMPILE:-reduce-overhead} left code
+        local saved=docs/runs/long/${split}_adam runs=runs/long/${split}_adam
+        if [ -d "$saved" ]; then
+            python3 scripts/sync_runs.py restore "$saved" "$runs" || { echo "LONG $split FAILED: restore"; return 1; }
+        fi
+        while :; do
+            left=$(( deadline - $(date +%s) ))
+            [ "$left" -gt 30 ] || break
+            # SIGTERM at the deadline: the trainer finishes its step, saves last.pt, and the script
+            # stops (rc 124 = the deadline, as planned). Device and amp stay `auto` (cuda + bf16
+            # here), so the stage resumes on the CPU afterwards.
+            DATA=/tmp/camvid PYTHON=python3 SPLIT=$split EXTRA="--save-every-minutes 2 --compile $compile" \
+                timeout -k 30 -s TERM "$left" bash scripts/camvid_long_run.sh
+            code=$?
+            echo "LONG $split compile=$compile rc=$code"
+            if [ "$code" = 124 ] || [ "$code" = 0 ] || [ "$compile" = default ]; then break; fi
+            tail -5 "$runs"/*.log
+            compile=default
+        done
+        python3 scripts/sync_runs.py save --keep-finished "$runs" "/tmp/long_save/${split}_adam"
+        for log in "$runs"/*.log; do echo "== $log"; grep -E "img/s|mIoU|Error|error" "$log" | tail -4; done
+        tar czf "$OUT/long_${split}.tar.gz" -C /tmp/long_save "${split}_adam"
+    }
+    for split in "${splits[@]}"; do long_split "$split" > "$OUT/long_${split}.out" 2>&1 & done
+    wait
+    cat "$OUT"/long_*.out
     nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader
     exit 0
 fi
@@ -92,5 +119,5 @@ if [ "$mode" = campaign ]; then
     nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader
     exit 0
 fi
-echo "usage: $0 prepare [smoke] | campaign SECONDS | long SECONDS [trainval|heldout]" >&2
+echo "usage: $0 prepare [smoke|quick] | campaign SECONDS | long SECONDS [trainval,heldout]" >&2
 exit 2
