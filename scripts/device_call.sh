@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # The device calls of a GPU session (see scripts/gpu_campaign.py and docs/gpu.md).
 #
-#   prepare:  carry .devdata/part0 and .whl. Installs the wheels the device lacks (kornia), unpacks
-#             the first half of CamVid into /tmp/camvid, and profiles the training step
-#             (scripts/gpu_train_profile.py) beside `fplnet benchmark --mode train` and the
-#             inference benchmark of the five models. With `prepare smoke` it first runs the whole
-#             campaign for three minutes on a tiny copy (every code path: compiled chains, eager
-#             phase B, packing) and ends with SMOKE OK or SMOKE FAILED.
-#   campaign: carry .devdata/part1, right after prepare (the machine keeps /tmp while warm, 30 s).
-#             Unpacks the second half, checks all 468 frames are there, runs the campaign for SECONDS.
-#   long:     carry .devdata/part1, right after prepare, instead of campaign. Continues the long CamVid
+# CamVid travels in three parts (.devdata/part0..2, scripts/device_data.py, about 28 MiB each): a
+# call brings the working tree and at most 64 MiB in all, and the tree holds the long runs'
+# checkpoints. Every mode first unpacks whatever parts the call carried (and any an earlier call
+# left on the warm machine) into /tmp/camvid; the training modes then check all 468 frames are
+# there. The machine keeps /tmp only while it is warm (30 s after a call), so the calls follow
+# one another at once.
+#
+#   prepare [quick|smoke]: carry .devdata/part0 and .whl. Installs the wheels the device lacks
+#             (kornia) and profiles the training step (scripts/gpu_train_profile.py) beside
+#             `fplnet benchmark --mode train` and the inference benchmark of the five models.
+#             `quick` stops after the wheels and the data, to keep the device minutes for training.
+#             `smoke` first runs the whole campaign for three minutes on a tiny copy (every code
+#             path: compiled chains, eager phase B, packing) and ends with SMOKE OK or SMOKE FAILED;
+#             it needs all three parts unpacked, so run `data` before it.
+#   data:     carry .devdata/part1. Unpacks it; nothing else.
+#   campaign SECONDS: carry .devdata/part2. Runs scripts/gpu_campaign.py for SECONDS.
+#   long SECONDS [SPLITS]: carry .devdata/part2, instead of campaign. Continues the long CamVid
 #             runs committed in docs/runs/long/<split>_adam (scripts/camvid_long_run.sh) on the GPU
 #             (bf16, chosen by amp auto) for SECONDS, every split of SPLITS (default trainval;
 #             trainval,heldout runs both side by side: one process each, a launch-bound step leaves
@@ -17,9 +25,8 @@
 #             $OUT/long_<split>.tar.gz (the stage folders as sync_runs.py saves them; unpack over
 #             docs/runs/long/). LONG_COMPILE (default reduce-overhead: CUDA graphs, since the eager
 #             step is bound by its ~14,000 kernel launches) is passed as --compile; a stage that fails
-#             with it is resumed with --compile default for the time left.
-#   prepare quick: only installs the wheels and unpacks part0 (no profile, no benchmarks), to keep
-#             the device minutes for training.
+#             with it is resumed with --compile default for the time left. A finished stage's
+#             last.pt comes back only while the next stage has none (it starts from it).
 set -u
 mode=$1
 seconds=${2:-500}
@@ -27,12 +34,17 @@ smoke=${2:-}
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1 FPLNET_CACHE=/tmp/fplnet_cache
 
+for part in .devdata/part*; do
+    [ -d "$part" ] || continue
+    python3 scripts/device_data.py unpack "$part" /tmp/camvid || { echo "${mode^^} FAILED: unpack $part"; exit 1; }
+done
+if [ "$mode" = data ]; then echo "DATA OK"; exit 0; fi
+
 if [ "$mode" = prepare ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         || { echo "PREPARE FAILED: wheels"; exit 1; }
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     python3 -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name())"
-    python3 scripts/device_data.py unpack .devdata/part0 /tmp/camvid || { echo "PREPARE FAILED: unpack"; exit 1; }
     if [ "$smoke" = quick ]; then echo "PREPARE OK"; exit 0; fi
     ok=1
     if [ "$smoke" = smoke ]; then
@@ -74,7 +86,6 @@ if [ "$mode" = prepare ]; then
 fi
 
 if [ "$mode" = campaign ] || [ "$mode" = long ]; then
-    python3 scripts/device_data.py unpack .devdata/part1 /tmp/camvid || { echo "${mode^^} FAILED: unpack"; exit 1; }
     n_train=$(ls /tmp/camvid/train | wc -l); n_val=$(ls /tmp/camvid/val | wc -l)
     echo "frames: train $n_train val $n_val"
     if [ "$n_train" != 367 ] || [ "$n_val" != 101 ]; then echo "${mode^^} FAILED: data incomplete"; exit 1; fi
@@ -103,7 +114,9 @@ if [ "$mode" = long ]; then
             tail -5 "$runs"/*.log
             compile=default
         done
-        python3 scripts/sync_runs.py save --keep-finished "$runs" "/tmp/long_save/${split}_adam"
+        local keep=--keep-finished
+        [ -f "$runs/full/last.pt" ] && keep=""   # stage 2 has its own checkpoint: stage 1's is done with
+        python3 scripts/sync_runs.py save $keep "$runs" "/tmp/long_save/${split}_adam"
         for log in "$runs"/*.log; do echo "== $log"; grep -E "img/s|mIoU|Error|error" "$log" | tail -4; done
         tar czf "$OUT/long_${split}.tar.gz" -C /tmp/long_save "${split}_adam"
     }
@@ -119,5 +132,5 @@ if [ "$mode" = campaign ]; then
     nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader
     exit 0
 fi
-echo "usage: $0 prepare [smoke|quick] | campaign SECONDS | long SECONDS [trainval,heldout]" >&2
+echo "usage: $0 prepare [quick|smoke] | data | campaign SECONDS | long SECONDS [trainval,heldout]" >&2
 exit 2
