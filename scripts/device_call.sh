@@ -76,8 +76,12 @@ if [ "$mode" = prepare ]; then
     fi
     timeout 300 python3 scripts/gpu_train_profile.py --model fplnet_encoder --out "$OUT/profile_fplnet_encoder.txt"
     # Speed: the training step (the trainer's goal) and inference of the five models.
-    timeout 30 python3 -m fplnet.cli benchmark --mode train --device cuda --models fplnet_encoder,fplnet \
-        --size 360x480 --batch-size 8 --variants channels_last+bf16 --iters 30 --json "$OUT/train_step_b8.json"
+    # cuda_graphs in a training step is torch.compile(mode="reduce-overhead"), the trainer's --compile.
+    for b in 8 32; do
+        timeout 150 python3 -m fplnet.cli benchmark --mode train --device cuda --models fplnet_encoder,fplnet \
+            --size 360x480 --batch-size $b --variants channels_last+bf16,cuda_graphs+channels_last+bf16 --iters 30 \
+            --json "$OUT/train_step_b$b.json"
+    done
     timeout 40 python3 -m fplnet.cli benchmark --device cuda --models fplnet,espnet,enet,erfnet,cgnet \
         --size 512x1024 --batch-size 1 --variants eager,fast,fold_bn+channels_last+cuda_graphs+bf16 --iters 50 \
         --json "$OUT/inference_b1.json"

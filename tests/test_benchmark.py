@@ -3,9 +3,11 @@ No timing is asserted: benchmarks are not tests."""
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from fplnet.cli import main
+from fplnet.engine.benchmark import TrainStep, check_variants
 from fplnet.fast import Variant
 
 from _helpers import CAMVID_VAL, make_checkpoint
@@ -68,6 +70,16 @@ def test_training_step_mode(tmp_path):
     report = run_json(tmp_path, "--models", "fplnet_encoder", "--mode", "train", "--batch-size", "2",
                       "--variants", "eager,channels_last")
     assert report["mode"] == "train" and len(report["results"]) == 2
+
+
+def test_training_step_cuda_graphs_go_through_compile(capsys):
+    """A training step's cuda_graphs is the trainer's --compile reduce-overhead; on the CPU it is refused."""
+    assert TrainStep.compile_mode(Variant.parse("cuda_graphs+bf16+channels_last")) == "reduce-overhead"
+    assert TrainStep.compile_mode(Variant.parse("compile+bf16")) == "default"
+    assert TrainStep.compile_mode(Variant.parse("channels_last")) is None
+    check_variants([Variant.parse("cuda_graphs+bf16+channels_last")], torch.device("cuda"), "train")
+    assert main(["benchmark", *TINY, "--models", "fplnet", "--mode", "train", "--variants", "cuda_graphs"]) == 2
+    assert "--device cuda" in capsys.readouterr().err
 
 
 def test_refusals(tmp_path, capsys):

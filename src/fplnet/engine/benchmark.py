@@ -195,9 +195,21 @@ def check_variants(variants: list[Variant], device: torch.device, mode: str) -> 
 
 
 class TrainStep:
-    """One SGD step on a random batch: the quantity the CPU training-speed study compares."""
+    """One SGD step on a random batch: the quantity the CPU training-speed study compares.
 
-    ALLOWED = {"keep_memory", "channels_last", "bf16", "fp16", "compile"}
+    ``compile`` is ``torch.compile`` (mode default); ``cuda_graphs`` is ``torch.compile(mode=
+    "reduce-overhead")``, what ``fplnet train --compile reduce-overhead`` runs: a training step
+    captures its CUDA graphs through the compiler, which replays the compiled forward and backward
+    as one launch each. That made the GPU step 2.3-2.6x faster (docs/gpu.md, 2026-11-30)."""
+
+    ALLOWED = {"keep_memory", "channels_last", "bf16", "fp16", "compile", "cuda_graphs"}
+
+    @staticmethod
+    def compile_mode(variant: Variant) -> Optional[str]:
+        """The torch.compile mode of the step, or None for eager."""
+        if "cuda_graphs" in variant:
+            return "reduce-overhead"
+        return "default" if "compile" in variant else None
 
     def __init__(self, model, variant: Variant, device, batch_size: int, size, num_classes: int):
         self.device, self.variant = device, variant
@@ -205,7 +217,8 @@ class TrainStep:
             keep_freed_memory()
         memory_format = torch.channels_last if "channels_last" in variant else torch.contiguous_format
         self.model = model.to(device).train().to(memory_format=memory_format)
-        self.forward = torch.compile(self.model) if "compile" in variant else self.model
+        mode = self.compile_mode(variant)
+        self.forward = self.model if mode is None else torch.compile(self.model, mode=mode)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
         self.scaler = torch.amp.GradScaler(device.type, enabled="fp16" in variant)
         generator = torch.Generator().manual_seed(0)
