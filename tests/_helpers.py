@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FPLNET_SHARED_DATA", REPO.parent / "shared" / "data"))
 CAMVID_VAL = SHARED_DATA / "camvid" / "val"
 CITYSCAPES_SAMPLE = SHARED_DATA / "cityscapes_sample"
+
+
+def load_script(name: str):
+    """scripts/<name>.py as a module (the scripts folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module   # a process pool (device_data) pickles its functions by module
+    spec.loader.exec_module(module)
+    return module
 
 
 def camvid_images() -> list[Path]:

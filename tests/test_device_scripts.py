@@ -3,22 +3,11 @@ round trip gives back every pixel, and the campaign's chains run the paper's two
 recipe flags and their time budgets."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module   # the process pool of device_data pickles its functions by module
-    spec.loader.exec_module(module)
-    return module
+from _helpers import load_script
 
 
 def test_pack_then_unpack_gives_back_every_pixel_and_file(tiny_camvid, tmp_path):

@@ -3,21 +3,17 @@ checkpoint is dropped unless a later stage needs it (--keep-finished), and resto
 a checkpoint that is further along."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 
 from fplnet.checkpoint import FORMAT
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "sync_runs.py"
+from _helpers import load_script
 
 
 def load_sync():
-    spec = importlib.util.spec_from_file_location("sync_runs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("sync_runs")
 
 
 def make_run(folder: Path, epoch: int, complete: bool) -> None:
