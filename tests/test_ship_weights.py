@@ -36,6 +36,12 @@ def test_ships_with_the_heldout_siblings_figure(runs, tiny_camvid, tmp_path, cap
     heldout = meta["heldout"]
     assert heldout["split"] == "val" and heldout["train_split"] == "train" and heldout["epochs"] == 1
     assert set(heldout["iou"]) == set(meta["metrics"]["val_iou"])
+    # The demo says what the weights saw and quotes the sibling's unseen-frames figure.
+    capsys.readouterr()
+    assert cli(["demo", "--checkpoint", str(out), "--output", str(tmp_path / "demo"), "--no-fast", "--repeats", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "HAS seen these frames" in text
+    assert f"the same recipe trained on train (1 epochs) scores {heldout['miou']:.2f} mIoU on camvid val" in text
     # Both figures are what `fplnet evaluate` gives for each model.
     for checkpoint, recorded in ((out, meta["metrics"]["val_miou"]), (runs["sibling"], heldout["miou"])):
         report = tmp_path / "eval.json"

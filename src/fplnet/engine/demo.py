@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -82,6 +83,9 @@ def run(args):
     print()
     print(f"IoU per class on these {len(dataset)} CamVid val frames ({seen}):")
     print(matrix.format_table(info.class_names))
+    unseen = _unseen_note(load_checkpoint(args.checkpoint))
+    if unseen:
+        print(unseen)
     if latencies:
         print(f"{segmenter.device.type.upper()} latency per 480x360 frame ({segmenter.variant}, "
               f"{torch.get_num_threads()} threads): median {statistics.median(latencies):.0f} ms "
@@ -103,3 +107,14 @@ def _seen_note(meta: dict) -> str:
     if split == "train":
         return "the model was trained on CamVid train only; these val frames were neither trained on nor validated on"
     return "the training split of these weights is not recorded"
+
+
+def _unseen_note(meta: dict) -> Optional[str]:
+    """The figure on frames no model of this recipe trained on, where the weights carry one: a
+    model trained on every CamVid frame has none of its own, so scripts/ship_weights.py records
+    its held-out sibling's (the same recipe without one sequence, scored on that sequence)."""
+    heldout = meta.get("heldout")
+    if not heldout:
+        return None
+    return (f"On frames never trained on: the same recipe trained on {heldout['train_split']} "
+            f"({heldout['epochs']} epochs) scores {heldout['miou']:.2f} mIoU on {heldout['evaluated_on']}.")
