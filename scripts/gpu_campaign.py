@@ -13,8 +13,9 @@ quarter of the phase, stage 2 the rest; each ``fplnet train`` shortens its sched
 budget from the wall time of its own steady epochs (``time_budget_minutes``), and says so in
 its run config.
 
-Phase B (the rest), eager (a compile costs more than one of these short runs trains): the recipe trials of ``configs/sweeps/recipe_camvid.yaml`` (3 arms x 2
-seeds, 30 epochs) and the ablation grid (``fplnet ablate``, tables in the order below, seeds
+Phase B (the rest), with CUDA graphs (``compile: reduce-overhead``; eager runs were bound by
+their kernel launches, 37-41 images/s each on 2026-11-29): the recipe trials of
+``configs/sweeps/recipe_camvid.yaml`` (3 arms x 2 seeds, 30 epochs) and the ablation grid (``fplnet ablate``, tables in the order below, seeds
 first so that every row gets one seed before any gets two), until the deadline. Runs still going
 then are stopped (SIGTERM: they save and exit) and left out; complete ones come back.
 
@@ -145,7 +146,7 @@ def gpu_sweep_file(args) -> Path:
     sweep = yaml.safe_load((REPO / "configs/sweeps/recipe_camvid.yaml").read_text())
     sweep["output"] = str(args.work / "sweeps" / "recipe_camvid")
     sweep["base"].update({"data_root": args.data_root, "device": args.device, "channels_last": True,
-                          "compile": "none", "log_every": 50, "save_every_epochs": 10})
+                          "compile": "reduce-overhead", "log_every": 50, "save_every_epochs": 10})
     if args.epochs_b:
         sweep["base"]["epochs"] = args.epochs_b
     path = args.work / "recipe_camvid_gpu.yaml"
