@@ -11,10 +11,10 @@
 #   prepare [quick|smoke]: carry .devdata/part0 and .whl. Installs the wheels the device lacks
 #             (kornia) and profiles the training step (scripts/gpu_train_profile.py) beside
 #             `fplnet benchmark --mode train` and the inference benchmark of the five models.
-#             `quick` stops after the wheels and the data, to keep the device minutes for training.
-#             `smoke` first runs the whole campaign for three minutes on a tiny copy (every code
-#             path: compiled chains, eager phase B, packing) and ends with SMOKE OK or SMOKE FAILED;
-#             it needs all three parts unpacked, so run `data` before it.
+#             (at most 200 + 2 x 120 + 40 s). `quick` stops after the wheels and the data, to keep
+#             the device minutes for training. `smoke` instead runs the whole campaign for three
+#             minutes on a tiny copy (every code path: compiled chains, phase B, packing) and ends
+#             with SMOKE OK or SMOKE FAILED; it needs all three parts unpacked, so run `data` first.
 #   data:     carry .devdata/part1. Unpacks it; nothing else.
 #   campaign SECONDS: carry .devdata/part2. Runs scripts/gpu_campaign.py for SECONDS.
 #   long SECONDS [SPLITS]: carry .devdata/part2, instead of campaign. Continues the long CamVid
@@ -28,7 +28,15 @@
 #             with it is resumed with --compile default for the time left. A finished stage's
 #             last.pt comes back only while the next stage has none (it starts from it).
 set -u
-mode=$1
+started=$(date +%s)   # SECONDS counts from here: unpacking is part of the call's time
+# Overridable for tests/test_device_call.py: where the data and saved runs go, the long runner, the
+# grace after SIGTERM, and how long a fresh training process needs before its first step.
+camvid=${CAMVID_DIR:-/tmp/camvid}
+long_save=${LONG_SAVE:-/tmp/long_save}
+long_runner=${LONG_RUNNER:-scripts/camvid_long_run.sh}
+kill_after=${LONG_KILL_AFTER:-30}
+compile_seconds=${LONG_COMPILE_SECONDS:-120}
+mode=${1:-}
 seconds=${2:-500}
 smoke=${2:-}
 cd "$(dirname "$0")/.."
@@ -36,7 +44,7 @@ export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1 FPLNET_CACHE=/tmp/fplnet
 
 for part in .devdata/part*; do
     [ -d "$part" ] || continue
-    python3 scripts/device_data.py unpack "$part" /tmp/camvid || { echo "${mode^^} FAILED: unpack $part"; exit 1; }
+    python3 scripts/device_data.py unpack "$part" "$camvid" || { echo "${mode^^} FAILED: unpack $part"; exit 1; }
 done
 if [ "$mode" = data ]; then echo "DATA OK"; exit 0; fi
 
@@ -51,12 +59,12 @@ if [ "$mode" = prepare ]; then
         # A tiny CamVid with all three sequences: 6 frames of each for train, 3 as val.
         rm -rf /tmp/smoke && mkdir -p /tmp/smoke/{train,trainannot,val,valannot}
         for seq in 0001TP 0006R0 0016E5; do
-            for f in $(ls /tmp/camvid/train | grep "^$seq" | head -6); do
-                cp /tmp/camvid/train/$f /tmp/smoke/train/; cp /tmp/camvid/trainannot/$f /tmp/smoke/trainannot/
+            for f in $(ls "$camvid"/train | grep "^$seq" | head -6); do
+                cp "$camvid"/train/$f /tmp/smoke/train/; cp "$camvid"/trainannot/$f /tmp/smoke/trainannot/
             done
         done
-        for f in $(ls /tmp/camvid/train | grep "^0016E5" | tail -3); do
-            cp /tmp/camvid/train/$f /tmp/smoke/val/; cp /tmp/camvid/trainannot/$f /tmp/smoke/valannot/
+        for f in $(ls "$camvid"/train | grep "^0016E5" | tail -3); do
+            cp "$camvid"/train/$f /tmp/smoke/val/; cp "$camvid"/trainannot/$f /tmp/smoke/valannot/
         done
         timeout 140 python3 scripts/gpu_campaign.py --data-root /tmp/smoke --work /tmp/smoke_work --out /tmp/smoke_out \
             --seconds 130 --phases a --recipes adam_appearance
@@ -73,31 +81,33 @@ if [ "$mode" = prepare ]; then
         mkdir -p "$OUT/smoke" && cp -r /tmp/smoke_work/logs "$OUT/smoke/" 2>/dev/null
         tar czf "$OUT/smoke_logs.tar.gz" -C /tmp/smoke_work logs sweeps ablations --exclude='*.pt' 2>/dev/null
         rm -rf "$OUT/smoke"
+        # The smoke is a call of its own: with the profile and benchmarks it would outlast 600 s.
+        if [ $ok = 1 ]; then echo "SMOKE OK"; else echo "SMOKE FAILED"; fi
+        exit 0
     fi
-    timeout 300 python3 scripts/gpu_train_profile.py --model fplnet_encoder --out "$OUT/profile_fplnet_encoder.txt"
+    timeout 200 python3 scripts/gpu_train_profile.py --model fplnet_encoder --out "$OUT/profile_fplnet_encoder.txt"
     # Speed: the training step (the trainer's goal) and inference of the five models.
     # cuda_graphs in a training step is torch.compile(mode="reduce-overhead"), the trainer's --compile.
     for b in 8 32; do
-        timeout 150 python3 -m fplnet.cli benchmark --mode train --device cuda --models fplnet_encoder,fplnet \
+        timeout 120 python3 -m fplnet.cli benchmark --mode train --device cuda --models fplnet_encoder,fplnet \
             --size 360x480 --batch-size $b --variants channels_last+bf16,cuda_graphs+channels_last+bf16 --iters 30 \
             --json "$OUT/train_step_b$b.json"
     done
     timeout 40 python3 -m fplnet.cli benchmark --device cuda --models fplnet,espnet,enet,erfnet,cgnet \
         --size 512x1024 --batch-size 1 --variants eager,fast,fold_bn+channels_last+cuda_graphs+bf16 --iters 50 \
         --json "$OUT/inference_b1.json"
-    if [ "$smoke" = smoke ]; then if [ $ok = 1 ]; then echo "SMOKE OK"; else echo "SMOKE FAILED"; fi; fi
     exit 0
 fi
 
 if [ "$mode" = campaign ] || [ "$mode" = long ]; then
-    n_train=$(ls /tmp/camvid/train | wc -l); n_val=$(ls /tmp/camvid/val | wc -l)
+    n_train=$(ls "$camvid/train" | wc -l); n_val=$(ls "$camvid/val" | wc -l)
     echo "frames: train $n_train val $n_val"
     if [ "$n_train" != 367 ] || [ "$n_val" != 101 ]; then echo "${mode^^} FAILED: data incomplete"; exit 1; fi
 fi
 
 if [ "$mode" = long ]; then
     IFS=, read -ra splits <<< "${3:-trainval}"
-    deadline=$(( $(date +%s) + seconds ))
+    deadline=$(( started + seconds ))
     long_split() {  # $1 = split: restore, train until the deadline, save, pack
         local split=$1 compile=${LONG_COMPILE:-reduce-overhead} left code
         local saved=docs/runs/long/${split}_adam runs=runs/long/${split}_adam
@@ -106,33 +116,40 @@ if [ "$mode" = long ]; then
         fi
         while :; do
             left=$(( deadline - $(date +%s) ))
-            [ "$left" -gt 30 ] || break
+            [ "$left" -gt "$kill_after" ] || break
             # SIGTERM at the deadline: the trainer finishes its step, saves last.pt, and the script
             # stops (rc 124 = the deadline, as planned). Device and amp stay `auto` (cuda + bf16
             # here), so the stage resumes on the CPU afterwards.
-            DATA=/tmp/camvid PYTHON=python3 SPLIT=$split EXTRA="--save-every-minutes 2 --compile $compile" \
-                timeout -k 30 -s TERM "$left" bash scripts/camvid_long_run.sh
+            DATA=$camvid PYTHON=python3 SPLIT=$split EXTRA="--save-every-minutes 2 --compile $compile" \
+                timeout -k "$kill_after" -s TERM "$left" bash "$long_runner"
             code=$?
             echo "LONG $split compile=$compile rc=$code"
             if [ "$code" = 124 ] || [ "$code" = 0 ] || [ "$compile" = default ]; then break; fi
+            # A fresh process compiles for 45-65 s before its first step: too little time left for that.
+            if [ $(( deadline - $(date +%s) )) -lt $(( compile_seconds + kill_after )) ]; then echo "LONG $split: too little time left to retry"; break; fi
             tail -5 "$runs"/*.log
             compile=default
         done
         local keep=--keep-finished
         [ -f "$runs/full/last.pt" ] && keep=""   # stage 2 has its own checkpoint: stage 1's is done with
-        python3 scripts/sync_runs.py save $keep "$runs" "/tmp/long_save/${split}_adam"
+        python3 scripts/sync_runs.py save $keep "$runs" "$long_save/${split}_adam"
         for log in "$runs"/*.log; do echo "== $log"; grep -E "img/s|mIoU|Error|error" "$log" | tail -4; done
-        tar czf "$OUT/long_${split}.tar.gz" -C /tmp/long_save "${split}_adam"
+        if tar czf "$OUT/long_${split}.tar.gz" -C "$long_save" "${split}_adam"; then echo "LONG $split PACKED"
+        else rm -f "$OUT/long_${split}.tar.gz"; echo "LONG $split FAILED: pack"; fi
     }
+    # Each split once (two processes on one run folder would fight over its lock).
+    mapfile -t splits < <(printf '%s\n' "${splits[@]}" | awk 'NF && !seen[$0]++')
     for split in "${splits[@]}"; do long_split "$split" > "$OUT/long_${split}.out" 2>&1 & done
     wait
     cat "$OUT"/long_*.out
-    nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader
-    exit 0
+    nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
+    missing=0
+    for split in "${splits[@]}"; do [ -s "$OUT/long_${split}.tar.gz" ] || { echo "LONG $split: no archive"; missing=1; }; done
+    exit $missing
 fi
 
 if [ "$mode" = campaign ]; then
-    python3 scripts/gpu_campaign.py --data-root /tmp/camvid --work /tmp/gpu --out "$OUT" --seconds "$seconds"
+    python3 scripts/gpu_campaign.py --data-root "$camvid" --work /tmp/gpu --out "$OUT" --seconds "$seconds"
     nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader
     exit 0
 fi

@@ -13,9 +13,12 @@ The recorded mIoU is measured here, by the same `evaluate` that `fplnet evaluate
 ``--heldout-split`` (the held-out-sequence protocol, docs/recipe.md). A model trained on every
 frame has no unseen frames left to score it on, so its generalization figure can only come from
 such a sibling; it is evaluated here too and recorded under ``heldout`` with its own epochs and
-training split. The two runs must share the recipe (everything but the splits, the output folder
-and run-time settings such as the device); a sibling trained differently is refused, since its
-figure would then say nothing about the shipped model.
+training split. Refused, since the figure would then say nothing true about the shipped model:
+a sibling of another recipe (every setting but those in ``NOT_RECIPE``, compared with the
+defaults filled in; initialised from a checkpoint or not, as the shipped run was, and the two
+stage-1 runs compared the same way where their folders are here), a sibling that trained on any
+frame of ``--heldout-split``, and a sibling whose schedule has not ended (only the last epoch of
+a poly schedule gives a figure to quote).
 """
 from __future__ import annotations
 
@@ -23,16 +26,24 @@ import argparse
 import json
 import sys
 
+from pathlib import Path
+
 import torch
+import yaml
 
 from fplnet.checkpoint import load_checkpoint, save_safetensors
+from fplnet.data import build_dataset
 from fplnet.engine.evaluate import evaluate_checkpoint
-from fplnet.engine.train import RESUME_MAY_CHANGE
+from fplnet.engine.train import TrainConfig
 from fplnet.provenance import git_commit
 
 # Run settings that may differ between the shipped run and its held-out sibling: the data each
-# trained and validated on, where it wrote, what it started from, and how it ran (not what it learnt).
-NOT_RECIPE = set(RESUME_MAY_CHANGE) | {"train_split", "val_split", "init_from", "notes"}
+# trained and validated on, where it wrote and what it started from (compared apart), and how it
+# ran, not what it learnt. Spelled out rather than derived from what a resume may change, so that
+# loosening resume never loosens this check (tests/test_ship_weights.py pins it).
+NOT_RECIPE = frozenset({"train_split", "val_split", "data_root", "output", "init_from", "notes", "device", "amp",
+                        "channels_last", "compile", "save_every_minutes", "save_every_epochs",
+                        "time_budget_minutes", "log_every", "tensorboard", "val_every", "eval_batch_size"})
 
 
 def measure(checkpoint: str, dataset: str, data_root: str, split: str) -> dict:
@@ -49,25 +60,45 @@ def measure(checkpoint: str, dataset: str, data_root: str, split: str) -> dict:
 
 
 def recipe_differences(shipped: dict, sibling: dict) -> list[str]:
-    """The recipe settings in which two run configs differ."""
-    keys = (set(shipped) | set(sibling)) - NOT_RECIPE
-    return sorted(f"{k}: {shipped.get(k)!r} vs {sibling.get(k)!r}" for k in keys if shipped.get(k) != sibling.get(k))
+    """The recipe settings in which two run configs differ, defaults filled in for missing keys."""
+    defaults = TrainConfig().to_dict()
+    a, b = {**defaults, **shipped}, {**defaults, **sibling}
+    keys = (set(a) | set(b)) - NOT_RECIPE
+    differences = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+    if bool(a.get("init_from")) != bool(b.get("init_from")):
+        differences.append(f"init_from: {a.get('init_from')!r} vs {b.get('init_from')!r}")
+    return sorted(differences)
+
+
+def stage_one_differences(shipped: dict, sibling: dict) -> list[str]:
+    """The same comparison for the runs the two were initialised from, where both folders are here."""
+    configs = [Path(run["init_from"]).parent / "config.yaml" if run.get("init_from") else None
+               for run in (shipped, sibling)]
+    if not all(c is not None and c.is_file() for c in configs):
+        return []
+    return [f"stage 1 {d}" for d in recipe_differences(*(yaml.safe_load(c.read_text()) for c in configs))]
 
 
 def heldout_record(path: str, run: dict, data_root: str, split: str) -> dict:
     """The held-out sibling's figure, with what it trained on and for how long."""
     ckpt = load_checkpoint(path)
     sibling = ckpt.get("run_config", {})
-    if sibling.get("model") != run.get("model"):
-        raise SystemExit(f"--heldout {path} trains {sibling.get('model')!r}, the shipped run {run.get('model')!r}")
-    differences = recipe_differences(run, sibling)
+    differences = recipe_differences(run, sibling) + stage_one_differences(run, sibling)
     if differences:
         raise SystemExit(f"--heldout {path} was trained with another recipe ({'; '.join(differences)}); "
                          "pass the held-out run of the shipped run's own recipe")
-    if sibling.get("train_split") == run.get("train_split"):
-        raise SystemExit(f"--heldout {path} trained on the same split as the shipped run "
-                         f"({run.get('train_split')!r}); pass the run that left {split!r} out")
-    figures = measure(path, sibling.get("dataset", "camvid"), data_root, split)
+    dataset = sibling.get("dataset", "camvid")
+    held_out = {Path(image).name for image, _ in build_dataset(dataset, data_root, split).files}
+    trained = {Path(image).name for image, _ in build_dataset(dataset, data_root, sibling.get("train_split")).files}
+    if held_out & trained:
+        raise SystemExit(f"--heldout {path} trained on {len(held_out & trained)} of the {len(held_out)} frames of "
+                         f"{split!r} (its train split is {sibling.get('train_split')!r}); pass the run that left "
+                         "them out, or the --heldout-split it left out")
+    scheduled = ckpt.get("total_iters")
+    if scheduled is not None and ckpt.get("scheduler", {}).get("last_epoch") != scheduled:
+        raise SystemExit(f"--heldout {path} stopped at epoch {ckpt.get('epoch')} of {sibling.get('epochs')}: only "
+                         "the last epoch of its schedule gives a figure to quote; finish the run first")
+    figures = measure(path, dataset, data_root, split)
     return {"split": split, **figures, "train_split": sibling.get("train_split"), "epochs": ckpt.get("epoch"),
             "training_git_commit": ckpt.get("git_commit", ""), "checkpoint": str(path)}
 

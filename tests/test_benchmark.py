@@ -9,6 +9,7 @@ from PIL import Image
 from fplnet.cli import main
 from fplnet.engine.benchmark import TrainStep, check_variants
 from fplnet.fast import Variant
+from fplnet.models import create_model
 
 from _helpers import CAMVID_VAL, make_checkpoint
 
@@ -72,12 +73,17 @@ def test_training_step_mode(tmp_path):
     assert report["mode"] == "train" and len(report["results"]) == 2
 
 
-def test_training_step_cuda_graphs_go_through_compile(capsys):
+def test_training_step_cuda_graphs_go_through_compile(capsys, monkeypatch):
     """A training step's cuda_graphs is the trainer's --compile reduce-overhead; on the CPU it is refused."""
     assert TrainStep.compile_mode(Variant.parse("cuda_graphs+bf16+channels_last")) == "reduce-overhead"
     assert TrainStep.compile_mode(Variant.parse("compile+bf16")) == "default"
     assert TrainStep.compile_mode(Variant.parse("channels_last")) is None
     check_variants([Variant.parse("cuda_graphs+bf16+channels_last")], torch.device("cuda"), "train")
+    modes = []   # what TrainStep hands torch.compile (compiling itself is not this test's subject)
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: modes.append(mode) or model)
+    for spec in ("channels_last", "compile", "cuda_graphs+bf16"):
+        TrainStep(create_model("fplnet_encoder", num_classes=11), Variant.parse(spec), torch.device("cpu"), 1, (32, 32), 11)
+    assert modes == ["default", "reduce-overhead"]
     assert main(["benchmark", *TINY, "--models", "fplnet", "--mode", "train", "--variants", "cuda_graphs"]) == 2
     assert "--device cuda" in capsys.readouterr().err
 

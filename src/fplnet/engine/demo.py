@@ -79,11 +79,12 @@ def run(args):
         rows.append([image, colorize(target, info), mask, overlay])
         print(f"  {image_path.name}: {image.shape[1]}x{image.shape[0]} -> {out / (image_path.stem + '_mask.png')}")
     comparison_grid(rows).save(out / "grid.png")
-    seen = _seen_note(load_checkpoint(args.checkpoint))
+    meta = load_checkpoint(args.checkpoint)
+    seen = _seen_note(meta)
     print()
     print(f"IoU per class on these {len(dataset)} CamVid val frames ({seen}):")
     print(matrix.format_table(info.class_names))
-    unseen = _unseen_note(load_checkpoint(args.checkpoint))
+    unseen = _unseen_note(meta)
     if unseen:
         print(unseen)
     if latencies:
@@ -116,5 +117,7 @@ def _unseen_note(meta: dict) -> Optional[str]:
     heldout = meta.get("heldout")
     if not heldout:
         return None
-    return (f"On frames never trained on: the same recipe trained on {heldout['train_split']} "
-            f"({heldout['epochs']} epochs) scores {heldout['miou']:.2f} mIoU on {heldout['evaluated_on']}.")
+    epochs = heldout.get("epochs")
+    length = f" for {epochs} epoch{'' if epochs == 1 else 's'}" if epochs else ""
+    return (f"On frames never trained on: the same recipe trained on {heldout['train_split']}{length} "
+            f"scores {heldout['miou']:.2f} mIoU on {heldout['evaluated_on']}.")
