@@ -178,14 +178,22 @@ def test_config_errors_name_the_problem(tmp_path):
 
 
 def test_repository_configs_load():
+    """Every config the repository ships is valid, and keeps its recipe: the training configs and
+    ablation recipes as files, the sweeps as each run they expand to."""
     from pathlib import Path
-    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
-        cfg = load_config(str(path), {})
-        assert cfg.poly_power == 0.9, path.name
+    from fplnet.engine.sweep import load_sweep
+    configs = Path(__file__).parents[1] / "configs"
+    loaded = [(path.name, load_config(str(path), {}))
+              for path in sorted([*configs.glob("*.yaml"), *configs.glob("ablations/*.yaml")])]
+    for path in sorted(configs.glob("sweeps/*.yaml")):
+        loaded += [(f"{path.name} {run.arm}", load_config(None, run.config)) for run in load_sweep(str(path)).runs()]
+    assert len(loaded) > 10
+    for name, cfg in loaded:
+        assert cfg.poly_power == 0.9, name
         if cfg.optimizer == "sgd":     # the paper's recipe
-            assert (cfg.lr, cfg.momentum, cfg.weight_decay) == (0.045, 0.9, 0.0005), path.name
+            assert (cfg.lr, cfg.momentum, cfg.weight_decay) == (0.045, 0.9, 0.0005), name
         else:                          # the CamVid recipe chosen on the held-out sequence (docs/recipe.md)
-            assert (cfg.optimizer, cfg.lr, cfg.weight_decay) == ("adam", 0.001, 0.0002), path.name
+            assert (cfg.optimizer, cfg.lr, cfg.weight_decay) == ("adam", 0.001, 0.0002), name
 
 
 def test_torchrun_two_gloo_processes_then_evaluate(tiny_camvid, tmp_path, capsys):
