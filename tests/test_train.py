@@ -18,7 +18,7 @@ import torch
 from fplnet.checkpoint import load_checkpoint
 from fplnet.cli import main as cli
 from fplnet.engine import train as train_module
-from fplnet.engine.train import TrainConfig, Trainer, TrainingDiverged, load_config, train
+from fplnet.engine.train import ConfigError, TrainConfig, Trainer, TrainingDiverged, load_config, train
 
 SMALL = dict(model="fplnet_encoder", dataset="camvid", crop_size=(96, 128), batch_size=4, val_split="none",
              tensorboard=False, lr=0.02, save_every_minutes=1000.0)
@@ -358,6 +358,24 @@ def test_adam_jitter_recipe_trains(tiny_camvid, tmp_path):
     assert summary["complete"] and math.isfinite(summary["last"]["train_loss"])
     stored = load_checkpoint(tmp_path / "last.pt")["run_config"]
     assert stored["optimizer"] == "adam" and stored["color_jitter"] == [0.3, 0.3, 0.3, 0.05]
+
+
+def test_class_weight_constant_sets_the_loss_weights(tiny_camvid, tmp_path):
+    """class_weight_c is the c of w = 1 / ln(c + p), counted on the run's training split."""
+    from fplnet.data import build_dataset
+    from fplnet.data.class_weights import enet_class_weights, pixel_counts
+    counts = pixel_counts(build_dataset("camvid", tiny_camvid, "train"))
+    loss_weights = {}
+    for c in (1.02, 1.10):
+        trainer = Trainer(config(tiny_camvid, tmp_path / str(c), epochs=1, class_weight_c=c))
+        try:
+            loss_weights[c] = trainer.criterion.weight.cpu()
+        finally:
+            trainer.close()
+        assert torch.allclose(loss_weights[c], enet_class_weights(counts, 11, c=c))
+    assert (loss_weights[1.10] < loss_weights[1.02]).all()   # a larger c flattens the weights
+    with pytest.raises(ConfigError, match="--class-weight-c 1.0: must be a number above 1"):
+        config(tiny_camvid, tmp_path / "bad", class_weight_c=1.0)
 
 
 @pytest.mark.slow

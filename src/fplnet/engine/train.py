@@ -7,7 +7,7 @@ ignoring 255, random flip / scale / crop. FPLNet trains in two stages: ``fplnet_
 then ``fplnet`` with ``init_from`` pointing at the encoder checkpoint (its encoder weights are
 copied). Options beyond the paper, all off by default: ``optimizer`` adam / adamw, no weight decay
 on normalisation, PReLU and bias parameters (``no_decay_norm``), photometric ``color_jitter``,
-``label_smoothing`` and a linear ``warmup_epochs``.
+``label_smoothing``, a linear ``warmup_epochs`` and the class weights' constant ``class_weight_c``.
 
 Speed: the training split is decoded once and kept in memory as uint8 (on the GPU when it
 fits), and each batch is augmented with a handful of tensor ops (``data.transforms``), so no
@@ -82,6 +82,8 @@ class TrainConfig:
     train_size: Optional[tuple] = None           # resize originals first (Cityscapes: 512x1024)
     eval_size: Optional[tuple] = None            # network input size at evaluation (None: native)
     class_weights: str = "enet"                  # "enet" | "none"
+    class_weight_c: float = 1.02                 # c in w = 1 / ln(c + p): the paper's (ENet's) 1.02; the CamVid
+                                                 # code of CGNet, DABNet and ESPNet uses 1.10 (docs/recipe.md)
     init_from: Optional[str] = None              # checkpoint whose encoder weights start this run
     val_every: int = 1                           # epochs between validations
     eval_batch_size: int = 4
@@ -142,6 +144,8 @@ def validate_config(cfg: TrainConfig) -> None:
     require(cfg.amp in AMP_MODES, "amp", f"must be one of {', '.join(AMP_MODES)}")
     require(cfg.compile in COMPILE_MODES, "compile", f"must be one of {', '.join(COMPILE_MODES)}")
     require(cfg.class_weights in ("enet", "none"), "class_weights", "must be enet or none")
+    require(math.isfinite(cfg.class_weight_c) and cfg.class_weight_c > 1, "class_weight_c",
+            "must be a number above 1 (every weight 1 / ln(c + p) finite and positive)")
     require(isinstance(cfg.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,
             "device", "must be auto, cpu, cuda or cuda:N")
     for key in ("lr", "poly_power"):
@@ -365,7 +369,7 @@ class Trainer:
         self.class_weights = None
         if cfg.class_weights == "enet":
             cache = Path(os.environ.get("FPLNET_CACHE", Path.home() / ".cache" / "fplnet"))
-            self.class_weights = cached_class_weights(train_ds, cache).float().to(self.device)
+            self.class_weights = cached_class_weights(train_ds, cache, c=cfg.class_weight_c).float().to(self.device)
         self.sampler = DistributedSampler(range(len(self.images)), num_replicas=self.dist.world_size,
                                           rank=self.dist.rank, shuffle=True, seed=cfg.seed, drop_last=True)
         self.steps_per_epoch = len(self.sampler) // cfg.batch_size
@@ -745,6 +749,8 @@ def add_arguments(parser):
                         help="no weight decay on BN, PReLU and bias parameters")
     parser.add_argument("--warmup-epochs", dest="warmup_epochs", type=float)
     parser.add_argument("--label-smoothing", dest="label_smoothing", type=float)
+    parser.add_argument("--class-weight-c", dest="class_weight_c", type=float,
+                        help="c of the ENet class weights 1 / ln(c + p) (default 1.02, the paper's)")
     parser.add_argument("--crop-size", dest="crop_size")
     parser.add_argument("--scale-range", dest="scale_range", help="LOW,HIGH, e.g. 0.5,2.0")
     parser.add_argument("--color-jitter", dest="color_jitter",
