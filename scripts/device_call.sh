@@ -27,6 +27,11 @@
 #             step is bound by its ~14,000 kernel launches) is passed as --compile; a stage that fails
 #             with it is resumed with --compile default for the time left. A finished stage's
 #             last.pt comes back only while the next stage has none (it starts from it).
+#   sweep SECONDS CONFIG [PARALLEL]: carry .devdata/part2, instead of long. Runs `fplnet sweep CONFIG
+#             --parallel PARALLEL` (default 4) on the GPU until SECONDS, resuming its runs from
+#             docs/runs/sweeps/<name> if saved there, and returns them (sync_runs.py save: small
+#             files, last.pt of unfinished runs) as $OUT/sweep_<name>.tgz.part-* plus the sweep's
+#             JSON. configs/sweeps/recipe_camvid_long.yaml and baselines_heldout.yaml are such sweeps.
 set -u
 started=$(date +%s)   # SECONDS counts from here: unpacking is part of the call's time
 # Overridable for tests/test_device_call.py: where the data and saved runs go, the long runner, the
@@ -99,7 +104,7 @@ if [ "$mode" = prepare ]; then
     exit 0
 fi
 
-if [ "$mode" = campaign ] || [ "$mode" = long ]; then
+if [ "$mode" = campaign ] || [ "$mode" = long ] || [ "$mode" = sweep ]; then
     n_train=$(ls "$camvid/train" | wc -l); n_val=$(ls "$camvid/val" | wc -l)
     echo "frames: train $n_train val $n_val"
     if [ "$n_train" != 367 ] || [ "$n_val" != 101 ]; then echo "${mode^^} FAILED: data incomplete"; exit 1; fi
@@ -148,10 +153,31 @@ if [ "$mode" = long ]; then
     exit $missing
 fi
 
+if [ "$mode" = sweep ]; then
+    config=${3:?usage: $0 sweep SECONDS CONFIG [PARALLEL]} parallel=${4:-4}
+    output=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['output'])" "$config") \
+        || { echo "SWEEP FAILED: $config"; exit 1; }
+    name=$(basename "$output") saved=docs/runs/sweeps/$(basename "$output")
+    if [ -d "$saved" ]; then python3 scripts/sync_runs.py restore "$saved" "$output" || exit 1; fi
+    # SIGTERM at the deadline: the sweep runner passes it on, every run saves last.pt and stops.
+    timeout -k "$kill_after" -s TERM $(( started + seconds - $(date +%s) )) python3 -m fplnet.cli sweep "$config" \
+        --parallel "$parallel" --device "${SWEEP_DEVICE:-cuda}" --data-root "$camvid" --json "$OUT/sweep_$name.json"
+    echo "SWEEP rc=$?"
+    rm -rf "$long_save/sweeps/$name"
+    python3 scripts/sync_runs.py save "$output" "$long_save/sweeps/$name"
+    for log in "$output"/*.log; do echo "== $log"; grep -E "img/s|mIoU|Error" "$log" | tail -2; done
+    # Unfinished runs keep last.pt (an ERFNet's is 25 MB): parts of 15 MiB, each under the 16 MiB
+    # a returned file may have. Put back with: cat sweep_NAME.tgz.part-* | tar xz -C docs/runs/sweeps
+    tar czf - -C "$long_save/sweeps" "$name" | split -b 15m - "$OUT/sweep_$name.tgz.part-"
+    ls -la "$OUT"
+    exit 0
+fi
+
 if [ "$mode" = campaign ]; then
     python3 scripts/gpu_campaign.py --data-root "$camvid" --work /tmp/gpu --out "$OUT" --seconds "$seconds"
     nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader
     exit 0
 fi
-echo "usage: $0 prepare [quick|smoke] | data | campaign SECONDS | long SECONDS [trainval,heldout]" >&2
+echo "usage: $0 prepare [quick|smoke] | data | campaign SECONDS | long SECONDS [trainval,heldout]" \
+     "| sweep SECONDS CONFIG [PARALLEL]" >&2
 exit 2

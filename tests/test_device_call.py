@@ -1,6 +1,7 @@
-"""scripts/device_call.sh long: the GPU call that continues the long CamVid runs. Both splits run
-side by side until the deadline, a stage that fails with CUDA graphs is retried with plain
-compile, and each split comes back as one archive. A stand-in plays scripts/camvid_long_run.sh."""
+"""scripts/device_call.sh, the GPU calls that train to a deadline. `long` continues the long
+CamVid runs: both splits side by side, a stage that fails with CUDA graphs retried with plain
+compile, each split back as one archive. `sweep` runs a sweep and returns its runs in parts small
+enough to come back. Stand-ins play camvid_long_run.sh and `fplnet sweep`."""
 from __future__ import annotations
 
 import os
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,8 +29,30 @@ sleep 60 & wait
 """
 
 
-def test_long_runs_both_splits_retries_without_cuda_graphs_and_packs_each(tmp_path):
-    repo = tmp_path / "repo"   # a copy: the script works in its own checkout's runs/ and docs/
+# The sweep runner's part: `python3 -m fplnet.cli sweep CONFIG ...` writes one unfinished run
+# whose last.pt is 20 MB of noise (more than one returned file may hold) and waits for SIGTERM;
+# every other python3 call is the real interpreter.
+FAKE_PYTHON = """#!/usr/bin/env bash
+if [ "$1 $2 $3" = "-m fplnet.cli sweep" ]; then
+  echo "$*" >> "$CALLS"
+  run=runs/sweeps/tiny/a__seed0
+  mkdir -p "$run"
+  printf 'model: fplnet_encoder\\n' > "$run/config.yaml"; printf 'epoch\\n1\\n' > "$run/log.csv"
+  "$REAL_PYTHON" -c "import torch; from fplnet.checkpoint import FORMAT; torch.save({'format': FORMAT, \\
+'state_dict': {'noise': torch.rand(5_000_000)}, 'epoch': 1, 'step': 3}, '$run/last.pt')"
+  trap 'exit 0' TERM
+  sleep 60 & wait
+  exit 0
+fi
+exec "$REAL_PYTHON" "$@"
+"""
+
+
+@pytest.fixture
+def device(tmp_path):
+    """A copy of the scripts (the call works in its own checkout), 468 stand-in frames, $OUT, and
+    the environment that points the script at them."""
+    repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     for name in ("device_call.sh", "sync_runs.py"):
         shutil.copy(REPO / "scripts" / name, repo / "scripts" / name)
@@ -38,17 +63,28 @@ def test_long_runs_both_splits_retries_without_cuda_graphs_and_packs_each(tmp_pa
         (camvid / split).mkdir(parents=True)
         for i in range(count):
             (camvid / split / f"{i}.png").touch()
-    bin_dir = tmp_path / "bin"   # `python3` in the script is this interpreter (fplnet importable)
+    bin_dir = tmp_path / "bin"   # `python3` in the script: the interpreter running the tests
     bin_dir.mkdir()
-    (bin_dir / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python3").write_text(FAKE_PYTHON)
     (bin_dir / "python3").chmod(0o755)
-    out, calls = tmp_path / "out", tmp_path / "calls"
+    out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "CALLS": str(calls),
-           "CAMVID_DIR": str(camvid), "LONG_SAVE": str(tmp_path / "save"), "LONG_RUNNER": str(runner),
-           "LONG_KILL_AFTER": "2", "LONG_COMPILE_SECONDS": "1", "FAIL_SPLIT": "trainval"}
-    result = subprocess.run(["bash", str(repo / "scripts" / "device_call.sh"), "long", "9", "trainval,heldout,trainval"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "CALLS": str(tmp_path / "calls"),
+           "REAL_PYTHON": sys.executable, "CAMVID_DIR": str(camvid), "LONG_SAVE": str(tmp_path / "save"),
+           "LONG_RUNNER": str(runner), "LONG_KILL_AFTER": "2", "LONG_COMPILE_SECONDS": "1"}
+    return repo, env, out, tmp_path / "calls"
+
+
+def call(device, *args):
+    repo, env, _, _ = device
+    return subprocess.run(["bash", str(repo / "scripts" / "device_call.sh"), *args], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_long_runs_both_splits_retries_without_cuda_graphs_and_packs_each(device):
+    _, env, out, calls = device
+    env["FAIL_SPLIT"] = "trainval"
+    result = call(device, "long", "9", "trainval,heldout,trainval")
     assert result.returncode == 0, result.stdout + result.stderr
     text = result.stdout
     assert "frames: train 367 val 101" in text
@@ -63,3 +99,19 @@ def test_long_runs_both_splits_retries_without_cuda_graphs_and_packs_each(tmp_pa
         with tarfile.open(out / f"long_{split}.tar.gz") as archive:
             names = set(archive.getnames())
         assert {f"{split}_adam/encoder/config.yaml", f"{split}_adam/encoder/runner.log"} <= names
+
+
+def test_sweep_runs_to_the_deadline_and_returns_its_runs_in_parts(device, tmp_path):
+    repo, _, out, calls = device
+    (repo / "sweep.yaml").write_text("name: tiny\noutput: runs/sweeps/tiny\n")
+    result = call(device, "sweep", "6", "sweep.yaml", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SWEEP rc=124" in result.stdout
+    assert calls.read_text().split()[3:] == ["sweep.yaml", "--parallel", "3", "--device", "cuda", "--data-root",
+                                            str(tmp_path / "camvid"), "--json", str(out / "sweep_tiny.json")]
+    parts = sorted(out.glob("sweep_tiny.tgz.part-*"))
+    assert len(parts) == 2 and all(p.stat().st_size <= 15 * 2**20 for p in parts)
+    joined = tmp_path / "joined.tgz"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(joined) as archive:
+        assert {"tiny/a__seed0/last.pt", "tiny/a__seed0/config.yaml"} <= set(archive.getnames())
