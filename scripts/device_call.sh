@@ -160,7 +160,8 @@ if [ "$mode" = sweep ]; then
     config=${3:?usage: $0 sweep SECONDS CONFIG [PARALLEL]} parallel=${4:-4}
     output=$(python3 -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['output'])" "$config") \
         || { echo "SWEEP FAILED: $config"; exit 1; }
-    name=$(basename "$output") saved=docs/runs/sweeps/$(basename "$output")
+    name=$(basename "$output")
+    saved=docs/runs/sweeps/$name
     if [ -d "$saved" ]; then python3 scripts/sync_runs.py restore "$saved" "$output" || exit 1; fi
     # SIGTERM at the deadline: the sweep runner passes it on, every run saves last.pt and stops.
     timeout -k "$kill_after" -s TERM $(( started + seconds - $(date +%s) )) python3 -m fplnet.cli sweep "$config" \

@@ -3,7 +3,6 @@ round trip gives back every pixel, and the campaign's chains run the paper's two
 recipe flags and their time budgets."""
 from __future__ import annotations
 
-
 import numpy as np
 from PIL import Image
 

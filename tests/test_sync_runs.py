@@ -12,10 +12,6 @@ from fplnet.checkpoint import FORMAT
 from _helpers import load_script
 
 
-def load_sync():
-    return load_script("sync_runs")
-
-
 def make_run(folder: Path, epoch: int, complete: bool) -> None:
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text("model: fplnet_encoder\n")
@@ -26,7 +22,7 @@ def make_run(folder: Path, epoch: int, complete: bool) -> None:
 
 
 def test_save_drops_finished_checkpoints_unless_kept_and_restore_keeps_the_newer_one(tmp_path):
-    sync = load_sync()
+    sync = load_script("sync_runs")
     runs, saved = tmp_path / "runs", tmp_path / "saved"
     make_run(runs / "encoder", epoch=250, complete=True)
     make_run(runs / "full", epoch=7, complete=False)
