@@ -15,7 +15,7 @@
 # from the repository root. EPOCHS1 / EPOCHS2 (default: the configs', half the paper's schedule; a
 # GPU session passes 500 / 1000) apply to a fresh stage only. EXTRA: run-time flags for every start
 # and resume, e.g. "--save-every-minutes 2"; the run keeps them, so leave device and amp to
-# `auto` (cuda + bf16 on a GPU, cpu + fp32 here) if a stage may move between machines.
+# `auto` (cuda + bf16 on a GPU; on this CPU bf16 when compiled) if a stage may move between machines.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1

@@ -382,11 +382,12 @@ def test_class_weight_constant_sets_the_loss_weights(tiny_camvid, tmp_path):
 def test_compiled_training_step_matches_eager(tiny_camvid, tmp_path):
     """--compile runs the same arithmetic: after three steps the weights agree with eager ones to
     float rounding (inductor fuses and reorders sums). The smallest registered encoder keeps the
-    compile time of this test down."""
+    compile time of this test down. fp32 in both (``amp: auto`` would run the compiled step in bf16
+    on a CPU with native bf16)."""
     states = {}
     for mode in ("none", "default"):
         trainer = Trainer(config(tiny_camvid, tmp_path / mode, epochs=1, compile=mode, model="fplnet_encoder_d2x6",
-                                 crop_size=(64, 96)))
+                                 crop_size=(64, 96), amp="none"))
         try:
             losses = [trainer.train_step(torch.arange(4), torch.Generator().manual_seed(0)).item() for _ in range(3)]
         finally:
@@ -395,6 +396,17 @@ def test_compiled_training_step_matches_eager(tiny_camvid, tmp_path):
     assert states["none"][0] == pytest.approx(states["default"][0], rel=1e-3)
     eager, compiled = states["none"][1], states["default"][1]
     assert max((eager[k].float() - compiled[k].float()).abs().max().item() for k in eager) < 1e-2
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_amp_auto_picks_bf16_on_cuda_and_on_a_bf16_cpu_only_when_compiled(monkeypatch, native_bf16):
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native_bf16)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert train_module.default_amp(cuda) == "bf16"
+    assert train_module.default_amp(cuda, "default") == "bf16"
+    assert train_module.default_amp(cpu) == "none"
+    assert train_module.default_amp(cpu, "default") == ("bf16" if native_bf16 else "none")
+    assert train_module.default_amp(cpu, "reduce-overhead") == ("bf16" if native_bf16 else "none")
 
 
 def test_time_budget_shortens_the_schedule_from_the_runs_own_epochs(tiny_camvid, tmp_path, monkeypatch):

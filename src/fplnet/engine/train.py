@@ -266,10 +266,26 @@ def copy_encoder_weights(model: nn.Module, path: str) -> int:
     return len(matched)
 
 
-def default_amp(device: torch.device) -> str:
-    # CUDA: bf16 autocast needs no loss scaling and is what H100/A100-class GPUs run fastest.
-    # CPU: fp32 (bf16 autocast did not win on the 2-core development machine; docs/benchmarks.md).
-    return "bf16" if device.type == "cuda" else "none"
+def default_amp(device: torch.device, compile_mode: str = "none") -> str:
+    """What ``amp: auto`` runs. CUDA: bf16 autocast, which needs no loss scaling and is what
+    H100/A100-class GPUs run fastest. CPU: bf16 only when the training step is compiled and the
+    CPU has native bf16 (avx512_bf16 or AMX). On the 2-core development CPU a compiled bf16 step of
+    the full model took 861 ms against 1475 ms in fp32 (1.71x; docs/benchmarks.md, "CPU training
+    step"), while eager bf16 gained only 4-7 %, within the spread of the timing, so eager CPU runs
+    (the tests, quick trials) stay fp32 and bit-comparable with earlier runs. Exact enough: the
+    long CamVid runs trained in bf16 on the GPU for 409 of their epochs and then in bf16 on the CPU
+    without a step in their loss (docs/recipe.md, "The long run"). A CPU without native bf16
+    emulates it slowly, so it keeps fp32."""
+    if device.type == "cuda":
+        return "bf16"
+    if compile_mode != "none" and cpu_has_native_bf16():
+        return "bf16"
+    return "none"
+
+
+def cpu_has_native_bf16() -> bool:
+    """oneDNN's own check for bf16 instructions (avx512_bf16 or AMX) on this CPU."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, no_decay_norm: bool) -> list[dict]:
@@ -319,7 +335,7 @@ class Trainer:
             if self.dist.is_main and resume is None:
                 claim_for_new_run(self.out, overwrite)
             self.git_commit = git_commit()  # once per run, not at every checkpoint save
-            self.amp = default_amp(self.device) if cfg.amp == "auto" else cfg.amp
+            self.amp = default_amp(self.device, cfg.compile) if cfg.amp == "auto" else cfg.amp
             self.channels_last = True if cfg.channels_last is None else cfg.channels_last
             if self.device.type == "cuda":
                 torch.backends.cudnn.benchmark = True
