@@ -9,7 +9,9 @@ checkpoint of runs that are not finished.
 needs none: ``summary.json`` marks it complete, and the sweep runner skips it). A ``last.pt`` saved
 earlier for a run that has since finished is deleted, so only unfinished runs cost repository
 space. ``--keep-finished`` keeps (and copies) the ``last.pt`` of finished runs too, for chains
-whose next stage starts from it (``scripts/camvid_long_run.sh``). ``restore`` copies them back
+whose next stage starts from it (``scripts/camvid_long_run.sh``); ``--keep-finished full`` keeps
+only the runs named ``full`` (a finished long run whose weights are still to be shipped, without
+carrying its encoder's checkpoint again). ``restore`` copies them back
 where `fplnet sweep` looks, without replacing a checkpoint that is further along than the saved
 one.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -36,8 +39,10 @@ def progress(path: Path) -> tuple:
     return (ckpt["epoch"], ckpt["step"])
 
 
-def save(runs: Path, dest: Path, keep_finished: bool = False) -> None:
+def save(runs: Path, dest: Path, keep_finished: bool | Collection[str] = False) -> None:
+    """``keep_finished``: True for every finished run, or the names of the runs to keep."""
     for folder in sorted(p for p in runs.iterdir() if p.is_dir() and (p / "config.yaml").is_file()):
+        keep = keep_finished if isinstance(keep_finished, bool) else folder.name in keep_finished
         target = dest / folder.name
         target.mkdir(parents=True, exist_ok=True)
         for name in SMALL_FILES:
@@ -47,7 +52,7 @@ def save(runs: Path, dest: Path, keep_finished: bool = False) -> None:
         if runner_log.is_file():
             shutil.copy2(runner_log, target / "runner.log")
         if is_complete(folder):
-            if not keep_finished:
+            if not keep:
                 (target / "last.pt").unlink(missing_ok=True)
                 state = "complete"
             elif (folder / "last.pt").is_file():
@@ -83,15 +88,17 @@ def main() -> int:
     parser.add_argument("action", choices=["save", "restore"])
     parser.add_argument("source")
     parser.add_argument("destination")
-    parser.add_argument("--keep-finished", action="store_true",
-                        help="save: keep the last.pt of finished runs too (a later stage starts from it)")
+    parser.add_argument("--keep-finished", nargs="*", metavar="RUN",
+                        help="save: keep the last.pt of finished runs too (a later stage starts from it, or "
+                             "its weights are still to be shipped); with names, only those runs")
     args = parser.parse_args()
     source, destination = Path(args.source), Path(args.destination)
     if not source.is_dir():
         print(f"sync_runs: {source} is not a folder", file=sys.stderr)
         return 2
     if args.action == "save":
-        save(source, destination, args.keep_finished)
+        keep = False if args.keep_finished is None else (set(args.keep_finished) or True)
+        save(source, destination, keep)
     else:
         restore(source, destination)
     return 0

@@ -29,9 +29,14 @@ def test_save_drops_finished_checkpoints_unless_kept_and_restore_keeps_the_newer
     sync.save(runs, saved)
     assert not (saved / "encoder" / "last.pt").exists() and (saved / "encoder" / "summary.json").is_file()
     assert (saved / "full" / "last.pt").is_file()
+    sync.save(runs, saved, keep_finished={"full"})  # only the named runs keep theirs
+    assert not (saved / "encoder" / "last.pt").exists()
     sync.save(runs, saved, keep_finished=True)     # stage 2 starts from the encoder's last epoch
     assert (saved / "encoder" / "last.pt").is_file()
     (runs / "full" / "summary.json").write_text("{}")
+    sync.save(runs, tmp_path / "named", keep_finished={"full"})   # finished, its weights still to ship
+    assert (tmp_path / "named" / "full" / "last.pt").is_file()
+    assert not (tmp_path / "named" / "encoder" / "last.pt").exists()
     (runs / "full" / "last.pt").unlink()           # finished, and its checkpoint gone here
     sync.save(runs, tmp_path / "other", keep_finished=True)
     assert (tmp_path / "other" / "full" / "summary.json").is_file()

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The CPU work of issues 8 and 10 as one queue that spans sessions, in the order the compute plan
+# sets: the long CamVid runs first (trainval, the model that ships; then heldout, its unseen-sequence
+# score), then the ablation tables (VI and VIII first, then VII, IX, X and the activation).
+#
+#   bash scripts/cpu_queue.sh restore   # at a session's start: committed checkpoints back into runs/
+#   setsid nohup bash scripts/cpu_queue.sh run >> runs/cpu_queue.out 2>&1 &
+#   bash scripts/cpu_queue.sh pause     # SIGTERM: the running trainer saves and stops; `run` resumes
+#   bash scripts/cpu_queue.sh save      # before a session ends: small files + resumable checkpoints
+#   bash scripts/cpu_queue.sh status
+#
+# Every step is resumable and skipped once complete, so `run` always picks up where the queue
+# stopped. The long runs resume with a compiled bf16 step (1.71x a compiled fp32 step on the
+# 2-core CPU, docs/benchmarks.md); the ablation runs get the same from `amp: auto`. `save` keeps
+# the last.pt of a finished long run (`full`) until its weights are shipped (ship_weights.py,
+# docs/recipe.md), and drops the checkpoints of finished ablation runs.
+#
+# Env: DATA (default ../shared/data/camvid), RECIPE (the ablation recipe, default
+# configs/ablations/camvid_heldout_adam.yaml, the chosen Adam recipe on the held-out protocol).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+DATA=${DATA:-../shared/data/camvid}
+RECIPE=${RECIPE:-configs/ablations/camvid_heldout_adam.yaml}
+ABLATION_RUNS="runs/ablations/$(basename "$RECIPE" .yaml)"
+ABLATION_SAVED="docs/runs/ablations/$(basename "$RECIPE" .yaml)"
+LONG_SPLITS=(trainval heldout)
+TABLE_GROUPS=("vi viii" "vii ix x activation")
+LONG_FLAGS="--compile default --amp bf16 --save-every-minutes 5"
+child=""
+stopping=0
+
+say() { echo "[cpu queue] $(date -u +%FT%TZ) $*"; }
+
+# Runs "$@" in the background and waits for it; SIGTERM / Ctrl-C are passed on (the trainers
+# save before exiting) and the queue stops after it.
+run_step() {
+  "$@" &
+  child=$!
+  [ "$stopping" = 1 ] && kill -TERM "$child" 2>/dev/null
+  wait "$child"; local code=$?
+  while kill -0 "$child" 2>/dev/null; do wait "$child"; code=$?; done
+  child=""
+  return "$code"
+}
+
+# The ablation run folders of this recipe: one per schedule (`<recipe>-<epochs>ep`).
+ablation_folders() { ls -d "$ABLATION_RUNS"-*ep 2>/dev/null; }
+
+run_queue() {
+  trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; stopping=1' TERM INT
+  local split tables args code
+  for split in "${LONG_SPLITS[@]}"; do
+    [ -f "runs/long/${split}_adam/full/summary.json" ] && continue
+    say "long run $split"
+    SPLIT=$split DATA=$DATA EXTRA=$LONG_FLAGS run_step bash scripts/camvid_long_run.sh
+    code=$?
+    [ -f "runs/long/${split}_adam/full/summary.json" ] && continue
+    # Asked to stop, the child's status is that of the interrupted `wait` (143) or its own (0).
+    if [ "$stopping" = 1 ] || [ "$code" = 0 ]; then say "stopped in the long $split run"; exit 0; fi
+    say "long $split run failed (exit $code)"; exit "$code"
+  done
+  for tables in "${TABLE_GROUPS[@]}"; do
+    args=()
+    for table in $tables; do args+=(--table "$table"); done
+    say "ablation tables $tables"
+    run_step "$PYTHON" -m fplnet.cli ablate "${args[@]}" --recipe "$RECIPE" --device cpu --data-root "$DATA" \
+      --doc docs/ablations.md --json docs/runs/ablations/results.json
+    code=$?
+    if [ "$stopping" = 1 ] || [ "$code" = 130 ]; then say "stopped in tables $tables"; exit 0; fi
+    [ "$code" = 0 ] || { say "tables $tables failed (exit $code)"; exit "$code"; }
+  done
+  say "queue complete"
+}
+
+save_all() {
+  local split folder
+  for split in "${LONG_SPLITS[@]}"; do
+    [ -d "runs/long/${split}_adam" ] || continue
+    "$PYTHON" scripts/sync_runs.py save "runs/long/${split}_adam" "docs/runs/long/${split}_adam" --keep-finished full
+  done
+  for folder in $(ablation_folders); do
+    "$PYTHON" scripts/sync_runs.py save "$folder" "docs/runs/ablations/$(basename "$folder")"
+  done
+}
+
+restore_all() {
+  local split saved
+  for split in "${LONG_SPLITS[@]}"; do
+    [ -d "docs/runs/long/${split}_adam" ] || continue
+    "$PYTHON" scripts/sync_runs.py restore "docs/runs/long/${split}_adam" "runs/long/${split}_adam"
+  done
+  for saved in $(ls -d "$ABLATION_SAVED"-*ep 2>/dev/null); do
+    "$PYTHON" scripts/sync_runs.py restore "$saved" "runs/ablations/$(basename "$saved")"
+  done
+}
+
+status() {
+  local split stage
+  for split in "${LONG_SPLITS[@]}"; do
+    for stage in encoder full; do
+      local log="runs/long/${split}_adam/$stage/log.csv"
+      if [ -f "runs/long/${split}_adam/$stage/summary.json" ]; then echo "long $split $stage: complete"
+      elif [ -f "$log" ]; then echo "long $split $stage: epoch $(tail -1 "$log" | cut -d, -f1)"
+      else echo "long $split $stage: not started"; fi
+    done
+  done
+  local folder
+  for folder in $(ablation_folders); do
+    echo "ablations $(basename "$folder"): $(ls "$folder"/*/summary.json 2>/dev/null | wc -l) run(s) complete"
+  done
+  pgrep -f "cpu_queue.sh run" >/dev/null && echo "queue: running" || echo "queue: not running"
+}
+
+case "${1:-}" in
+  run) run_queue ;;
+  pause) pkill -TERM -f "bash scripts/cpu_queue.sh run" && say "asked the queue to stop" || say "no queue running" ;;
+  save) save_all ;;
+  restore) restore_all ;;
+  status) status ;;
+  *) echo "usage: bash scripts/cpu_queue.sh run|pause|save|restore|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,87 @@
+"""scripts/cpu_queue.sh, the CPU work that spans sessions: the long runs in order (trainval, then
+heldout), then the ablation tables; a complete step is skipped, SIGTERM stops the queue inside
+its current step and nothing after it starts. Stand-ins play camvid_long_run.sh and `fplnet
+ablate`."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Records its call; finishes its split at once unless $HOLD names it, in which case it trains
+# until SIGTERM and stops without finishing, as the real script does.
+FAKE_LONG_RUN = """#!/usr/bin/env bash
+echo "long $SPLIT $EXTRA" >> "$CALLS"
+if [ "$SPLIT" = "${HOLD:-}" ]; then
+  trap 'echo stopped >> "$CALLS"; kill $sleeper; exit 0' TERM
+  sleep 60 & sleeper=$!; wait
+  exit 0
+fi
+mkdir -p runs/long/${SPLIT}_adam/full
+echo '{}' > runs/long/${SPLIT}_adam/full/summary.json
+"""
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+echo "python $*" >> "$CALLS"
+"""
+
+
+@pytest.fixture
+def queue(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "cpu_queue.sh", repo / "scripts" / "cpu_queue.sh")
+    (repo / "scripts" / "camvid_long_run.sh").write_text(FAKE_LONG_RUN)
+    python = tmp_path / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(python), "CALLS": str(tmp_path / "calls")}
+    return repo, env, tmp_path / "calls"
+
+
+def calls(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_long_runs_in_order_then_the_ablation_tables(queue):
+    repo, env, log = queue
+    subprocess.run(["bash", "scripts/cpu_queue.sh", "run"], cwd=repo, env=env, check=True, timeout=60)
+    lines = calls(log)
+    assert [line.split()[:2] for line in lines[:2]] == [["long", "trainval"], ["long", "heldout"]]
+    assert "--compile default --amp bf16" in lines[0]
+    ablate = [line for line in lines if " ablate " in line]
+    assert len(ablate) == 2 and len(lines) == 4
+    assert "--table vi --table viii" in ablate[0]
+    assert "--table vii --table ix --table x --table activation" in ablate[1]
+    assert all("--recipe configs/ablations/camvid_heldout_adam.yaml --device cpu" in line for line in ablate)
+
+
+def test_a_complete_long_run_is_skipped(queue):
+    repo, env, log = queue
+    (repo / "runs/long/trainval_adam/full").mkdir(parents=True)
+    (repo / "runs/long/trainval_adam/full/summary.json").write_text("{}")
+    subprocess.run(["bash", "scripts/cpu_queue.sh", "run"], cwd=repo, env=env, check=True, timeout=60)
+    assert calls(log)[0].startswith("long heldout")
+    assert sum("long trainval" in line for line in calls(log)) == 0
+
+
+def test_sigterm_stops_the_queue_inside_its_step_and_starts_nothing_after(queue):
+    repo, env, log = queue
+    process = subprocess.Popen(["bash", "scripts/cpu_queue.sh", "run"], cwd=repo, env={**env, "HOLD": "trainval"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while not calls(log) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)                      # the stand-in has set its trap
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert calls(log) == [calls(log)[0], "stopped"] and calls(log)[0].startswith("long trainval")
+    assert "stopped in the long trainval run" in output
