@@ -43,6 +43,12 @@ def test_tiny_grid_table_skip_and_resume(tiny_camvid, tmp_path, capsys):
     assert cli(["sweep", str(spec)]) == 0
     assert "4 complete run(s) skipped" in capsys.readouterr().out
     assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "grid").glob("*/last.pt")}
+    # The sweep edited after its runs (the crop of one arm): refused rather than tabulated as the new arm.
+    edited = yaml.safe_load(spec.read_text())
+    edited["arms"]["hasty"]["crop_size"] = "64x96"
+    spec.write_text(yaml.safe_dump(edited))
+    assert cli(["sweep", str(spec), "--table-only"]) == 2
+    assert "hasty__seed0 was trained with crop_size=[96, 128] but tiny now gives [64, 96]" in capsys.readouterr().err
 
 
 def test_interrupted_run_is_resumed_not_restarted(tiny_camvid, tmp_path):

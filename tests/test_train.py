@@ -60,9 +60,17 @@ def test_loss_falls_in_30_iterations(tiny_camvid, tmp_path):
     assert after < 0.8 * before, (before, after)
 
 
-def test_resume_after_interruption_is_exact(tiny_camvid, tmp_path, monkeypatch):
+def csv_column(path: Path, name: str) -> list[str]:
+    rows = path.read_text().strip().splitlines()
+    index = rows[0].split(",").index(name)
+    return [row.split(",")[index] for row in rows[1:]]
+
+
+# ENet draws dropout masks from the global generator, which the checkpoint carries too.
+@pytest.mark.parametrize("model", ["fplnet_encoder", "enet"])
+def test_resume_after_interruption_is_exact(tiny_camvid, tmp_path, monkeypatch, model):
     straight = tmp_path / "straight"
-    train(config(tiny_camvid, straight, epochs=2))
+    train(config(tiny_camvid, straight, epochs=2, model=model))
 
     # Interrupt in the middle of epoch 1 (the 2nd augmentation call is step 2 of epoch 1),
     # as Ctrl-C would, then resume.
@@ -78,12 +86,16 @@ def test_resume_after_interruption_is_exact(tiny_camvid, tmp_path, monkeypatch):
     resumed = tmp_path / "resumed"
     monkeypatch.setattr(train_module, "augment_batch", interrupting)
     with pytest.raises(KeyboardInterrupt):
-        train(config(tiny_camvid, resumed, epochs=2))
+        train(config(tiny_camvid, resumed, epochs=2, model=model))
     monkeypatch.setattr(train_module, "augment_batch", real_augment)
     saved = load_checkpoint(resumed / "last.pt")
     assert (saved["epoch"], saved["step"]) == (0, 1)
-    train(config(tiny_camvid, resumed, epochs=2), resume=str(resumed / "last.pt"))
+    torch.manual_seed(12345)   # whatever the global generator holds now, the checkpoint's state wins
+    train(config(tiny_camvid, resumed, epochs=2, model=model), resume=str(resumed / "last.pt"))
     assert_same_weights(weights(straight / "last.pt"), weights(resumed / "last.pt"))
+    # The epoch split by the interruption logs the mean loss of all its steps, as the straight run.
+    assert [float(v) for v in csv_column(resumed / "log.csv", "train_loss")] == pytest.approx(
+        [float(v) for v in csv_column(straight / "log.csv", "train_loss")], rel=1e-6)
 
 
 def test_epoch_by_epoch_resume_is_exact(tiny_camvid, tmp_path):
@@ -166,6 +178,19 @@ def test_stage_two_starts_from_the_encoder(tiny_camvid, tmp_path):
     full = trainer.model.state_dict()
     copied = [k for k in encoder if k.startswith("encoder.")]
     assert copied and all(torch.equal(full[k], encoder[k]) for k in copied)
+    trainer.close()
+
+
+def test_an_encoder_that_saw_the_validation_frames_cannot_start_a_run(tiny_camvid, tmp_path):
+    train(config(tiny_camvid, tmp_path / "enc", epochs=1, train_split="trainval"))
+    with pytest.raises(ConfigError, match=r"--init-from .* split 'trainval', which holds 4 of the 4 frames of "
+                                          r"this run's validation split 'val'"):
+        Trainer(config(tiny_camvid, tmp_path / "full", model="fplnet", epochs=1, val_split="val",
+                       init_from=str(tmp_path / "enc" / "last.pt")))
+    # Trained on other frames than the validation split: allowed.
+    train(config(tiny_camvid, tmp_path / "enc_train", epochs=1, train_split="train"))
+    Trainer(config(tiny_camvid, tmp_path / "full2", model="fplnet", epochs=1, train_split="trainval",
+                   val_split="val", init_from=str(tmp_path / "enc_train" / "last.pt"))).close()
 
 
 def test_config_errors_name_the_problem(tmp_path):

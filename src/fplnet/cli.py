@@ -16,7 +16,7 @@ COMMANDS = {
     "ablate": ("fplnet.engine.ablate", "retrain the paper's ablation tables (VI-X, PReLU) with seeds, beside the paper"),
     "evaluate": ("fplnet.engine.evaluate", "evaluate a checkpoint: per-class IoU and mIoU"),
     "predict": ("fplnet.engine.predict", "segment images, folders and videos"),
-    "export": ("fplnet.engine.export", "export a checkpoint to ONNX or TorchScript"),
+    "export": ("fplnet.engine.export", "export a checkpoint to ONNX, TorchScript or OpenVINO (fp32 or INT8)"),
     "benchmark": ("fplnet.engine.benchmark", "side-by-side speed of several models"),
     "demo": ("fplnet.engine.demo", "segment the shipped CamVid images with the shipped weights"),
     "app": ("fplnet.engine.app", "a local web page (Gradio) to segment your own images and videos"),

@@ -54,9 +54,10 @@ ImageLike = Union[str, Path, "PIL.Image.Image", np.ndarray]
 def load_rgb(image: ImageLike) -> np.ndarray:
     """A path, PIL image or array -> H x W x 3 uint8 RGB (grey is repeated, alpha dropped).
     Files and PIL images follow the data sets' policy (``fplnet.data.base``: 8-bit modes are
-    converted, 16-bit images refused); arrays must already be uint8."""
+    converted, 16-bit images refused); a file is turned upright by its EXIF orientation, as a photo
+    viewer shows it; arrays must already be uint8."""
     if isinstance(image, (str, Path)):
-        return read_rgb_image(Path(image))
+        return read_rgb_image(Path(image), upright=True)
     if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
         return rgb_array(image, "the PIL image")
     array = np.asarray(image)

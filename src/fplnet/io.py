@@ -8,11 +8,12 @@ of one; the fsync makes the rename safe across a power loss, not only a killed p
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO, Callable, Iterator, Union
 
 PathLike = Union[str, Path]
 
@@ -62,3 +63,34 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
 
 def atomic_write_json(path: PathLike, payload, indent: int = 2) -> Path:
     return atomic_write_text(path, json.dumps(payload, indent=indent) + "\n")
+
+
+def atomic_save_image(path: PathLike, image, **options) -> Path:
+    """A PIL image saved atomically; the format comes from the suffix, as ``Image.save`` does."""
+    from PIL import Image
+    path = Path(path)
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise ValueError(f"{path}: no image format for the suffix {path.suffix!r}")
+    return atomic_write(path, lambda file: image.save(file, format=image_format, **options))
+
+
+@contextlib.contextmanager
+def atomic_output_path(path: PathLike) -> Iterator[Path]:
+    """For writers that want a file name rather than a file object (a video muxer): yields a
+    temporary name beside ``path`` with the same suffix, and moves it over ``path`` only when the
+    block ends without an exception; otherwise the temporary file is removed and an earlier
+    ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    os.chmod(temp_name, 0o666 & ~_umask())
+    try:
+        yield Path(temp_name)
+        with open(temp_name, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise

@@ -79,11 +79,18 @@ def _open_decoded(path: Path, what: str) -> tuple[Image.Image, bool]:
     return image, wide
 
 
-def read_rgb_image(path: Path) -> np.ndarray:
+def read_rgb_image(path: Path, upright: bool = False) -> np.ndarray:
     """An image file as HxWx3 uint8 RGB (conversions as in the module docstring). Every image
-    fplnet reads, for training, evaluation or prediction, comes through here or ``rgb_array``."""
+    fplnet reads, for training, evaluation or prediction, comes through here or ``rgb_array``.
+
+    ``upright``: turn the pixels as the file's EXIF orientation says, as photo viewers do, so a
+    phone photo is segmented the way up it is seen (prediction). Data sets read the pixels as
+    stored (the default): their label maps annotate the stored pixels."""
     image, wide = _open_decoded(path, "image")
     with image:
+        if upright:
+            from PIL import ImageOps
+            image = ImageOps.exif_transpose(image)
         return rgb_array(image, f"image {path}", wide)
 
 

@@ -48,5 +48,5 @@ def resize_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Logits (N, C, h, w) -> float32 (N, C, *size), bilinear; unchanged if already that size."""
     size = (int(size[0]), int(size[1]))
     if tuple(logits.shape[-2:]) == size:
-        return logits
+        return logits.float()
     return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)

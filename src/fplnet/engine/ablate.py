@@ -45,14 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
 from ..complexity import count_params
 from ..data import get_info
 from ..models import create_model, get_model_entry
 from ..io import atomic_write_text
-from .sweep import Runner, Sweep, run_record, seed_statistics, splice
-from .train import RESUME_MAY_CHANGE, ConfigError, load_config
+from .sweep import Runner, Sweep, check_existing_runs, run_record, seed_statistics, splice
+from .train import ConfigError, load_config
 
 DEFAULT_RUNS_ROOT = "runs/ablations"
 
@@ -227,22 +225,6 @@ def build_grid(tables: list[AblationTable], recipe: dict, output: Path, seeds: O
     for run in grid.runs():       # every run's config is checked before the first one starts
         load_config(None, run.config)
     return grid
-
-
-def check_existing_runs(grid: Sweep) -> None:
-    """Refuse a run folder whose saved config differs from this recipe in anything that changes
-    the training (the recipe file was edited after the run, or another recipe shares the name)."""
-    for run in grid.runs():
-        saved_path = run.folder / "config.yaml"
-        if not saved_path.is_file():
-            continue
-        saved = yaml.safe_load(saved_path.read_text()) or {}
-        for key in sorted(set(saved) & set(run.config) - set(RESUME_MAY_CHANGE)):
-            if saved[key] != run.config[key]:
-                raise ConfigError(
-                    f"run {run.folder} was trained with {key}={saved[key]!r} but the recipe now gives "
-                    f"{run.config[key]!r}; keep the recipe as it was, or write the new recipe under another "
-                    "name (or pass another --runs-root) so the two experiments do not mix")
 
 
 # --- results ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from PIL import Image
 from ..checkpoint import load_checkpoint
 from ..data import build_dataset
 from ..data.info import colorize
+from ..io import atomic_save_image
 from ..metrics import ConfusionMatrix
 from .arguments import checkpoint_name_or_file, device_name, non_negative_int, writable_dir
 
@@ -74,11 +75,11 @@ def run(args):
         matrix.update(torch.from_numpy(prediction.astype(np.int64)), torch.from_numpy(target.astype(np.int64)))
         mask = segmenter.colorize(prediction)
         overlay = segmenter.overlay(image, prediction, 0.5)
-        Image.fromarray(mask).save(out / f"{image_path.stem}_mask.png")
-        Image.fromarray(overlay).save(out / f"{image_path.stem}_overlay.jpg", quality=92)
+        atomic_save_image(out / f"{image_path.stem}_mask.png", Image.fromarray(mask))
+        atomic_save_image(out / f"{image_path.stem}_overlay.jpg", Image.fromarray(overlay), quality=92)
         rows.append([image, colorize(target, info), mask, overlay])
         print(f"  {image_path.name}: {image.shape[1]}x{image.shape[0]} -> {out / (image_path.stem + '_mask.png')}")
-    comparison_grid(rows).save(out / "grid.png")
+    atomic_save_image(out / "grid.png", comparison_grid(rows))
     meta = load_checkpoint(args.checkpoint)
     seen = _seen_note(meta)
     print()

@@ -48,6 +48,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..data.base import is_image_file
+from ..io import atomic_output_path, atomic_save_image
 from .arguments import (add_calibration_arguments, add_tta_arguments, checkpoint_name_or_file, device_name, existing_path,
                         float_between_0_and_1, positive_int, variant_spec, writable_dir)
 from .latency import summarize_ms
@@ -139,15 +140,14 @@ class Writer:
         paths = self.paths(item)
         for path in paths:
             self.claim(path)
-        paths[0].parent.mkdir(parents=True, exist_ok=True)
         if self.format == "color":
-            Image.fromarray(self.segmenter.colorize(labels)).save(paths[0])
+            atomic_save_image(paths[0], Image.fromarray(self.segmenter.colorize(labels)))
         elif self.format == "trainid":
-            Image.fromarray(labels.astype(np.uint8), mode="L").save(paths[0])
+            atomic_save_image(paths[0], Image.fromarray(labels.astype(np.uint8), mode="L"))
         else:
-            Image.fromarray(self.segmenter.to_label_ids(labels), mode="L").save(paths[0])
+            atomic_save_image(paths[0], Image.fromarray(self.segmenter.to_label_ids(labels), mode="L"))
         if self.alpha > 0:
-            Image.fromarray(self.segmenter.overlay(rgb, labels, self.alpha)).save(paths[1], quality=90)
+            atomic_save_image(paths[1], Image.fromarray(self.segmenter.overlay(rgb, labels, self.alpha)), quality=90)
         return paths
 
 
@@ -200,51 +200,48 @@ class Predictor:
         out_path = self.writer.output / item.relative
         out_path = out_path.with_name(f"{out_path.name}_{'overlay' if overlay else 'mask'}.mp4")
         self.writer.claim(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
         frames = 0
-        try:
-            with av.open(str(item.source)) as source:
-                stream = source.streams.video[0]
-                rate = stream.average_rate or 25
-                output, out_stream, legend = None, None, None
-                # The total is known when the container records the frame count (0 when it does not).
-                bar = progress_bar(stream.frames or None, item.source.name, "frame", enabled=self.progress)
-                try:
-                    pending: list[np.ndarray] = []
+        # Encoded under a temporary name and moved into place only when complete: an interrupted
+        # or failed video leaves no torn file and an earlier one of the same name untouched.
+        with atomic_output_path(out_path) as partial, av.open(str(item.source)) as source:
+            stream = source.streams.video[0]
+            rate = stream.average_rate or 25
+            output, out_stream, legend = None, None, None
+            # The total is known when the container records the frame count (0 when it does not).
+            bar = progress_bar(stream.frames or None, item.source.name, "frame", enabled=self.progress)
+            try:
+                pending: list[np.ndarray] = []
 
-                    def flush():
-                        nonlocal output, out_stream, frames, legend
-                        for rgb, label_map in zip(pending, self._run(pending)):
-                            picture = (self.segmenter.overlay(rgb, label_map, self.writer.alpha) if overlay
-                                       else self.segmenter.colorize(label_map))
-                            if output is None:
-                                output, out_stream = _video_writer(out_path, rate, rgb.shape[1], rgb.shape[0])
-                                if self.legend:
-                                    legend = Legend(self.segmenter.info, rgb.shape[1], rgb.shape[0])
-                            if legend is not None:
-                                picture = legend.draw(picture)
-                            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
-                            output.mux(out_stream.encode(frame))
-                            frames += 1
-                            bar.update()
-                        pending.clear()
+                def flush():
+                    nonlocal output, out_stream, frames, legend
+                    for rgb, label_map in zip(pending, self._run(pending)):
+                        picture = (self.segmenter.overlay(rgb, label_map, self.writer.alpha) if overlay
+                                   else self.segmenter.colorize(label_map))
+                        if output is None:
+                            output, out_stream = _video_writer(partial, rate, rgb.shape[1], rgb.shape[0])
+                            if self.legend:
+                                legend = Legend(self.segmenter.info, rgb.shape[1], rgb.shape[0])
+                        if legend is not None:
+                            picture = legend.draw(picture)
+                        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
+                        output.mux(out_stream.encode(frame))
+                        frames += 1
+                        bar.update()
+                    pending.clear()
 
-                    for frame in source.decode(stream):
-                        pending.append(frame.to_ndarray(format="rgb24"))
-                        if len(pending) == self.batch_size:
-                            flush()
-                    if pending:
+                for frame in source.decode(stream):
+                    pending.append(frame.to_ndarray(format="rgb24"))
+                    if len(pending) == self.batch_size:
                         flush()
-                finally:
-                    bar.close()
-                    if output is not None:
-                        output.mux(out_stream.encode(None))
-                        output.close()
-        except BaseException:
-            out_path.unlink(missing_ok=True)  # a half-written video is worse than none
-            raise
-        if frames == 0:
-            raise ValueError("no video frames could be decoded")
+                if pending:
+                    flush()
+            finally:
+                bar.close()
+                if output is not None:
+                    output.mux(out_stream.encode(None))
+                    output.close()
+            if frames == 0:
+                raise ValueError("no video frames could be decoded")
         self.frames += frames
         if not self.quiet:
             recent = self.latencies_ms[-frames:]

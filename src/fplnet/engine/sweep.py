@@ -38,7 +38,7 @@ import yaml
 
 from ..io import atomic_write_text
 from .run_folder import is_complete, read_summary
-from .train import ConfigError, load_config
+from .train import RESUME_MAY_CHANGE, ConfigError, load_config
 
 
 @dataclass
@@ -99,6 +99,26 @@ def load_sweep(path: str, overrides: Optional[dict] = None) -> Sweep:
     for run in sweep.runs():  # every run's config is checked before the first one starts
         load_config(None, run.config)
     return sweep
+
+
+def check_existing_runs(sweep: Sweep) -> None:
+    """Refuse a run folder whose saved config differs from what the sweep now asks for in anything
+    that changes the training (the sweep or recipe file was edited after the run, or another
+    experiment shares the folder): skipped or resumed, it would be tabulated under a description
+    it was not trained with. An ``epochs`` that a time budget shortened is the run's own."""
+    for run in sweep.runs():
+        saved_path = run.folder / "config.yaml"
+        if not saved_path.is_file():
+            continue
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+        wanted = load_config(None, run.config).to_dict()
+        ignored = set(RESUME_MAY_CHANGE) | ({"epochs"} if saved.get("time_budget_minutes") else set())
+        for key in sorted(set(saved) & set(wanted) - ignored):
+            if saved[key] != wanted[key]:
+                raise ConfigError(
+                    f"run {run.folder} was trained with {key}={saved[key]!r} but {sweep.name} now gives "
+                    f"{wanted[key]!r}; keep the sweep as it was, or write the new one under another name "
+                    "(or another output folder) so the two experiments do not mix")
 
 
 def run_state(folder: Path) -> str:
@@ -280,6 +300,7 @@ def run(args):
     if args.parallel < 1:
         raise ConfigError(f"--parallel {args.parallel}: must be a positive integer")
     sweep = load_sweep(args.sweep, {"data_root": args.data_root, "device": args.device})
+    check_existing_runs(sweep)
     outcome = {"failed": [], "stopped": False}
     if not args.table_only:
         outcome = Runner(sweep, args.parallel).run()

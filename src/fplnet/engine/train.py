@@ -266,6 +266,25 @@ def copy_encoder_weights(model: nn.Module, path: str) -> int:
     return len(matched)
 
 
+def check_init_source(cfg: TrainConfig, path: str) -> None:
+    """Refuse an ``init_from`` checkpoint that trained on frames of this run's validation split
+    (an encoder of the trainval run starting a held-out run, say): the validation would score
+    frames the weights have already fitted. Frames are matched by file name, so the check holds
+    when the data sit under another root on another machine."""
+    source = load_checkpoint(path).get("run_config") or {}
+    split = source.get("train_split")
+    if not cfg.val_split or source.get("dataset") != cfg.dataset or not split or split == cfg.train_split:
+        return
+    seen = {Path(image).name for image, _ in build_dataset(cfg.dataset, cfg.data_root, split).files}
+    validation = [Path(image).name for image, _ in build_dataset(cfg.dataset, cfg.data_root, cfg.val_split).files]
+    leaked = [name for name in validation if name in seen]
+    if leaked:
+        raise ConfigError(f"--init-from {path} was trained on {cfg.dataset} split {split!r}, which holds "
+                          f"{len(leaked)} of the {len(validation)} frames of this run's validation split "
+                          f"{cfg.val_split!r} (first: {leaked[0]}); start from a checkpoint trained on "
+                          f"{cfg.train_split!r}")
+
+
 def default_amp(device: torch.device, compile_mode: str = "none") -> str:
     """What ``amp: auto`` runs. CUDA: bf16 autocast, which needs no loss scaling and is what
     H100/A100-class GPUs run fastest. CPU: bf16 only when the training step is compiled and the
@@ -284,8 +303,10 @@ def default_amp(device: torch.device, compile_mode: str = "none") -> str:
 
 
 def cpu_has_native_bf16() -> bool:
-    """oneDNN's own check for bf16 instructions (avx512_bf16 or AMX) on this CPU."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """bf16 instructions on this CPU: avx512_bf16 or AMX. (oneDNN's ``_is_mkldnn_bf16_supported``
+    says yes on any avx512_core CPU, which only emulates bf16.)"""
+    return bool(torch.backends.mkldnn.is_available()
+                and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, no_decay_norm: bool) -> list[dict]:
@@ -311,10 +332,13 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 @dataclass
 class ResumePoint:
-    """Where an interruption resumes: before the step that did not finish, generator untouched."""
+    """Where an interruption resumes: before the step that did not finish, generator untouched.
+    ``loss_sum``: the sum of the epoch's step losses before ``step`` (read from a checkpoint), so
+    that an epoch split by a resume still logs the mean loss over all its steps."""
     epoch: int = 0
     step: int = 0
     generator: Optional[torch.Tensor] = None
+    loss_sum: Optional[float] = None
 
 
 class Trainer:
@@ -322,7 +346,9 @@ class Trainer:
                  resume_changes: Optional[dict] = None):
         validate_config(cfg)
         self.started = time.monotonic()   # the time budget counts set-up too
+        self.prior_seconds = 0.0          # wall time of the processes before a resume (budget)
         self.validation_seconds, self.validations = 0.0, 0
+        self.epoch_loss = None            # the running loss sum of the epoch in progress (a tensor)
         self.resume_changes = resume_changes or {}
         self.cfg = cfg
         self.dist = Distributed(cfg.device)
@@ -401,6 +427,7 @@ class Trainer:
         model = create_model(cfg.model, num_classes=self.info.num_classes)
         self.init_note = ""
         if cfg.init_from and initialise:
+            check_init_source(cfg, cfg.init_from)
             n = copy_encoder_weights(model, cfg.init_from)
             self.init_note = f"{n} tensors from {cfg.init_from}"
         model.to(self.device)
@@ -452,7 +479,7 @@ class Trainer:
         done = self.resume_point.epoch
         per_val = self.validation_seconds / max(1, self.validations)
         epoch_cost = epoch_seconds + (per_val / cfg.val_every if self.val_images is not None else 0.0)
-        remaining = cfg.time_budget_minutes * 60 - (time.monotonic() - self.started)
+        remaining = cfg.time_budget_minutes * 60 - self.prior_seconds - (time.monotonic() - self.started)
         fit = done + max(0, int(remaining * self.BUDGET_SAFETY / epoch_cost))
         fit = max(done, min(cfg.epochs, fit))
         if self.dist.enabled:  # every rank must agree on the schedule
@@ -505,6 +532,12 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": point.epoch, "step": point.step, "total_iters": self.total_iters,
             "generator": point.generator,
+            # Mid-epoch, the loss summed over the epoch's steps before `step` (see ResumePoint).
+            "epoch_loss_sum": float(self.epoch_loss.item()) if point.step > 0 and self.epoch_loss is not None else None,
+            # Dropout draws from the global generator (ENet, ERFNet, CGNet); FPLNet has none. One
+            # process's state: ranks of a DDP run would otherwise all draw the same masks.
+            "torch_rng": torch.get_rng_state() if not self.dist.enabled else None,
+            "amp": self.amp,   # the precision the steps ran in, which `amp: auto` chose on this machine
             "best_miou": self.best_miou, "metrics": metrics, "history": self.history,
             "wall_seconds": round(self.wall_seconds, 1), "budget_planned": self.budget_planned,
             "run_config": self.cfg.to_dict(), "eval_size": None if self.cfg.eval_size is None else list(self.cfg.eval_size),
@@ -537,9 +570,11 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        self.resume_point = ResumePoint(ckpt["epoch"], ckpt["step"], ckpt["generator"])
+        self.resume_point = ResumePoint(ckpt["epoch"], ckpt["step"], ckpt["generator"], ckpt.get("epoch_loss_sum"))
+        if ckpt.get("torch_rng") is not None and not self.dist.enabled:
+            torch.set_rng_state(ckpt["torch_rng"])
         self.best_miou = ckpt.get("best_miou", -1.0)
-        self.wall_seconds = float(ckpt.get("wall_seconds", 0.0))
+        self.wall_seconds = self.prior_seconds = float(ckpt.get("wall_seconds", 0.0))
         self.budget_planned = bool(ckpt.get("budget_planned", False))
         self.history = list(ckpt.get("history", []))
         self.log.restart_csv(self.history)
@@ -547,6 +582,8 @@ class Trainer:
                        f"iteration {self.scheduler.last_epoch} of {self.total_iters}")
         for key, (old, new) in self.resume_changes.items():
             self.log.print(f"resume: {flag(key)} changed from {old!r} to {new!r}")
+        if ckpt.get("amp") not in (None, self.amp):
+            self.log.print(f"resume: the steps ran in amp {ckpt['amp']!r} before and run in {self.amp!r} now")
 
     # --- the loop -------------------------------------------------------------------------------
     def _epoch_generator(self, epoch: int) -> torch.Generator:
@@ -557,9 +594,12 @@ class Trainer:
             return {}
         started = time.monotonic()
         shard = range(self.dist.rank, len(self.val_images), self.dist.world_size)
+        # In fp32 whatever the training step runs in: bf16 logits tie or swap the top two classes on
+        # about 0.1-0.2 % of pixels, always towards the lower class index, so a bf16 validation
+        # would differ from `fplnet evaluate` and between machines that pick a different amp.
         matrix = evaluate(self.model, self.val_images, self.val_masks, self.info.num_classes, self.info.mean,
                           self.info.std, self.device, self.cfg.eval_batch_size, eval_size=self.cfg.eval_size,
-                          amp=self.amp, channels_last=self.channels_last, indices=shard,
+                          amp="none", channels_last=self.channels_last, indices=shard,
                           ignore_index=self.info.ignore_index)
         matrix.reduce_from_all_processes()
         result = matrix.compute()
@@ -598,11 +638,15 @@ class Trainer:
         # On the training data's device once per epoch: indexing it then needs no copy per step.
         order = host_to_device(torch.tensor(list(self.sampler)), self.images.device)
         gen = self._epoch_generator(epoch)
-        first = 0
+        first = counted_from = 0   # the first step to run; the first step in the loss sum
+        running = torch.zeros((), device=self.device)
         if epoch == self.resume_point.epoch and self.resume_point.generator is not None:
             gen.set_state(self.resume_point.generator)
-            first = self.resume_point.step
-        running = torch.zeros((), device=self.device)
+            first = counted_from = self.resume_point.step
+            if self.resume_point.loss_sum is not None:
+                running += self.resume_point.loss_sum
+                counted_from = 0
+        self.epoch_loss = running
         t0, seen = time.perf_counter(), 0
         progress = progress_bar(self.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
                                 enabled=self.dist.is_main)
@@ -613,7 +657,7 @@ class Trainer:
             self.resume_point = ResumePoint(epoch, step + 1, gen.get_state())
             seen += cfg.batch_size * self.dist.world_size
             if (step + 1) % cfg.log_every == 0 or step + 1 == self.steps_per_epoch:
-                average = running.item() / (step + 1 - first)  # the only host sync, every log_every steps
+                average = running.item() / (step + 1 - counted_from)  # the only host sync, every log_every steps
                 self._check_finite(average, epoch, step)
                 progress.set_postfix(loss=f"{average:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}",
                                      img_s=f"{seen / (time.perf_counter() - t0):.1f}")
@@ -625,8 +669,11 @@ class Trainer:
                 self.save("last", self.resume_point)
         progress.close()
         seconds = time.perf_counter() - t0
-        return {"train_loss": running.item() / max(1, self.steps_per_epoch - first), "seconds": seconds,
-                "img_per_s": seen / seconds}
+        counted = self.steps_per_epoch - counted_from
+        # A resume from a checkpoint written after the epoch's last step runs no step: "" as in
+        # the CSV's other missing figures, not a loss of 0.
+        return {"train_loss": running.item() / counted if counted else "", "seconds": seconds,
+                "img_per_s": seen / seconds if seen else ""}
 
     def _save_overdue(self) -> bool:
         """``save_every_minutes`` have passed since ``last.pt`` was written."""
@@ -639,7 +686,8 @@ class Trainer:
         cfg = self.cfg
         metrics = {"epoch": epoch + 1, "iteration": self.scheduler.last_epoch,
                    "lr": self.scheduler.get_last_lr()[0], "train_loss": stats["train_loss"],
-                   "epoch_seconds": round(stats["seconds"], 2), "img_per_s": round(stats["img_per_s"], 2),
+                   "epoch_seconds": round(stats["seconds"], 2),
+                   "img_per_s": stats["img_per_s"] if stats["img_per_s"] == "" else round(stats["img_per_s"], 2),
                    "val_miou": "", "val_pixel_acc": ""}
         if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
             metrics.update(self.validate())
@@ -655,8 +703,9 @@ class Trainer:
             self.save("best", self.resume_point, metrics)
         self.log.epoch(metrics)
         val = f", val mIoU {metrics['val_miou']:.2f}" if metrics["val_miou"] != "" else ""
-        self.log.print(f"epoch {epoch + 1}/{cfg.epochs}: loss {stats['train_loss']:.4f}{val}, "
-                       f"{metrics['img_per_s']:.1f} img/s")
+        loss = "-" if stats["train_loss"] == "" else f"{stats['train_loss']:.4f}"
+        speed = "" if metrics["img_per_s"] == "" else f", {metrics['img_per_s']:.1f} img/s"
+        self.log.print(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss}{val}{speed}")
         return metrics
 
     def _write_config(self):
@@ -691,7 +740,11 @@ class Trainer:
                             and epoch >= self.BUDGET_PROBE_EPOCHS and epoch < end):
                         self._plan_time_budget(seconds - (self.validation_seconds - validating))
                         end = min(end, cfg.epochs)
-                        if epoch >= end:   # the budget ends the run here: save what the loop skipped
+                        if epoch >= end:   # the budget ends the run here: validate and save what the loop skipped
+                            if metrics.get("val_miou", "") == "":
+                                metrics.update(self.validate())
+                                self.history[-1] = metrics
+                                self.log.restart_csv(self.history)
                             self.save("last", self.resume_point, metrics)
             except KeyboardInterrupt:
                 self.save("last", self.resume_point, metrics)
@@ -701,7 +754,7 @@ class Trainer:
         summary = {"output": str(self.out), "epochs": cfg.epochs, "epochs_done": self.resume_point.epoch,
                    "complete": self.resume_point.epoch >= cfg.epochs, "best_val_miou": self.best_miou,
                    "wall_seconds": round(self.wall_seconds, 1), "last": metrics,
-                   "last_val_iou": self.last_val_iou, "config": cfg.to_dict(),
+                   "last_val_iou": self.last_val_iou, "config": cfg.to_dict(), "amp": self.amp,
                    "git_commit": self.git_commit, "hardware": hardware(self.device)}
         if summary["complete"]:
             self.log.summary(summary)
