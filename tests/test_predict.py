@@ -158,3 +158,27 @@ def test_cli_video(camvid_ckpt, tmp_path):
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(decoded) == 5
     assert all(f.shape == (180, 240, 3) for f in decoded)
+
+    # A video that fails part-way leaves no torn file and the earlier output of its name untouched.
+    broken = tmp_path / "broken" / "clip.mp4"
+    broken.parent.mkdir()
+    broken.write_bytes(video.read_bytes()[: len(video.read_bytes()) // 3])
+    earlier = out / "broken_out" / "clip_overlay.mp4"
+    earlier.parent.mkdir()
+    earlier.write_bytes(b"an earlier result")
+    assert main(["predict", "--checkpoint", str(camvid_ckpt), str(broken), "--output", str(earlier.parent), EAGER]) != 0
+    assert earlier.read_bytes() == b"an earlier result"
+    assert sorted(p.name for p in earlier.parent.iterdir()) == ["clip_overlay.mp4"]
+
+
+def test_a_photo_is_segmented_the_way_up_its_exif_orientation_says(eager, tmp_path):
+    from fplnet.data.base import read_rgb_image
+    from fplnet.inference import load_rgb
+    image = Image.fromarray(camvid_image(0)[:120, :200])
+    exif = image.getexif()
+    exif[0x0112] = 6                       # "rotate 90 degrees clockwise to view"
+    path = tmp_path / "phone.jpg"
+    image.save(path, exif=exif)
+    assert read_rgb_image(path).shape == (120, 200, 3)         # data sets: the stored pixels
+    assert load_rgb(path).shape == (200, 120, 3)               # prediction: as a viewer shows it
+    assert eager.predict(path).shape == (200, 120)
