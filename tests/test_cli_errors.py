@@ -16,6 +16,7 @@ import torch
 
 from fplnet.cli import main
 
+from _helpers import make_checkpoint
 from conftest import CAMVID
 
 CAMVID_ARGS = "--dataset camvid --data-root {camvid}"
@@ -139,3 +140,14 @@ def test_a_real_process_exits_2_without_a_traceback(command, flag, paths):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and flag in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_missing_optional_package_is_one_line_saying_how_to_install_it(monkeypatch, tmp_path, capsys):
+    """`fplnet export --format onnx` without onnx installed: one line naming what needs it and the
+    pip extra, no ModuleNotFoundError traceback."""
+    monkeypatch.setitem(sys.modules, "onnx", None)    # `import onnx` now fails as if it were not installed
+    checkpoint = make_checkpoint(tmp_path / "tiny.pt")
+    assert main(["export", "--checkpoint", str(checkpoint), "--output", str(tmp_path / "m.onnx")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--format onnx needs the 'onnx' package: pip install 'fplnet[deploy]'" in lines[0]
+    assert not (tmp_path / "m.onnx").exists()

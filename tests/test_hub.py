@@ -41,3 +41,10 @@ def test_hub_works_without_an_installed_package(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("(1, 5, 64, 64)")
+
+
+def test_pretrained_weights_come_back_ready_for_inference():
+    """In training mode the BatchNorms would normalize each input by its own batch statistics."""
+    model = torch.hub.load(str(REPO), "fplnet", source="local", pretrained="camvid")
+    assert not model.training and not any(m.training for m in model.modules())
+    assert model.inference_spec.info.num_classes == 11

@@ -69,6 +69,8 @@ def test_inputs_of_every_kind_and_size(eager):
 
     with pytest.raises(ValueError, match="uint8"):
         eager.predict(array.astype(np.float32))
+    with pytest.raises(ValueError, match="uint8"):   # the array entry points check too
+        eager.predict_arrays([array.astype(np.float32) / 255])
 
 
 def test_colorize_and_overlay(eager):
@@ -116,6 +118,19 @@ def test_cli_trainid_format(camvid_ckpt, tmp_path, eager):
     assert written.mode == "L"
     np.testing.assert_array_equal(np.asarray(written), eager.predict(image))
     assert not list(out.glob("*_overlay.jpg"))
+
+
+def test_cli_eval_size_runs_the_network_at_that_size(camvid_ckpt, tmp_path, eager, capsys):
+    out = tmp_path / "out"
+    image = camvid_images()[3]
+    assert main(["predict", "--checkpoint", str(camvid_ckpt), str(image), "--output", str(out),
+                 "--format", "trainid", "--overlay", "0", "--eval-size", "180x240", EAGER]) == 0
+    assert "network at 180x240" in capsys.readouterr().out
+    written = np.asarray(Image.open(out / f"{image.stem}_trainid.png"))
+    small = Segmenter(camvid_ckpt, fast=False, eval_size=(180, 240))
+    assert written.shape == (360, 480)
+    np.testing.assert_array_equal(written, small.predict(image))
+    assert (written != eager.predict(image)).any()      # not the full-size result under another name
 
 
 def test_cli_labelid_for_the_cityscapes_server(cityscapes_ckpt, tmp_path):
@@ -182,3 +197,14 @@ def test_a_photo_is_segmented_the_way_up_its_exif_orientation_says(eager, tmp_pa
     assert read_rgb_image(path).shape == (120, 200, 3)         # data sets: the stored pixels
     assert load_rgb(path).shape == (200, 120, 3)               # prediction: as a viewer shows it
     assert eager.predict(path).shape == (200, 120)
+
+
+def test_the_runner_keeps_at_most_a_few_shapes_of_traces():
+    """Each input size gets its own trace (or CUDA graph, with its memory pool); a folder of photos
+    of many sizes keeps only the most recent ones."""
+    from fplnet.fast import InferenceRunner
+    runner = InferenceRunner(torch.nn.Conv2d(3, 4, 1).eval(), "torchscript")
+    sizes = [(16 + i, 20) for i in range(InferenceRunner.MAX_SHAPES + 2)]
+    for size in sizes + [sizes[-1]]:
+        assert runner(torch.rand(1, 3, *size)).shape == (1, 4, *size)
+    assert list(runner._per_shape) == [(1, 3, *size) for size in sizes[2:]]

@@ -73,8 +73,13 @@ def _training_files(ckpt: dict, data: Optional[Union[str, Path]]) -> tuple[list[
             dataset = build_dataset(name, root, split)
             return ([image for image, _ in dataset.files],
                     {"source": "dataset", "dataset": name, "root": str(root), "split": split}, root)
-        except DatasetError:
-            pass   # not a root of that data set: a plain folder of images
+        except DatasetError as error:
+            # A data set root that cannot be read must not fall back to "every image below": that
+            # would calibrate on its label maps and on the frames of the split being evaluated.
+            if any((root / folder).is_dir() for folder in (split, f"{split}annot", "leftImg8bit", "gtFine")):
+                raise ValueError(f"calibration data {root} looks like a {name} root but cannot be read as one: "
+                                 f"{error}") from error
+            # Otherwise not a root of that data set: a plain folder of images.
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
     if not files:
         raise ValueError(f"calibration data {root}: no images in it, and it is not a {name or 'known'} data set root")

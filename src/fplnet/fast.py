@@ -30,6 +30,7 @@ import copy
 import operator
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
 
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .graph_export import INPUT_NAME, export_onnx_bytes, trace_torchscript
-from .runtime import keep_freed_memory
+from .runtime import keep_freed_memory, require_package
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -325,7 +326,8 @@ class InferenceRunner:
         if "cuda_graphs" in self.variant and self.device.type != "cuda":
             raise ValueError(f"variant {self.variant}: CUDA graphs need a CUDA device")
         if self.variant.backend in ("onnxruntime", "openvino") and self.device.type != "cpu":
-            raise ValueError(f"variant {self.variant}: the {self.variant.backend} backend here runs on the CPU only")
+            raise ValueError(f"variant {self.variant}: the {self.variant.backend} backend here runs on the CPU only; "
+                             "pass --device cpu (device='cpu')")
         if self.variant.needs_calibration and calibration is None:
             raise ValueError(f"variant {self.variant} quantizes the model and needs calibration frames: Segmenter and "
                              "fplnet predict / evaluate / benchmark take them from --calib-data (calib_data=) or the "
@@ -333,7 +335,10 @@ class InferenceRunner:
         self.calibration = getattr(calibration, "description", None) if self.variant.needs_calibration else None
         self.threads = threads or torch.get_num_threads()
         self.setup_seconds = 0.0
-        self._per_shape: dict = {}
+        # Per input shape: its TorchScript trace or CUDA graph, or None (only "seen"), newest last.
+        self._per_shape: OrderedDict = OrderedDict()
+        self._shapes_seen: set = set()
+        self._sizes_warned = False
         started = time.perf_counter()
         if "keep_memory" in self.variant:
             keep_freed_memory()
@@ -368,7 +373,7 @@ class InferenceRunner:
 
     # -- backends --
     def _onnxruntime_session(self):
-        import onnxruntime
+        onnxruntime = require_package("onnxruntime", "the onnxruntime variant")
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = self.threads
@@ -408,6 +413,22 @@ class InferenceRunner:
             self._compiled = None
             return self._forward(x)
 
+    # At most this many input shapes keep their trace or CUDA graph (each graph holds its own GPU
+    # memory pool); the least recently used goes first. A model run at one ``eval_size`` needs one.
+    MAX_SHAPES = 8
+
+    def _make_room_for_a_shape(self, key: tuple):
+        while len(self._per_shape) >= self.MAX_SHAPES:
+            self._per_shape.popitem(last=False)
+        self._shapes_seen.add(key)
+        if self._compiled is not None and not self._sizes_warned and len(self._shapes_seen) > self.MAX_SHAPES:
+            # torch.compile (dynamic=False) compiles once per shape up to dynamo's limit, then
+            # runs further shapes uncompiled.
+            self._sizes_warned = True
+            warnings.warn(f"more than {self.MAX_SHAPES} input sizes: the compiled model recompiles for each "
+                          "and, past torch's limit, runs them uncompiled; set eval_size (fplnet predict "
+                          "--eval-size HxW) so the network runs at one size", RuntimeWarning, stacklevel=3)
+
     # -- the call --
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -416,6 +437,10 @@ class InferenceRunner:
             x = x.contiguous(memory_format=torch.channels_last)
         key = tuple(x.shape)
         first = key not in self._per_shape
+        if first:
+            self._make_room_for_a_shape(key)
+        else:
+            self._per_shape.move_to_end(key)
         started = time.perf_counter()
         if self._session is not None:
             out = torch.from_numpy(self._session.run(None, {INPUT_NAME: x.contiguous().numpy()})[0])

@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from .graph_export import export_onnx_bytes
+from .runtime import require_package
 
 METADATA_KEY = "fplnet"
 PRECISIONS = ("f32", "bf16")
@@ -63,11 +64,7 @@ _NOT_COMPUTE = {"Input", "Output", "Const", "Reorder", "Reshape"}
 
 def require(module: str):
     """Import ``openvino`` or ``nncf``, or say how to install them."""
-    try:
-        return __import__(module)
-    except ImportError:
-        raise ValueError(f"the OpenVINO backend needs the {module!r} package: pip install 'fplnet[openvino]' "
-                         "(make install includes it)") from None
+    return require_package(module, "the OpenVINO backend")
 
 
 @functools.lru_cache(maxsize=None)
@@ -210,8 +207,8 @@ class OpenVINORunner:
 # --- IR files ---------------------------------------------------------------------------------------
 
 def save_ir(ov_model, path: Path, metadata: dict) -> None:
-    """``path`` (NAME.xml) and NAME.bin, fp32 weights, ``metadata`` in rt_info; both files
-    replace any old pair only once completely written."""
+    """``path`` (NAME.xml) and NAME.bin, fp32 weights, ``metadata`` in rt_info; each file
+    replaces its old one only once completely written and synced (the pair: see the renames)."""
     ov = require("openvino")
     path = Path(path)
     model = ov_model.clone()
@@ -220,8 +217,12 @@ def save_ir(ov_model, path: Path, metadata: dict) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as staging:
         staged = Path(staging) / "model.xml"
         ov.save_model(model, str(staged), compress_to_fp16=False)
-        # OpenVINO finds the weights as the .bin of the same stem: the .bin lands first, so a
-        # reader never sees a new .xml beside an old .bin.
+        for written in (staged.with_suffix(".bin"), staged):   # on disk before either is renamed
+            with open(written, "rb") as file:
+                os.fsync(file.fileno())
+        # Each file lands whole, but the pair takes two renames: a crash between them leaves the
+        # new .bin beside the old .xml (OpenVINO reads the .bin of the same stem), a mismatched
+        # pair that only a new export mends. Two renames in a row make that window tiny.
         os.replace(staged.with_suffix(".bin"), path.with_suffix(".bin"))
         os.replace(staged, path)
 

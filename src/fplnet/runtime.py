@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import os
 import re
 import sys
@@ -18,6 +19,22 @@ import torch
 import torch.distributed as dist
 
 DEVICE_NAMES = "auto, cpu, cuda or cuda:N"
+
+
+# The pip extra of pyproject.toml that brings each optional package.
+OPTIONAL_PACKAGES = {"onnx": "deploy", "onnxruntime": "deploy", "av": "deploy", "openvino": "openvino",
+                     "nncf": "openvino", "matplotlib": "plot", "gradio": "app"}
+
+
+def require_package(module: str, needed_for: str):
+    """Import an optional package, or raise a ValueError (which the commands print as one line)
+    saying what needs it and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        extra = OPTIONAL_PACKAGES.get(module.split(".")[0], "deploy")
+        raise ValueError(f"{needed_for} needs the {module!r} package: pip install 'fplnet[{extra}]' "
+                         "(make install includes it)") from None
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -37,6 +37,13 @@ def preprocess(images: Sequence[np.ndarray], mean, std, device="cpu") -> torch.T
     [0, 255] -> [0, 1] -> (x - mean) / std per channel. The only preprocessing of fplnet's
     inference (``Segmenter``, calibration frames, the benchmark's agreement check); the resize
     to ``eval_size`` follows (``InferenceSpec.to_network``)."""
+    wrong = [f"{i}: {a.dtype}, shape {a.shape}" for i, a in enumerate(images)
+             if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3]
+    if wrong:
+        # A float image in [0, 1] would otherwise be divided by 255 a second time, silently.
+        raise ValueError(f"expected H x W x 3 uint8 RGB arrays (values 0..255); image {wrong[0]}. Pass the "
+                         "image through fplnet.inference.load_rgb, or convert floats in [0, 1] with "
+                         "(image * 255).round().astype(np.uint8)")
     batch = torch.from_numpy(np.stack(images)).to(device)
     # NHWC -> NCHW as a real copy: a permuted view would run the eager model in channels_last
     # without anyone asking for it; the runner picks the memory format.

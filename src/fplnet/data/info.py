@@ -220,3 +220,12 @@ def colorize(train_id_map, info: DatasetInfo) -> np.ndarray:
     # Anything outside 0..255 is not a class either; clip it onto a black entry.
     indices = np.where((train_id_map >= 0) & (train_id_map < info.num_classes), train_id_map, 255)
     return colors[indices.astype(np.intp)]
+
+
+def blend_overlay(rgb: np.ndarray, train_id_map, info: DatasetInfo, alpha: float = 0.5) -> np.ndarray:
+    """The colour mask blended over an HxWx3 uint8 image: (1 - alpha) * image + alpha * colour."""
+    if rgb.shape[:2] != np.shape(train_id_map):
+        raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but the label map is "
+                         f"{np.shape(train_id_map)[1]}x{np.shape(train_id_map)[0]}")
+    blended = (1 - alpha) * rgb.astype(np.float32) + alpha * colorize(train_id_map, info).astype(np.float32)
+    return np.clip(blended.round(), 0, 255).astype(np.uint8)

@@ -33,6 +33,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..checkpoint import PRETRAINED
+from ..data.info import blend_overlay
 from .demo import DEMO_ROOT
 
 DEMO_FRAMES = sorted((DEMO_ROOT / "val").glob("*.png"))
@@ -269,13 +270,14 @@ def build_app(checkpoint: str = "camvid", variant: str = "eager", device: str = 
             return None, None, "", "", problem(err), None
         latency = latency_text(segmenter, result.latency_ms, result.image.shape[1::-1], result.first_of_size)
         return (result.mask, result.overlay, legend_html(result.shares), latency, "",
-                (weights, variant_label, result.image, result.labels))
+                (segmenter.info, result.image, result.labels))
 
     def on_opacity(state, alpha):
+        # Blends again from the state: no model is needed (or rebuilt after the cache dropped it).
         if state is None:
             return None
-        weights, variant_label, rgb, labels = state
-        return load_segmenter(weights, variant_label, device).overlay(rgb, labels, alpha)
+        info, rgb, labels = state
+        return blend_overlay(rgb, labels, info, alpha)
 
     def on_video(path, weights, variant_label, alpha, progress=gr.Progress()):
         # -> output video, latency, message

@@ -40,6 +40,7 @@ from ..fast import find_conv_bn_pairs, fold_batchnorm
 from ..graph_export import INPUT_NAME, OUTPUT_NAME, export_onnx_bytes, trace_torchscript
 from ..io import atomic_write, atomic_write_bytes
 from ..models import load_model
+from ..runtime import require_package
 from ..spec import InferenceSpec
 from .arguments import add_calibration_arguments, checkpoint_name_or_file, image_size, positive_int, writable_file
 
@@ -101,7 +102,7 @@ def export_metadata(ckpt: dict, folded: int, **extra) -> dict:
 
 
 def write_onnx(model: nn.Module, path: Path, metadata: dict, opset: int, example_size) -> None:
-    import onnx
+    onnx = require_package("onnx", "--format onnx")
     proto = onnx.load_from_string(export_onnx_bytes(model, opset, example_size))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
@@ -129,7 +130,7 @@ def read_metadata(path) -> dict:
         from ..openvino_backend import read_ir_metadata
         return read_ir_metadata(path)
     if path.suffix == ".onnx":
-        import onnx
+        onnx = require_package("onnx", f"reading {path}")
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         if METADATA_KEY not in props:
             raise ValueError(f"{path} has no '{METADATA_KEY}' metadata; was it written by `fplnet export`?")
@@ -149,7 +150,7 @@ def load_exported(path, threads: int = 0):
         from ..openvino_backend import load_ir
         return load_ir(path, threads or torch.get_num_threads(), "f32")
     if path.suffix == ".onnx":
-        import onnxruntime
+        onnxruntime = require_package("onnxruntime", f"running {path}")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -291,7 +292,7 @@ def run(args) -> int:
     print(f"wrote {output}{' and ' + str(output.with_suffix('.bin')) if args.format == 'openvino' else ''} "
           f"({written / 1e6:.2f} MB, {args.format}{' INT8' if args.int8 else ''}, input 'image' N x 3 x H x W, "
           f"output 'logits' N x {ckpt['num_classes']} x H x W; inference spec under '{METADATA_KEY}'"
-          + (f", network size {size[0]}x{size[1]}" if spec.eval_size else "") + ")")
+          + (f", network size {spec.eval_size[0]}x{spec.eval_size[1]}" if spec.eval_size else "") + ")")
     if args.int8:
         delta = metadata["int8"]["accuracy_delta"]
         checked = metadata["int8"]["check_frames"]

@@ -49,8 +49,9 @@ import numpy as np
 
 from ..data.base import is_image_file
 from ..io import atomic_output_path, atomic_save_image
+from ..runtime import require_package
 from .arguments import (add_calibration_arguments, add_tta_arguments, checkpoint_name_or_file, device_name, existing_path,
-                        float_between_0_and_1, positive_int, variant_spec, writable_dir)
+                        float_between_0_and_1, image_size, positive_int, variant_spec, writable_dir)
 from .latency import summarize_ms
 from .legend import Legend
 from .progress import progress_bar
@@ -73,6 +74,9 @@ def add_arguments(parser):
                         help="blend the colour mask over the input with this weight and write NAME_overlay.jpg "
                              "(default 0.5; 0 for --format labelid; 0 disables)")
     parser.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    parser.add_argument("--eval-size", type=image_size, default=None, metavar="HxW",
+                        help="run the network at HxW (e.g. 360x480) instead of the checkpoint's own eval size "
+                             "(without one, each image runs at its own size); labels come back at the image's size")
     parser.add_argument("--batch-size", type=positive_int, default=1,
                         help="images (or video frames) per forward pass")
     how = parser.add_mutually_exclusive_group()
@@ -195,7 +199,7 @@ class Predictor:
                 print(f"{item.source} -> {', '.join(str(p) for p in paths)} ({self.latencies_ms[-1]:.1f} ms)")
 
     def video(self, item: Item) -> Path:
-        import av
+        av = require_package("av", "segmenting a video")
         overlay = self.writer.alpha > 0
         out_path = self.writer.output / item.relative
         out_path = out_path.with_name(f"{out_path.name}_{'overlay' if overlay else 'mask'}.mp4")
@@ -279,7 +283,7 @@ def run(args) -> int:
     variant = args.variant or (None if args.no_fast else fast_variant(resolve_device(args.device), keep_memory=True))
     segmenter = Segmenter(args.checkpoint, device=args.device, fast=not args.no_fast, variant=variant,
                           calib_data=args.calib_data, calib_size=args.calib_size, tta=args.tta,
-                          tta_flip=args.tta_flip)
+                          tta_flip=args.tta_flip, eval_size=args.eval_size)
     if args.format == "labelid" and segmenter.info.train_to_label_id is None:
         raise ValueError(f"--format labelid needs a checkpoint trained on Cityscapes (its dataset maps train ids "
                          f"to label ids); {args.checkpoint} was trained on {segmenter.info.name!r}. "

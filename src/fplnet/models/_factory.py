@@ -48,6 +48,9 @@ def _load_pretrained(name: str, pretrained: str, num_classes: Optional[int], ove
                               "the encoder with `fplnet train --init-from`")
     model = create_model(name, num_classes=ckpt["num_classes"], **{**config_overrides(ckpt), **overrides})
     model.load_state_dict(ckpt["state_dict"])
+    # Ready for inference, as torch.hub users expect of pretrained weights: in training mode the
+    # BatchNorms would normalize with the statistics of each input batch. model.train() to fine-tune.
+    model.eval()
     model.pretrained_info = {k: v for k, v in ckpt.items() if k != "state_dict"}
     # How to feed it (mean, std, eval_size) and read it (classes, palette): what Segmenter applies.
     model.inference_spec = InferenceSpec.from_checkpoint(ckpt)
