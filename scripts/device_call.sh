@@ -98,6 +98,11 @@ if [ "$mode" = prepare ]; then
             --size 360x480 --batch-size $b --variants channels_last+bf16,cuda_graphs+channels_last+bf16 --iters 30 \
             --json "$OUT/train_step_b$b.json"
     done
+    # FPLNet's forward compiled (element-wise ops fused) and replayed by inductor's CUDA graphs,
+    # beside the eager capture that is the CUDA default: the candidate for issue 9's 1000 FPS.
+    timeout 240 python3 -m fplnet.cli benchmark --device cuda --models fplnet --size 512x1024 --batch-size 1 \
+        --variants fold_bn+channels_last+cuda_graphs+bf16,fold_bn+channels_last+bf16+compile+cuda_graphs,fold_bn+channels_last+bf16+compile+freeze+cuda_graphs \
+        --iters 50 --json "$OUT/inference_fplnet_compiled_graphs_b1.json"
     # Inference of the five models in one run per batch size (issue 9 asks for 1, 8 and 32).
     for b in 1 8 32; do
         timeout 60 python3 -m fplnet.cli benchmark --device cuda --models fplnet,espnet,enet,erfnet,cgnet \

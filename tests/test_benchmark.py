@@ -124,3 +124,14 @@ def test_plots_keep_data_sets_apart(tmp_path, capsys):
     # A CamVid point never lands on the Cityscapes axes: without --camvid-plot it is refused.
     assert main(["benchmark", "--plot-only", "--plot", str(cityscapes), "--measured", "fplnet@camvid:val=60.5"]) == 2
     assert "--camvid-plot" in capsys.readouterr().err
+
+
+def test_inference_compile_with_cuda_graphs_is_inductors_own_graphs():
+    """compile+cuda_graphs: the fused compiled forward replayed by inductor's CUDA graphs (what
+    mode='reduce-overhead' sets), not the eager capture of plain cuda_graphs."""
+    from fplnet.fast import InferenceRunner, compile_options
+    assert compile_options(Variant.parse("fold_bn+channels_last+compile+freeze")) == {"freezing": True}
+    assert compile_options(Variant.parse("fold_bn+compile+cuda_graphs+bf16")) == {"triton.cudagraphs": True}
+    assert compile_options(Variant.parse("compile")) is None
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        InferenceRunner(torch.nn.Conv2d(3, 4, 1), "compile+cuda_graphs", torch.device("cpu"))

@@ -202,7 +202,9 @@ VARIANT_TOKENS = {
     "fp16": "float16 autocast",
     "compile": "torch.compile (inductor, static shapes), compiled on the first call of each input shape",
     "freeze": "with compile: inductor freezing (weights become constants, prepacked for oneDNN)",
-    "cuda_graphs": "the forward captured in a CUDA graph per input shape and replayed",
+    "cuda_graphs": "the forward captured in a CUDA graph per input shape and replayed; with compile, the "
+                   "compiled (fused) forward replayed by inductor's own CUDA graphs (torch.compile's "
+                   "mode='reduce-overhead')",
     "torchscript": "torch.jit.trace + freeze + optimize_for_inference, per input shape",
     "onnxruntime": "ONNX export (BN folded) run by onnxruntime on the CPU, all graph optimizations",
     "openvino": "the same ONNX export converted to OpenVINO and run by its CPU plugin, compiled per input shape; "
@@ -220,8 +222,19 @@ BACKENDS = ("torchscript", "onnxruntime", "openvino")
 # caller, and the commands add it (``fast_variant(device, keep_memory=True)``).
 CPU_FAST = "fold_bn+channels_last+compile+freeze"
 # On CUDA, FPLNet's ~180 small kernels make the eager forward launch-bound: replaying a CUDA
-# graph took an H100 from 13.5 ms to 4.5 ms at 512x1024 (fp16 on top: 3.9 ms; docs/benchmarks.md).
+# graph took an H200 from 8.6 ms to 4.3 ms at 512x1024 (docs/benchmarks.md, GPU section).
 CUDA_FAST = "fold_bn+channels_last+cuda_graphs"
+
+
+def compile_options(variant: "Variant") -> Optional[dict]:
+    """inductor options of a ``compile`` variant: freezing, and inductor's CUDA graphs (what
+    torch.compile's mode='reduce-overhead' turns on; a mode and options cannot be given together)."""
+    options = {}
+    if "freeze" in variant:
+        options["freezing"] = True
+    if "cuda_graphs" in variant:
+        options["triton.cudagraphs"] = True
+    return options or None
 
 
 @dataclass(frozen=True)
@@ -247,9 +260,6 @@ class Variant:
                              f"it does not combine with {', '.join(sorted(refused))}")
         if "int8" in tokens and "openvino" not in tokens:
             raise ValueError(f"variant {spec!r}: int8 is quantization by OpenVINO's tools; write openvino+int8")
-        if {"compile", "cuda_graphs"} <= tokens:
-            raise ValueError(f"variant {spec!r}: compile and cuda_graphs are separate variants here "
-                             "(torch.compile's mode='reduce-overhead' is what combines them)")
         if "freeze" in tokens and "compile" not in tokens:
             raise ValueError(f"variant {spec!r}: freeze is an option of compile; add compile")
         return cls(frozenset(tokens))
@@ -345,8 +355,7 @@ class InferenceRunner:
         self.model = prepare_model(model, self.variant).to(self.device)
         self._compiled = None
         if "compile" in self.variant:
-            options = {"freezing": True} if "freeze" in self.variant else None
-            self._compiled = torch.compile(self.model, dynamic=False, options=options)
+            self._compiled = torch.compile(self.model, dynamic=False, options=compile_options(self.variant))
         self._session = self._onnxruntime_session() if self.variant.backend == "onnxruntime" else None
         self._openvino = None
         if self.variant.backend == "openvino":
@@ -450,7 +459,7 @@ class InferenceRunner:
             if first:
                 self._per_shape[key] = self._torchscript(x)
             out = self._per_shape[key](x)
-        elif "cuda_graphs" in self.variant:
+        elif "cuda_graphs" in self.variant and "compile" not in self.variant:
             if first:
                 self._per_shape[key] = self._cuda_graph(x)
             graph, static_input, static_output = self._per_shape[key]
@@ -459,6 +468,8 @@ class InferenceRunner:
             out = static_output.clone()  # the next replay overwrites static_output
         elif self._compiled is not None:
             out = self._compiled_forward(x)
+            if "cuda_graphs" in self.variant:
+                out = out.clone()        # inductor's graph pool is reused by the next replay
         else:
             out = self._forward(x)
         if first:
