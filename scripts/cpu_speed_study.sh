@@ -17,7 +17,7 @@ if [ "${FORCE:-0}" != 1 ] && awk "BEGIN{exit !($load > 1.0)}"; then
   echo "cpu_speed_study: load average $load; stop other work first (FORCE=1 to run anyway)" >&2; exit 2
 fi
 run() { echo "== $*" >&2; "$FPLNET" benchmark "$@"; }
-PARTS=${PARTS:-1 2 3 4 5 6 7 8}
+PARTS=${PARTS:-1 2 3 4 5 6 7 8 9}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # 1. Plain eager, default allocator: the reference every speed-up is measured against.
@@ -88,4 +88,15 @@ run --checkpoint camvid --size 512x1024 --batch-size 1 --device cpu --warmup 5 -
   --variants keep_memory+openvino,keep_memory+openvino+int8 \
   --calib-data "$DATA" --calib-size 300 --agreement-images "$DATA/val" --agreement-count 6 \
   --json "$OUT_DIR/fplnet_camvid_openvino_alone_512x1024.json" --markdown "$OUT_DIR/fplnet_camvid_openvino_alone_512x1024.md"
+fi
+# 9. OpenVINO's precisions on a CPU with native bf16 (avx512_bf16 here): f32, bf16, INT8, and INT8
+#    with the layers left in float run in bf16; the shipped CamVid FPLNet at both sizes, alone in
+#    its process, with argmax agreement against eager fp32.
+if want 9; then
+for size in 512x1024 360x480; do
+run --checkpoint camvid --size $size --batch-size 1 --device cpu --warmup 5 --iters 20 \
+  --variants keep_memory+openvino,keep_memory+bf16+openvino,keep_memory+openvino+int8,keep_memory+bf16+openvino+int8 \
+  --calib-data "$DATA" --calib-size 300 --agreement-images "$DATA/val" --agreement-count 6 \
+  --json "$OUT_DIR/fplnet_camvid_openvino_precisions_$size.json" --markdown "$OUT_DIR/fplnet_camvid_openvino_precisions_$size.md"
+done
 fi
