@@ -66,11 +66,13 @@ def csv_column(path: Path, name: str) -> list[str]:
     return [row.split(",")[index] for row in rows[1:]]
 
 
-# ENet draws dropout masks from the global generator, which the checkpoint carries too.
-@pytest.mark.parametrize("model", ["fplnet_encoder", "enet"])
-def test_resume_after_interruption_is_exact(tiny_camvid, tmp_path, monkeypatch, model):
+# ENet draws dropout masks from the global generator, which the checkpoint carries too; with a
+# weight average the checkpoint holds both the average and the trained weights.
+@pytest.mark.parametrize("model, extra", [("fplnet_encoder", {}), ("enet", {}), ("fplnet_encoder", {"ema_decay": 0.9})],
+                         ids=["fplnet_encoder", "enet", "ema"])
+def test_resume_after_interruption_is_exact(tiny_camvid, tmp_path, monkeypatch, model, extra):
     straight = tmp_path / "straight"
-    train(config(tiny_camvid, straight, epochs=2, model=model))
+    train(config(tiny_camvid, straight, epochs=2, model=model, **extra))
 
     # Interrupt in the middle of epoch 1 (the 2nd augmentation call is step 2 of epoch 1),
     # as Ctrl-C would, then resume.
@@ -86,13 +88,16 @@ def test_resume_after_interruption_is_exact(tiny_camvid, tmp_path, monkeypatch, 
     resumed = tmp_path / "resumed"
     monkeypatch.setattr(train_module, "augment_batch", interrupting)
     with pytest.raises(KeyboardInterrupt):
-        train(config(tiny_camvid, resumed, epochs=2, model=model))
+        train(config(tiny_camvid, resumed, epochs=2, model=model, **extra))
     monkeypatch.setattr(train_module, "augment_batch", real_augment)
     saved = load_checkpoint(resumed / "last.pt")
     assert (saved["epoch"], saved["step"]) == (0, 1)
     torch.manual_seed(12345)   # whatever the global generator holds now, the checkpoint's state wins
-    train(config(tiny_camvid, resumed, epochs=2, model=model), resume=str(resumed / "last.pt"))
+    train(config(tiny_camvid, resumed, epochs=2, model=model, **extra), resume=str(resumed / "last.pt"))
     assert_same_weights(weights(straight / "last.pt"), weights(resumed / "last.pt"))
+    if extra:
+        trained = load_checkpoint(resumed / "last.pt")["train_state_dict"]
+        assert_same_weights(load_checkpoint(straight / "last.pt")["train_state_dict"], trained)
     # The epoch split by the interruption logs the mean loss of all its steps, as the straight run.
     assert [float(v) for v in csv_column(resumed / "log.csv", "train_loss")] == pytest.approx(
         [float(v) for v in csv_column(straight / "log.csv", "train_loss")], rel=1e-6)
@@ -460,3 +465,22 @@ def test_save_every_epochs_skips_end_of_epoch_checkpoints_but_not_the_last(tiny_
     trainer.fit()
     trainer.close()
     assert saved == [("last", 2), ("last", 4), ("last", 5)]
+
+
+def test_weight_average_is_what_validation_scores_and_the_checkpoint_holds(tiny_camvid, tmp_path, capsys):
+    # The average itself: avg <- d * avg + (1 - d) * current, integer buffers copied.
+    model = torch.nn.BatchNorm2d(2)
+    average = train_module.WeightAverage(model, 0.75)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+        model.num_batches_tracked.fill_(5)
+    average.update()
+    assert torch.allclose(average.model.weight, torch.full((2,), 1.5))     # 0.75 * 1 + 0.25 * 3
+    assert average.model.num_batches_tracked.item() == 5
+    # In a run: the checkpoint's weights are the average; fplnet evaluate scores them as validation did.
+    summary = train(config(tiny_camvid, tmp_path / "run", epochs=2, ema_decay=0.9, val_split="val"))
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert any(not torch.equal(ckpt["state_dict"][k], ckpt["train_state_dict"][k]) for k in ckpt["state_dict"])
+    assert cli(["evaluate", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--dataset", "camvid",
+                "--data-root", str(tiny_camvid), "--split", "val"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"mIoU: {summary['last']['val_miou']:.2f}"

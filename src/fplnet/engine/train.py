@@ -7,7 +7,8 @@ ignoring 255, random flip / scale / crop. FPLNet trains in two stages: ``fplnet_
 then ``fplnet`` with ``init_from`` pointing at the encoder checkpoint (its encoder weights are
 copied). Options beyond the paper, all off by default: ``optimizer`` adam / adamw, no weight decay
 on normalisation, PReLU and bias parameters (``no_decay_norm``), photometric ``color_jitter``,
-``label_smoothing``, a linear ``warmup_epochs`` and the class weights' constant ``class_weight_c``.
+``label_smoothing``, a linear ``warmup_epochs``, the class weights' constant ``class_weight_c`` and
+an exponential moving average of the weights (``ema_decay``).
 
 Speed: the training split is decoded once and kept in memory as uint8 (on the GPU when it
 fits), and each batch is augmented with a handful of tensor ops (``data.transforms``), so no
@@ -27,6 +28,7 @@ same weights on CPU.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import os
@@ -75,6 +77,7 @@ class TrainConfig:
     poly_power: float = 0.9
     warmup_epochs: float = 0.0                   # linear warm-up, then the poly decay
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0                       # moving average of the weights, updated every step (0: off)
     crop_size: tuple = (360, 480)                # H, W of training crops
     scale_range: tuple = (0.75, 1.5)             # our choice: the paper names scaling but no range
     hflip: bool = True
@@ -150,7 +153,7 @@ def validate_config(cfg: TrainConfig) -> None:
             "device", "must be auto, cpu, cuda or cuda:N")
     for key in ("lr", "poly_power"):
         require(math.isfinite(getattr(cfg, key)) and getattr(cfg, key) > 0, key, "must be a positive number")
-    for key in ("momentum", "label_smoothing"):
+    for key in ("momentum", "label_smoothing", "ema_decay"):
         require(0 <= getattr(cfg, key) < 1, key, "must be in [0, 1)")
     for key in ("weight_decay", "warmup_epochs", "save_every_minutes"):
         require(math.isfinite(getattr(cfg, key)) and getattr(cfg, key) >= 0, key, "must be a number >= 0")
@@ -309,6 +312,30 @@ def cpu_has_native_bf16() -> bool:
                 and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights, updated after every optimizer step:
+    avg <- decay * avg + (1 - decay) * current, for every parameter and floating-point buffer (the
+    BatchNorm statistics too, so the average is a model that can be run as it is); integer buffers
+    are copied. It starts from the model's weights at set-up (after ``init_from``). The average
+    smooths the last stretch of the trajectory (about 1 / (1 - decay) steps), which often
+    generalizes better than its last point; ``ema_decay`` makes that a recipe trial."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        # Tensors of both models, paired once; load_state_dict copies in place, so the pairs stay valid.
+        own, current = self.model.state_dict(), model.state_dict()
+        floats = [k for k in own if own[k].is_floating_point()]
+        self.floats = ([own[k] for k in floats], [current[k] for k in floats])
+        self.others = [(own[k], current[k]) for k in own if not own[k].is_floating_point()]
+
+    @torch.no_grad()
+    def update(self):
+        torch._foreach_lerp_(self.floats[0], self.floats[1], 1.0 - self.decay)
+        for average, current in self.others:
+            average.copy_(current)
+
+
 def parameter_groups(model: nn.Module, weight_decay: float, no_decay_norm: bool) -> list[dict]:
     """One group, or two when ``no_decay_norm``: parameters with at most one dimension (BN scale and
     shift, PReLU slopes, biases) get no weight decay. Decay pulls a BN scale or a PReLU slope
@@ -454,6 +481,7 @@ class Trainer:
         self.scheduler = self._lr_scheduler()
         self.criterion = nn.CrossEntropyLoss(weight=self.class_weights, ignore_index=self.info.ignore_index,
                                              label_smoothing=cfg.label_smoothing)
+        self.ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     def _lr_scheduler(self):
         """Warm-up then poly decay over ``self.total_iters``, stepped every iteration."""
@@ -521,13 +549,24 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
         return loss.detach()
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What validation scores and the checkpoint ships: the weight average when there is one."""
+        return self.model if self.ema is None else self.ema.model
 
     # --- checkpoints ----------------------------------------------------------------------------
     def _state(self, point: ResumePoint, metrics: dict) -> dict:
         ckpt = describe(self.model, self.cfg.model, self.info.to_dict())
         ckpt.update({
-            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            # The weights to use (evaluate, predict, export, --init-from): the average when there is one.
+            "state_dict": {k: v.detach().cpu() for k, v in self.eval_model.state_dict().items()},
+            # The weights the optimizer works on, which a resume continues from.
+            "train_state_dict": (None if self.ema is None else
+                                 {k: v.detach().cpu() for k, v in self.model.state_dict().items()}),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "epoch": point.epoch, "step": point.step, "total_iters": self.total_iters,
@@ -560,7 +599,9 @@ class Trainer:
             raise ConfigError(f"--resume {path} has {ckpt['num_classes']} classes but {self.cfg.dataset} under "
                               f"{self.cfg.data_root} has {self.info.num_classes}; point --data-root at the data "
                               "the run was trained on")
-        self.model.load_state_dict(ckpt["state_dict"])
+        self.model.load_state_dict(ckpt.get("train_state_dict") or ckpt["state_dict"])
+        if self.ema is not None:
+            self.ema.model.load_state_dict(ckpt["state_dict"])
         self.total_iters = ckpt["total_iters"]
         self.cfg.epochs = math.ceil(self.total_iters / self.steps_per_epoch)
         # The scheduler first: building a LambdaLR resets the optimizer's lr to lambda(0), and
@@ -597,7 +638,7 @@ class Trainer:
         # In fp32 whatever the training step runs in: bf16 logits tie or swap the top two classes on
         # about 0.1-0.2 % of pixels, always towards the lower class index, so a bf16 validation
         # would differ from `fplnet evaluate` and between machines that pick a different amp.
-        matrix = evaluate(self.model, self.val_images, self.val_masks, self.info.num_classes, self.info.mean,
+        matrix = evaluate(self.eval_model, self.val_images, self.val_masks, self.info.num_classes, self.info.mean,
                           self.info.std, self.device, self.cfg.eval_batch_size, eval_size=self.cfg.eval_size,
                           amp="none", channels_last=self.channels_last, indices=shard,
                           ignore_index=self.info.ignore_index)
@@ -818,6 +859,9 @@ def add_arguments(parser):
                         help="no weight decay on BN, PReLU and bias parameters")
     parser.add_argument("--warmup-epochs", dest="warmup_epochs", type=float)
     parser.add_argument("--label-smoothing", dest="label_smoothing", type=float)
+    parser.add_argument("--ema-decay", dest="ema_decay", type=float,
+                        help="keep an exponential moving average of the weights (e.g. 0.999; default 0, off): "
+                             "it is what validation scores and what the checkpoint's weights are")
     parser.add_argument("--class-weight-c", dest="class_weight_c", type=float,
                         help="c of the ENet class weights 1 / ln(c + p) (default 1.02, the paper's)")
     parser.add_argument("--crop-size", dest="crop_size")
