@@ -17,7 +17,7 @@ if [ "${FORCE:-0}" != 1 ] && awk "BEGIN{exit !($load > 1.0)}"; then
   echo "cpu_speed_study: load average $load; stop other work first (FORCE=1 to run anyway)" >&2; exit 2
 fi
 run() { echo "== $*" >&2; "$FPLNET" benchmark "$@"; }
-PARTS=${PARTS:-1 2 3 4 5 6 7 8 9}
+PARTS=${PARTS:-1 2 3 4 5 6 7 8 9 10}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # 1. Plain eager, default allocator: the reference every speed-up is measured against.
@@ -99,4 +99,13 @@ run --checkpoint camvid --size $size --batch-size 1 --device cpu --warmup 5 --it
   --calib-data "$DATA" --calib-size 300 --agreement-images "$DATA/val" --agreement-count 6 \
   --json "$OUT_DIR/fplnet_camvid_openvino_precisions_$size.json" --markdown "$OUT_DIR/fplnet_camvid_openvino_precisions_$size.md"
 done
+fi
+# 10. All five models at CamVid's 360x480 as deployed (issue 9 asks for both sizes), one process,
+#     each thread pool's entries timed in rounds of their own (untrained networks: INT8 is a speed
+#     figure only, calibrated on 60 CamVid train frames).
+if want 10; then
+run --models $MODELS --size 360x480 --batch-size 1 --device cpu --warmup 5 --iters 20 \
+  --variants keep_memory,fast,keep_memory+onnxruntime,keep_memory+openvino,keep_memory+openvino+int8 \
+  --calib-data "$DATA/train" --calib-size 60 \
+  --json "$OUT_DIR/models_deploy_360x480.json" --markdown "$OUT_DIR/models_deploy_360x480.md"
 fi
