@@ -3,14 +3,16 @@
 # sets: the long CamVid runs first (trainval, the model that ships; then heldout, its unseen-sequence
 # score), then the ablation tables (VI and VIII first, then VII, IX, X and the activation).
 #
-#   bash scripts/cpu_queue.sh restore   # at a session's start: committed checkpoints back into runs/
 #   setsid nohup bash scripts/cpu_queue.sh run >> runs/cpu_queue.out 2>&1 &
-#   bash scripts/cpu_queue.sh pause     # SIGTERM: the running trainer saves and stops; `run` resumes
+#   bash scripts/cpu_queue.sh pause     # SIGTERM; returns once the trainer has saved and stopped
 #   bash scripts/cpu_queue.sh save      # before a session ends: small files + resumable checkpoints
+#   bash scripts/cpu_queue.sh restore   # committed checkpoints back into runs/ (`run` does it first)
 #   bash scripts/cpu_queue.sh status
 #
 # Every step is resumable and skipped once complete, so `run` always picks up where the queue
-# stopped. The long runs resume with a compiled bf16 step (1.71x a compiled fp32 step on the
+# stopped; it first restores what the repository holds (sync_runs.py: never a checkpoint that is
+# behind the one in runs/), so a fresh machine, or progress a device brought back, is picked up.
+# One queue at a time (a lock, runs/cpu_queue.lock, holding its PID). The long runs resume with a compiled bf16 step (1.71x a compiled fp32 step on the
 # 2-core CPU, docs/benchmarks.md); the ablation runs get the same from `amp: auto`. `save` keeps
 # the last.pt of a finished long run (`full`) until its weights are shipped (ship_weights.py,
 # docs/recipe.md), and drops the checkpoints of finished ablation runs.
@@ -28,6 +30,7 @@ ABLATION_SAVED="docs/runs/ablations/$(basename "$RECIPE" .yaml)"
 LONG_SPLITS=(trainval heldout)
 TABLE_GROUPS=("vi viii" "vii ix x activation")
 LONG_FLAGS="--compile default --amp bf16 --save-every-minutes 5"
+LOCK=runs/cpu_queue.lock
 child=""
 stopping=0
 
@@ -49,8 +52,13 @@ run_step() {
 ablation_folders() { ls -d "$ABLATION_RUNS"-*ep 2>/dev/null; }
 
 run_queue() {
+  mkdir -p runs
+  exec 9>>"$LOCK"
+  if ! flock -n 9; then say "another queue is running (PID $(cat "$LOCK" 2>/dev/null)); not starting"; exit 2; fi
+  echo $$ > "$LOCK"
   trap '[ -n "$child" ] && kill -TERM "$child" 2>/dev/null; stopping=1' TERM INT
   local split tables args code
+  restore_all
   for split in "${LONG_SPLITS[@]}"; do
     [ -f "runs/long/${split}_adam/full/summary.json" ] && continue
     say "long run $split"
@@ -78,7 +86,7 @@ save_all() {
   local split folder
   for split in "${LONG_SPLITS[@]}"; do
     [ -d "runs/long/${split}_adam" ] || continue
-    "$PYTHON" scripts/sync_runs.py save "runs/long/${split}_adam" "docs/runs/long/${split}_adam" --keep-finished full
+    "$PYTHON" scripts/sync_runs.py save --long-run "runs/long/${split}_adam" "docs/runs/long/${split}_adam"
   done
   for folder in $(ablation_folders); do
     "$PYTHON" scripts/sync_runs.py save "$folder" "docs/runs/ablations/$(basename "$folder")"
@@ -96,6 +104,17 @@ restore_all() {
   done
 }
 
+# SIGTERM to the queue, then wait until it has exited: its trainer saves last.pt first.
+pause_queue() {
+  if [ ! -f "$LOCK" ] || flock -n "$LOCK" true; then say "no queue running"; return 0; fi
+  local pid
+  pid=$(cat "$LOCK")
+  kill -TERM "$pid" && say "asked the queue (PID $pid) to stop; waiting for its trainer to save"
+  # The lock is held until the queue and the trainer it started (which inherit it) have exited.
+  while ! flock -n "$LOCK" true; do sleep 2; done
+  say "the queue has stopped"
+}
+
 status() {
   local split stage
   for split in "${LONG_SPLITS[@]}"; do
@@ -110,12 +129,13 @@ status() {
   for folder in $(ablation_folders); do
     echo "ablations $(basename "$folder"): $(ls "$folder"/*/summary.json 2>/dev/null | wc -l) run(s) complete"
   done
-  pgrep -f "cpu_queue.sh run" >/dev/null && echo "queue: running" || echo "queue: not running"
+  if [ -f "$LOCK" ] && ! flock -n "$LOCK" true; then echo "queue: running (PID $(cat "$LOCK"))"
+  else echo "queue: not running"; fi
 }
 
 case "${1:-}" in
   run) run_queue ;;
-  pause) pkill -TERM -f "bash scripts/cpu_queue.sh run" && say "asked the queue to stop" || say "no queue running" ;;
+  pause) pause_queue ;;
   save) save_all ;;
   restore) restore_all ;;
   status) status ;;

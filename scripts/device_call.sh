@@ -143,9 +143,8 @@ if [ "$mode" = long ]; then
             tail -5 "$runs"/*.log
             compile=default
         done
-        local keep=--keep-finished
-        [ -f "$runs/full/last.pt" ] && keep=""   # stage 2 has its own checkpoint: stage 1's is done with
-        python3 scripts/sync_runs.py save $keep "$runs" "$long_save/${split}_adam"
+        # The full stage's checkpoint always (its weights ship), the encoder's until stage 2 has its own.
+        python3 scripts/sync_runs.py save --long-run "$runs" "$long_save/${split}_adam"
         for log in "$runs"/*.log; do echo "== $log"; grep -E "img/s|mIoU|Error|error" "$log" | tail -4; done
         if tar czf "$OUT/long_${split}.tar.gz" -C "$long_save" "${split}_adam"; then echo "LONG $split PACKED"
         else rm -f "$OUT/long_${split}.tar.gz"; echo "LONG $split FAILED: pack"; fi

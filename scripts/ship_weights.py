@@ -18,7 +18,12 @@ a sibling of another recipe (every setting but those in ``NOT_RECIPE``, compared
 defaults filled in; initialised from a checkpoint or not, as the shipped run was, and the two
 stage-1 runs compared the same way where their folders are here), a sibling that trained on any
 frame of ``--heldout-split``, and a sibling whose schedule has not ended (only the last epoch of
-a poly schedule gives a figure to quote).
+a poly schedule gives a figure to quote). The shipped checkpoint itself must have ended its
+schedule too: the project ships the last epoch, not a point selected along the way.
+
+The wall time is the sum of the ``wall_seconds`` the checkpoint and the stage-1 checkpoint it
+was initialised from record (when that file is here), unless ``--wall-minutes`` is given; epochs
+cut short by an interruption are not in it.
 """
 from __future__ import annotations
 
@@ -79,6 +84,26 @@ def stage_one_differences(shipped: dict, sibling: dict) -> list[str]:
     return [f"stage 1 {d}" for d in recipe_differences(*(yaml.safe_load(c.read_text()) for c in configs))]
 
 
+def require_finished(ckpt: dict, what: str) -> None:
+    """Only the last epoch of a poly schedule, where the learning rate has reached zero, is quoted or shipped."""
+    scheduled = ckpt.get("total_iters")
+    if scheduled is not None and ckpt.get("scheduler", {}).get("last_epoch") != scheduled:
+        epochs = ckpt.get("run_config", {}).get("epochs")
+        raise SystemExit(f"{what} stopped at epoch {ckpt.get('epoch')} of {epochs}: only the last epoch of its "
+                         "schedule gives a figure to quote; finish the run first")
+
+
+def training_wall_minutes(ckpt: dict) -> tuple[float, list]:
+    """Minutes of training the checkpoint and its stage-1 checkpoint (if here) record, and per stage."""
+    stages = [("this run", float(ckpt.get("wall_seconds", 0.0)), ckpt.get("epoch"))]
+    init = ckpt.get("run_config", {}).get("init_from")
+    if init and Path(init).is_file():
+        first = load_checkpoint(init)
+        stages.insert(0, (f"stage 1 ({init})", float(first.get("wall_seconds", 0.0)), first.get("epoch")))
+    return (round(sum(seconds for _, seconds, _ in stages) / 60, 1),
+            [{"stage": name, "wall_minutes": round(seconds / 60, 1), "epochs": epochs} for name, seconds, epochs in stages])
+
+
 def heldout_record(path: str, run: dict, data_root: str, split: str) -> dict:
     """The held-out sibling's figure, with what it trained on and for how long."""
     ckpt = load_checkpoint(path)
@@ -94,10 +119,7 @@ def heldout_record(path: str, run: dict, data_root: str, split: str) -> dict:
         raise SystemExit(f"--heldout {path} trained on {len(held_out & trained)} of the {len(held_out)} frames of "
                          f"{split!r} (its train split is {sibling.get('train_split')!r}); pass the run that left "
                          "them out, or the --heldout-split it left out")
-    scheduled = ckpt.get("total_iters")
-    if scheduled is not None and ckpt.get("scheduler", {}).get("last_epoch") != scheduled:
-        raise SystemExit(f"--heldout {path} stopped at epoch {ckpt.get('epoch')} of {sibling.get('epochs')}: only "
-                         "the last epoch of its schedule gives a figure to quote; finish the run first")
+    require_finished(ckpt, f"--heldout {path}")
     figures = measure(path, dataset, data_root, split)
     return {"split": split, **figures, "train_split": sibling.get("train_split"), "epochs": ckpt.get("epoch"),
             "training_git_commit": ckpt.get("git_commit", ""), "checkpoint": str(path)}
@@ -113,11 +135,14 @@ def main(argv=None) -> int:
     parser.add_argument("--heldout-split", default="heldout_val")
     parser.add_argument("--hardware", default="")
     parser.add_argument("--note", default="")
-    parser.add_argument("--wall-minutes", type=float)
+    parser.add_argument("--wall-minutes", type=float,
+                        help="default: what the checkpoints record (stage 1 + this run)")
     args = parser.parse_args(argv)
 
     ckpt = load_checkpoint(args.checkpoint)
     run = ckpt.get("run_config", {})
+    require_finished(ckpt, args.checkpoint)
+    wall_minutes, stages = training_wall_minutes(ckpt)
     # Refuse a mismatched sibling before the (slower) evaluation of the shipped model.
     heldout = heldout_record(args.heldout, run, args.data_root, args.heldout_split) if args.heldout else None
     figures = measure(args.checkpoint, run.get("dataset", "camvid"), args.data_root, args.split)
@@ -131,7 +156,8 @@ def main(argv=None) -> int:
         "training_git_commit": ckpt.get("git_commit", ""),
         "shipped_git_commit": git_commit(),
         "hardware": args.hardware,
-        "wall_minutes": args.wall_minutes,
+        "wall_minutes": args.wall_minutes if args.wall_minutes is not None else wall_minutes,
+        "wall_minutes_by_stage": stages,
         "note": args.note,
     }
     if heldout:

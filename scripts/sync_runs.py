@@ -11,9 +11,14 @@ earlier for a run that has since finished is deleted, so only unfinished runs co
 space. ``--keep-finished`` keeps (and copies) the ``last.pt`` of finished runs too, for chains
 whose next stage starts from it (``scripts/camvid_long_run.sh``); ``--keep-finished full`` keeps
 only the runs named ``full`` (a finished long run whose weights are still to be shipped, without
-carrying its encoder's checkpoint again). ``restore`` copies them back
-where `fplnet sweep` looks, without replacing a checkpoint that is further along than the saved
-one.
+carrying its encoder's checkpoint again); ``--long-run`` applies the long run's rule (the full
+stage's checkpoint always, the encoder's only until the full stage has one of its own).
+``restore`` copies them back where `fplnet sweep` looks.
+
+Neither goes backwards: ``save`` leaves a saved run alone when it is further along than the one
+here (a device's progress unpacked into the repository, say), and ``restore`` never replaces a
+checkpoint that is further along than the saved one, nor touches a folder whose trainer is alive
+(its ``train.lock`` is held).
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from fplnet.checkpoint import load_checkpoint  # noqa: E402
-from fplnet.engine.run_folder import is_complete  # noqa: E402
+from fplnet.engine.run_folder import RunFolderError, RunLock, is_complete  # noqa: E402
 
 SMALL_FILES = ("config.yaml", "log.csv", "summary.json")
 
@@ -39,11 +44,28 @@ def progress(path: Path) -> tuple:
     return (ckpt["epoch"], ckpt["step"])
 
 
+def long_run_keep(runs: Path) -> set[str]:
+    """The checkpoints a long run (``encoder`` then ``full``, scripts/camvid_long_run.sh) needs
+    kept once finished: the full stage's until its weights ship, the encoder's until the full
+    stage, which starts from it, has a checkpoint of its own."""
+    return {"full"} if (runs / "full" / "last.pt").is_file() else {"full", "encoder"}
+
+
+def saved_is_further(folder: Path, target: Path) -> bool:
+    """The saved copy of a run holds more of it than the folder here."""
+    if is_complete(folder):
+        return False
+    return is_complete(target) or progress(target / "last.pt") > progress(folder / "last.pt")
+
+
 def save(runs: Path, dest: Path, keep_finished: bool | Collection[str] = False) -> None:
     """``keep_finished``: True for every finished run, or the names of the runs to keep."""
     for folder in sorted(p for p in runs.iterdir() if p.is_dir() and (p / "config.yaml").is_file()):
         keep = keep_finished if isinstance(keep_finished, bool) else folder.name in keep_finished
         target = dest / folder.name
+        if saved_is_further(folder, target):
+            print(f"left {target} as it was: it is further along than {folder} (restore it first)")
+            continue
         target.mkdir(parents=True, exist_ok=True)
         for name in SMALL_FILES:
             if (folder / name).is_file():
@@ -72,6 +94,11 @@ def restore(dest: Path, runs: Path) -> None:
     for saved in sorted(p for p in dest.iterdir() if p.is_dir() and (p / "config.yaml").is_file()):
         folder = runs / saved.name
         folder.mkdir(parents=True, exist_ok=True)
+        try:
+            RunLock(folder).acquire().release()
+        except RunFolderError:
+            print(f"skipped {folder}: a trainer is using it (its train.lock is held); stop it first")
+            continue
         if (saved / "last.pt").is_file() and progress(saved / "last.pt") <= progress(folder / "last.pt"):
             print(f"kept {folder.name}: its checkpoint is as far along as the saved one")
             continue
@@ -88,6 +115,9 @@ def main() -> int:
     parser.add_argument("action", choices=["save", "restore"])
     parser.add_argument("source")
     parser.add_argument("destination")
+    parser.add_argument("--long-run", action="store_true",
+                        help="save: the long run's rule (the full stage's last.pt always, the encoder's until "
+                             "the full stage has its own)")
     parser.add_argument("--keep-finished", nargs="*", metavar="RUN",
                         help="save: keep the last.pt of finished runs too (a later stage starts from it, or "
                              "its weights are still to be shipped); with names, only those runs")
@@ -98,7 +128,7 @@ def main() -> int:
         return 2
     if args.action == "save":
         keep = False if args.keep_finished is None else (set(args.keep_finished) or True)
-        save(source, destination, keep)
+        save(source, destination, long_run_keep(source) if args.long_run else keep)
     else:
         restore(source, destination)
     return 0

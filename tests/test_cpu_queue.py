@@ -85,3 +85,24 @@ def test_sigterm_stops_the_queue_inside_its_step_and_starts_nothing_after(queue)
     assert process.returncode == 0, output
     assert calls(log) == [calls(log)[0], "stopped"] and calls(log)[0].startswith("long trainval")
     assert "stopped in the long trainval run" in output
+
+
+def test_pause_returns_once_the_queue_has_stopped_and_one_queue_runs_at_a_time(queue):
+    repo, env, log = queue
+    env = {**env, "HOLD": "trainval"}
+    process = subprocess.Popen(["bash", "scripts/cpu_queue.sh", "run"], cwd=repo, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while not calls(log) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    second = subprocess.run(["bash", "scripts/cpu_queue.sh", "run"], cwd=repo, env=env, capture_output=True,
+                            text=True, timeout=30)
+    assert second.returncode == 2 and "another queue is running" in second.stdout
+    assert "queue: running" in subprocess.run(["bash", "scripts/cpu_queue.sh", "status"], cwd=repo, env=env,
+                                              capture_output=True, text=True, timeout=30).stdout
+    paused = subprocess.run(["bash", "scripts/cpu_queue.sh", "pause"], cwd=repo, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert "the queue has stopped" in paused.stdout
+    assert process.poll() is not None and calls(log)[-1] == "stopped"   # stopped before pause returned
+    process.communicate(timeout=30)

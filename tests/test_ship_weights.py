@@ -57,6 +57,9 @@ def test_ships_with_the_heldout_siblings_figure(runs, tiny_camvid, tmp_path, cap
     assert heldout["split"] == HELDOUT and heldout["train_split"] == "train" and heldout["epochs"] == 1
     assert heldout["evaluated_on"].startswith(f"camvid {HELDOUT} (4 images")
     assert meta["metrics"]["evaluated_on"].startswith("camvid trainval (12 images")
+    # The wall time is what the checkpoint records, unless given.
+    assert meta["wall_minutes"] == round(load_checkpoint(runs["shipped"])["wall_seconds"] / 60, 1)
+    assert [stage["stage"] for stage in meta["wall_minutes_by_stage"]] == ["this run"]
     # The demo says what the weights saw and quotes the sibling's unseen-frames figure.
     capsys.readouterr()
     assert cli(["demo", "--checkpoint", str(out), "--output", str(tmp_path / "demo"), "--no-fast", "--repeats", "0"]) == 0
@@ -81,6 +84,13 @@ def test_refuses_a_sibling_that_cannot_speak_for_the_shipped_model(runs, tiny_ca
     out = tmp_path / "never.safetensors"
     with pytest.raises(SystemExit, match=message):
         ship(runs, tiny_camvid, out, sibling)
+    assert not out.exists()
+
+
+def test_refuses_to_ship_a_run_that_has_not_ended(runs, tiny_camvid, tmp_path):
+    out = tmp_path / "never.safetensors"
+    with pytest.raises(SystemExit, match="stopped at epoch 1 of 1"):
+        load_script("ship_weights").main([str(runs["unfinished"]), str(out), "--data-root", str(tiny_camvid)])
     assert not out.exists()
 
 

@@ -51,3 +51,32 @@ def test_save_drops_finished_checkpoints_unless_kept_and_restore_keeps_the_newer
     torch.save({"format": FORMAT, "state_dict": {}, "epoch": 9, "step": 90}, elsewhere / "full" / "last.pt")
     sync.restore(saved, elsewhere)                 # the saved copy (epoch 7) is older: kept as is
     assert sync.progress(elsewhere / "full" / "last.pt") == (9, 90)
+
+
+def test_neither_direction_goes_backwards_and_a_live_trainer_is_left_alone(tmp_path):
+    sync = load_script("sync_runs")
+    from fplnet.engine.run_folder import RunLock
+    runs, saved = tmp_path / "runs", tmp_path / "saved"
+    make_run(runs / "full", epoch=5, complete=False)
+    make_run(saved / "full", epoch=9, complete=False)        # e.g. a device's progress, unpacked
+    (saved / "full" / "log.csv").write_text("epoch\n9\n")
+    sync.save(runs, saved)
+    assert sync.progress(saved / "full" / "last.pt") == (9, 90)
+    assert (saved / "full" / "log.csv").read_text() == "epoch\n9\n"    # nothing of the older run mixed in
+    lock = RunLock(runs / "full").acquire()                    # a trainer is using the folder
+    try:
+        sync.restore(saved, runs)
+        assert sync.progress(runs / "full" / "last.pt") == (5, 50)
+    finally:
+        lock.release()
+    sync.restore(saved, runs)
+    assert sync.progress(runs / "full" / "last.pt") == (9, 90)
+
+
+def test_the_long_run_rule_keeps_the_encoder_until_the_full_stage_has_a_checkpoint(tmp_path):
+    sync = load_script("sync_runs")
+    runs = tmp_path / "trainval_adam"
+    make_run(runs / "encoder", epoch=250, complete=True)
+    assert sync.long_run_keep(runs) == {"full", "encoder"}     # stage 2 will start from it
+    make_run(runs / "full", epoch=1, complete=False)
+    assert sync.long_run_keep(runs) == {"full"}
