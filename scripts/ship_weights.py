@@ -21,9 +21,9 @@ frame of ``--heldout-split``, and a sibling whose schedule has not ended (only t
 a poly schedule gives a figure to quote). The shipped checkpoint itself must have ended its
 schedule too: the project ships the last epoch, not a point selected along the way.
 
-The wall time is the sum of the ``wall_seconds`` the checkpoint and the stage-1 checkpoint it
-was initialised from record (when that file is here), unless ``--wall-minutes`` is given; epochs
-cut short by an interruption are not in it.
+The wall time is the sum of the ``wall_seconds`` the checkpoint and the stage-1 run it was
+initialised from record (its ``summary.json``, or its checkpoint, when either is here), unless
+``--wall-minutes`` is given; epochs cut short by an interruption are not in it.
 """
 from __future__ import annotations
 
@@ -97,7 +97,11 @@ def training_wall_minutes(ckpt: dict) -> tuple[float, list]:
     """Minutes of training the checkpoint and its stage-1 checkpoint (if here) record, and per stage."""
     stages = [("this run", float(ckpt.get("wall_seconds", 0.0)), ckpt.get("epoch"))]
     init = ckpt.get("run_config", {}).get("init_from")
-    if init and Path(init).is_file():
+    summary = Path(init).parent / "summary.json" if init else None
+    if summary is not None and summary.is_file():   # a finished stage 1 needs no checkpoint for this
+        first = json.loads(summary.read_text())
+        stages.insert(0, (f"stage 1 ({summary.parent})", float(first.get("wall_seconds", 0.0)), first.get("epochs_done")))
+    elif init and Path(init).is_file():
         first = load_checkpoint(init)
         stages.insert(0, (f"stage 1 ({init})", float(first.get("wall_seconds", 0.0)), first.get("epoch")))
     return (round(sum(seconds for _, seconds, _ in stages) / 60, 1),

@@ -103,3 +103,12 @@ def test_what_counts_as_the_recipe():
     assert differences({"epochs": 500}, {"epochs": 250}) == ["epochs: 500 vs 250"]
     assert differences({"init_from": "enc/last.pt"}, {"init_from": None}) == ["init_from: 'enc/last.pt' vs None"]
     assert differences({"init_from": "a/last.pt"}, {"init_from": "b/last.pt"}) == []
+
+
+def test_wall_time_adds_stage_one_from_its_summary(tmp_path):
+    stage1 = tmp_path / "encoder"
+    stage1.mkdir()
+    (stage1 / "summary.json").write_text(json.dumps({"wall_seconds": 600.0, "epochs_done": 250}))
+    ckpt = {"wall_seconds": 1200.0, "epoch": 500, "run_config": {"init_from": str(stage1 / "last.pt")}}
+    minutes, stages = load_script("ship_weights").training_wall_minutes(ckpt)
+    assert minutes == 30.0 and [s["epochs"] for s in stages] == [250, 500]
