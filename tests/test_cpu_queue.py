@@ -1,5 +1,5 @@
-"""scripts/cpu_queue.sh, the CPU work that spans sessions: the long runs in order (trainval, then
-heldout), then the ablation tables; a complete step is skipped, SIGTERM stops the queue inside
+"""scripts/cpu_queue.sh, the CPU work that spans sessions: the long runs in order (heldout, then
+trainval), then the ablation tables; a complete step is skipped, SIGTERM stops the queue inside
 its current step and nothing after it starts. Stand-ins play camvid_long_run.sh and `fplnet
 ablate`."""
 from __future__ import annotations
@@ -54,7 +54,7 @@ def test_long_runs_in_order_then_the_ablation_tables(queue):
     repo, env, log = queue
     subprocess.run(["bash", "scripts/cpu_queue.sh", "run"], cwd=repo, env=env, check=True, timeout=60)
     lines = calls(log)
-    assert [line.split()[:2] for line in lines[:2]] == [["long", "trainval"], ["long", "heldout"]]
+    assert [line.split()[:2] for line in lines[:2]] == [["long", "heldout"], ["long", "trainval"]]
     assert "--compile default --amp bf16" in lines[0]
     ablate = [line for line in lines if " ablate " in line]
     assert len(ablate) == 2 and len(lines) == 4
@@ -65,16 +65,16 @@ def test_long_runs_in_order_then_the_ablation_tables(queue):
 
 def test_a_complete_long_run_is_skipped(queue):
     repo, env, log = queue
-    (repo / "runs/long/trainval_adam/full").mkdir(parents=True)
-    (repo / "runs/long/trainval_adam/full/summary.json").write_text("{}")
+    (repo / "runs/long/heldout_adam/full").mkdir(parents=True)
+    (repo / "runs/long/heldout_adam/full/summary.json").write_text("{}")
     subprocess.run(["bash", "scripts/cpu_queue.sh", "run"], cwd=repo, env=env, check=True, timeout=60)
-    assert calls(log)[0].startswith("long heldout")
-    assert sum("long trainval" in line for line in calls(log)) == 0
+    assert calls(log)[0].startswith("long trainval")
+    assert sum("long heldout" in line for line in calls(log)) == 0
 
 
 def test_sigterm_stops_the_queue_inside_its_step_and_starts_nothing_after(queue):
     repo, env, log = queue
-    process = subprocess.Popen(["bash", "scripts/cpu_queue.sh", "run"], cwd=repo, env={**env, "HOLD": "trainval"},
+    process = subprocess.Popen(["bash", "scripts/cpu_queue.sh", "run"], cwd=repo, env={**env, "HOLD": "heldout"},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 30
     while not calls(log) and time.monotonic() < deadline:
@@ -83,13 +83,13 @@ def test_sigterm_stops_the_queue_inside_its_step_and_starts_nothing_after(queue)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
-    assert calls(log) == [calls(log)[0], "stopped"] and calls(log)[0].startswith("long trainval")
-    assert "stopped in the long trainval run" in output
+    assert calls(log) == [calls(log)[0], "stopped"] and calls(log)[0].startswith("long heldout")
+    assert "stopped in the long heldout run" in output
 
 
 def test_pause_returns_once_the_queue_has_stopped_and_one_queue_runs_at_a_time(queue):
     repo, env, log = queue
-    env = {**env, "HOLD": "trainval"}
+    env = {**env, "HOLD": "heldout"}
     process = subprocess.Popen(["bash", "scripts/cpu_queue.sh", "run"], cwd=repo, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 30
