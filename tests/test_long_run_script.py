@@ -143,3 +143,18 @@ def test_unknown_split_is_refused_with_what_to_use(tmp_path):
 def test_long_run_configs_are_valid_and_use_the_chosen_recipe(config):
     cfg = load_config(str(REPO / "configs" / config), {"data_root": "x"})
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.train_split) == ("adam", 0.001, 0.0002, "trainval")
+
+
+def test_the_progress_report_reads_each_stages_log(tmp_path, capsys):
+    """scripts/long_run_report.py: the figures of docs/recipe.md's progress tables, from log.csv."""
+    from _helpers import load_script
+    header = "epoch,iteration,lr,train_loss,epoch_seconds,img_per_s,val_miou,val_pixel_acc\n"
+    full = tmp_path / "heldout_adam" / "full"
+    full.mkdir(parents=True)
+    (full / "log.csv").write_text(header + "1,45,0.001,0.5,80.0,4.0,,\n2,90,0.001,0.4,40.0,9.0,38.5,80\n"
+                                  "3,135,0.001,,0.5,,,\n")       # a resume that ran no step: no loss, no speed
+    assert load_script("long_run_report").main([str(tmp_path), "--since", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "heldout_adam/full: epoch 3\n" in out and "last train loss -" in out
+    assert "validations (epoch: mIoU): 2: 38.50" in out
+    assert "img/s over epochs 2-3: median 9.00, range 9.00-9.00; epoch seconds median 40.0" in out
