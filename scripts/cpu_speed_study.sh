@@ -17,7 +17,7 @@ if [ "${FORCE:-0}" != 1 ] && awk "BEGIN{exit !($load > 1.0)}"; then
   echo "cpu_speed_study: load average $load; stop other work first (FORCE=1 to run anyway)" >&2; exit 2
 fi
 run() { echo "== $*" >&2; "$FPLNET" benchmark "$@"; }
-PARTS=${PARTS:-1 2 3 4 5 6 7 8 9 10}
+PARTS=${PARTS:-1 2 3 4 5 6 7 8 9 10 11}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # 1. Plain eager, default allocator: the reference every speed-up is measured against.
@@ -108,4 +108,11 @@ run --models $MODELS --size 360x480 --batch-size 1 --device cpu --warmup 5 --ite
   --variants keep_memory,fast,keep_memory+onnxruntime,keep_memory+openvino,keep_memory+openvino+int8 \
   --calib-data "$DATA/train" --calib-size 60 \
   --json "$OUT_DIR/models_deploy_360x480.json" --markdown "$OUT_DIR/models_deploy_360x480.md"
+fi
+# 11. The CPU training step compiled, fp32 against bf16 autocast (what `amp: auto` picks on a CPU
+#     with native bf16 when the step is compiled; docs/benchmarks.md, "CPU training step").
+if want 11; then
+run --models fplnet --size 360x480 --batch-size 8 --device cpu --mode train --warmup 2 --iters 6 \
+  --variants keep_memory+channels_last+compile,keep_memory+channels_last+bf16+compile --num-classes 11 \
+  --json "$OUT_DIR/train_step_compile_bf16.json" --markdown "$OUT_DIR/train_step_compile_bf16.md"
 fi
