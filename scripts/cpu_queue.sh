@@ -14,10 +14,12 @@
 # Every step is resumable and skipped once complete, so `run` always picks up where the queue
 # stopped; it first restores what the repository holds (sync_runs.py: never a checkpoint that is
 # behind the one in runs/), so a fresh machine, or progress a device brought back, is picked up.
-# One queue at a time (a lock, runs/cpu_queue.lock, holding its PID). The long runs resume with a compiled bf16 step (1.71x a compiled fp32 step on the
-# 2-core CPU, docs/benchmarks.md); the ablation runs get the same from `amp: auto`. `save` keeps
-# the last.pt of a finished long run (`full`) until its weights are shipped (ship_weights.py,
-# docs/recipe.md), and drops the checkpoints of finished ablation runs.
+# One queue at a time (a lock, runs/cpu_queue.lock, holding its PID). The long runs resume with a
+# compiled step, which `amp: auto` runs in bf16 on a CPU with native bf16 (1.71x a compiled fp32
+# step on the 2-core CPU, docs/benchmarks.md); the ablation runs get the same. `save` keeps the
+# last.pt of a finished long run (`full`) until its weights are shipped (ship_weights.py,
+# docs/recipe.md), and the encoder's until the full stage has its own (sync_runs.py --long-run),
+# and drops the checkpoints of finished ablation runs.
 #
 # Env: DATA (default ../shared/data/camvid), RECIPE (the ablation recipe, default
 # configs/ablations/camvid_heldout_adam.yaml, the chosen Adam recipe on the held-out protocol).
@@ -31,7 +33,8 @@ ABLATION_RUNS="runs/ablations/$(basename "$RECIPE" .yaml)"
 ABLATION_SAVED="docs/runs/ablations/$(basename "$RECIPE" .yaml)"
 LONG_SPLITS=(heldout trainval)
 TABLE_GROUPS=("vi viii" "vii ix x activation")
-LONG_FLAGS="--compile default --amp bf16 --save-every-minutes 5"
+# amp auto: bf16 for a compiled step on a CPU with native bf16, fp32 on one that would emulate it.
+LONG_FLAGS="--compile default --amp auto --save-every-minutes 5"
 LOCK=runs/cpu_queue.lock
 child=""
 stopping=0
@@ -111,7 +114,13 @@ pause_queue() {
   if [ ! -f "$LOCK" ] || flock -n "$LOCK" true; then say "no queue running"; return 0; fi
   local pid
   pid=$(cat "$LOCK")
-  kill -TERM "$pid" && say "asked the queue (PID $pid) to stop; waiting for its trainer to save"
+  # The lock outlives a queue killed with SIGKILL while its trainer runs: signal only a live queue.
+  if grep -q "cpu_queue.sh" "/proc/$pid/cmdline" 2>/dev/null; then
+    kill -TERM "$pid" && say "asked the queue (PID $pid) to stop; waiting for its trainer to save"
+  else
+    say "the queue is gone but a process it started still holds $LOCK; stop that trainer (SIGTERM) to save it"
+    return 1
+  fi
   # The lock is held until the queue and the trainer it started (which inherit it) have exited.
   while ! flock -n "$LOCK" true; do sleep 2; done
   say "the queue has stopped"

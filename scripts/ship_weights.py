@@ -104,6 +104,9 @@ def training_wall_minutes(ckpt: dict) -> tuple[float, list]:
     elif init and Path(init).is_file():
         first = load_checkpoint(init)
         stages.insert(0, (f"stage 1 ({init})", float(first.get("wall_seconds", 0.0)), first.get("epoch")))
+    elif init:
+        raise SystemExit(f"the run was initialised from {init}, and neither that checkpoint nor the summary.json "
+                         "beside it is here to count stage 1's wall time; restore that folder or pass --wall-minutes")
     return (round(sum(seconds for _, seconds, _ in stages) / 60, 1),
             [{"stage": name, "wall_minutes": round(seconds / 60, 1), "epochs": epochs} for name, seconds, epochs in stages])
 
@@ -146,7 +149,7 @@ def main(argv=None) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     run = ckpt.get("run_config", {})
     require_finished(ckpt, args.checkpoint)
-    wall_minutes, stages = training_wall_minutes(ckpt)
+    wall_minutes, stages = training_wall_minutes(ckpt) if args.wall_minutes is None else (args.wall_minutes, [])
     # Refuse a mismatched sibling before the (slower) evaluation of the shipped model.
     heldout = heldout_record(args.heldout, run, args.data_root, args.heldout_split) if args.heldout else None
     figures = measure(args.checkpoint, run.get("dataset", "camvid"), args.data_root, args.split)

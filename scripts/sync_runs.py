@@ -9,7 +9,7 @@ checkpoint of runs that are not finished.
 needs none: ``summary.json`` marks it complete, and the sweep runner skips it). A ``last.pt`` saved
 earlier for a run that has since finished is deleted, so only unfinished runs cost repository
 space. ``--keep-finished`` keeps (and copies) the ``last.pt`` of finished runs too, for chains
-whose next stage starts from it (``scripts/camvid_long_run.sh``); ``--keep-finished full`` keeps
+whose next stage starts from it (``scripts/camvid_long_run.sh``); ``--keep full`` keeps
 only the runs named ``full`` (a finished long run whose weights are still to be shipped, without
 carrying its encoder's checkpoint again); ``--long-run`` applies the long run's rule (the full
 stage's checkpoint always, the encoder's only until the full stage has one of its own).
@@ -95,22 +95,30 @@ def restore(dest: Path, runs: Path) -> None:
         folder = runs / saved.name
         folder.mkdir(parents=True, exist_ok=True)
         try:
-            RunLock(folder).acquire().release()
+            lock = RunLock(folder).acquire()     # held while copying: no trainer starts in between
         except RunFolderError:
             print(f"skipped {folder}: a trainer is using it (its train.lock is held); stop it first")
             continue
-        if (saved / "last.pt").is_file() and progress(saved / "last.pt") <= progress(folder / "last.pt"):
-            print(f"kept {folder.name}: its checkpoint is as far along as the saved one")
-            continue
-        for name in SMALL_FILES + ("last.pt",):
-            if (saved / name).is_file():
-                shutil.copy2(saved / name, folder / name)
-        if (saved / "runner.log").is_file():
-            shutil.copy2(saved / "runner.log", runs / f"{saved.name}.log")
-        print(f"restored {folder.name}: {'complete' if is_complete(folder) else 'resumable'}")
+        try:
+            print(restore_run(saved, folder, runs))
+        finally:
+            lock.release()
 
 
-def main() -> int:
+def restore_run(saved: Path, folder: Path, runs: Path) -> str:
+    if is_complete(folder) and not is_complete(saved):
+        return f"kept {folder.name}: it is complete here"
+    if (saved / "last.pt").is_file() and progress(saved / "last.pt") <= progress(folder / "last.pt"):
+        return f"kept {folder.name}: its checkpoint is as far along as the saved one"
+    for name in SMALL_FILES + ("last.pt",):
+        if (saved / name).is_file():
+            shutil.copy2(saved / name, folder / name)
+    if (saved / "runner.log").is_file():
+        shutil.copy2(saved / "runner.log", runs / f"{saved.name}.log")
+    return f"restored {folder.name}: {'complete' if is_complete(folder) else 'resumable'}"
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["save", "restore"])
     parser.add_argument("source")
@@ -118,17 +126,19 @@ def main() -> int:
     parser.add_argument("--long-run", action="store_true",
                         help="save: the long run's rule (the full stage's last.pt always, the encoder's until "
                              "the full stage has its own)")
-    parser.add_argument("--keep-finished", nargs="*", metavar="RUN",
+    parser.add_argument("--keep-finished", action="store_true",
                         help="save: keep the last.pt of finished runs too (a later stage starts from it, or "
-                             "its weights are still to be shipped); with names, only those runs")
-    args = parser.parse_args()
+                             "its weights are still to be shipped)")
+    parser.add_argument("--keep", action="append", metavar="RUN",
+                        help="save: keep the last.pt of this finished run (repeatable)")
+    args = parser.parse_args(argv)
     source, destination = Path(args.source), Path(args.destination)
     if not source.is_dir():
         print(f"sync_runs: {source} is not a folder", file=sys.stderr)
         return 2
     if args.action == "save":
-        keep = False if args.keep_finished is None else (set(args.keep_finished) or True)
-        save(source, destination, long_run_keep(source) if args.long_run else keep)
+        keep = long_run_keep(source) if args.long_run else set(args.keep) if args.keep else args.keep_finished
+        save(source, destination, keep)
     else:
         restore(source, destination)
     return 0

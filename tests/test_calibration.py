@@ -35,3 +35,7 @@ def test_a_broken_data_set_root_is_an_error_not_a_folder_of_images(tiny_camvid, 
     shutil.rmtree(root / "trainannot")          # the training labels are missing
     with pytest.raises(ValueError, match="looks like a camvid root but cannot be read as one"):
         calibration_set(CKPT, root, count=2)
+    # A model trained on trainval (no folder of its own) is refused the same way.
+    trainval = {**CKPT, "run_config": {"dataset": "camvid", "train_split": "trainval"}}
+    with pytest.raises(ValueError, match="looks like a camvid root but cannot be read as one"):
+        calibration_set(trainval, root, count=2)

@@ -205,6 +205,8 @@ def test_the_runner_keeps_at_most_a_few_shapes_of_traces():
     from fplnet.fast import InferenceRunner
     runner = InferenceRunner(torch.nn.Conv2d(3, 4, 1).eval(), "torchscript")
     sizes = [(16 + i, 20) for i in range(InferenceRunner.MAX_SHAPES + 2)]
-    for size in sizes + [sizes[-1]]:
+    # The first size is used again before the others overflow: the least recently used go, not the oldest.
+    for size in sizes[:InferenceRunner.MAX_SHAPES] + [sizes[0]] + sizes[InferenceRunner.MAX_SHAPES:]:
         assert runner(torch.rand(1, 3, *size)).shape == (1, 4, *size)
-    assert list(runner._per_shape) == [(1, 3, *size) for size in sizes[2:]]
+    kept = sizes[3:InferenceRunner.MAX_SHAPES] + [sizes[0]] + sizes[InferenceRunner.MAX_SHAPES:]
+    assert list(runner._per_shape) == [(1, 3, *size) for size in kept]

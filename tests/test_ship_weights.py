@@ -112,3 +112,6 @@ def test_wall_time_adds_stage_one_from_its_summary(tmp_path):
     ckpt = {"wall_seconds": 1200.0, "epoch": 500, "run_config": {"init_from": str(stage1 / "last.pt")}}
     minutes, stages = load_script("ship_weights").training_wall_minutes(ckpt)
     assert minutes == 30.0 and [s["epochs"] for s in stages] == [250, 500]
+    (stage1 / "summary.json").unlink()        # stage 1 not on this machine: refused, not halved
+    with pytest.raises(SystemExit, match="--wall-minutes"):
+        load_script("ship_weights").training_wall_minutes(ckpt)

@@ -80,3 +80,21 @@ def test_the_long_run_rule_keeps_the_encoder_until_the_full_stage_has_a_checkpoi
     assert sync.long_run_keep(runs) == {"full", "encoder"}     # stage 2 will start from it
     make_run(runs / "full", epoch=1, complete=False)
     assert sync.long_run_keep(runs) == {"full"}
+
+
+def test_the_command_line_flags_leave_the_folders_in_place(tmp_path):
+    sync = load_script("sync_runs")
+    runs = tmp_path / "runs"
+    make_run(runs / "encoder", epoch=250, complete=True)
+    make_run(runs / "full", epoch=3, complete=False)
+    assert sync.main(["save", "--keep-finished", str(runs), str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / "encoder" / "last.pt").is_file()
+    assert sync.main(["save", "--keep", "full", str(runs), str(tmp_path / "b")]) == 0
+    assert not (tmp_path / "b" / "encoder" / "last.pt").exists()
+    assert sync.main(["save", "--long-run", str(runs), str(tmp_path / "c")]) == 0
+    assert not (tmp_path / "c" / "encoder" / "last.pt").exists() and (tmp_path / "c" / "full" / "last.pt").is_file()
+    # A run complete here is never replaced by an older, unfinished saved copy.
+    (runs / "full" / "summary.json").write_text("{}")
+    (runs / "full" / "last.pt").unlink()
+    sync.restore(tmp_path / "c", runs)
+    assert not (runs / "full" / "last.pt").exists() and (runs / "full" / "summary.json").is_file()

@@ -74,10 +74,10 @@ def test_resume_after_interruption_is_exact(tiny_camvid, tmp_path, monkeypatch, 
     straight = tmp_path / "straight"
     train(config(tiny_camvid, straight, epochs=2, model=model, **extra))
 
-    # Interrupt in the middle of epoch 1 (the 2nd augmentation call is step 2 of epoch 1),
-    # as Ctrl-C would, then resume.
+    # Interrupt in the middle of epoch 1 (step 2 of epoch 1), as Ctrl-C would, then resume: before
+    # the step's augmentation draws, and (ENet) after its forward pass has drawn dropout masks.
     calls = {"n": 0}
-    real_augment = train_module.augment_batch
+    real_augment, real_loss = train_module.augment_batch, Trainer._loss
 
     def interrupting(*args, **kwargs):
         calls["n"] += 1
@@ -85,14 +85,24 @@ def test_resume_after_interruption_is_exact(tiny_camvid, tmp_path, monkeypatch, 
             raise KeyboardInterrupt
         return real_augment(*args, **kwargs)
 
+    def interrupting_after_forward(self, *args, **kwargs):
+        loss = real_loss(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C mid-step: the step finishes, then it saves
+        return loss
+
     resumed = tmp_path / "resumed"
-    monkeypatch.setattr(train_module, "augment_batch", interrupting)
+    if model == "enet":
+        monkeypatch.setattr(Trainer, "_loss", interrupting_after_forward)
+    else:
+        monkeypatch.setattr(train_module, "augment_batch", interrupting)
     with pytest.raises(KeyboardInterrupt):
         train(config(tiny_camvid, resumed, epochs=2, model=model, **extra))
     monkeypatch.setattr(train_module, "augment_batch", real_augment)
+    monkeypatch.setattr(Trainer, "_loss", real_loss)
     saved = load_checkpoint(resumed / "last.pt")
-    assert (saved["epoch"], saved["step"]) == (0, 1)
-    torch.manual_seed(12345)   # whatever the global generator holds now, the checkpoint's state wins
+    assert (saved["epoch"], saved["step"]) == ((0, 2) if model == "enet" else (0, 1))
     train(config(tiny_camvid, resumed, epochs=2, model=model, **extra), resume=str(resumed / "last.pt"))
     assert_same_weights(weights(straight / "last.pt"), weights(resumed / "last.pt"))
     if extra:

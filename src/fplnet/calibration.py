@@ -76,7 +76,10 @@ def _training_files(ckpt: dict, data: Optional[Union[str, Path]]) -> tuple[list[
         except DatasetError as error:
             # A data set root that cannot be read must not fall back to "every image below": that
             # would calibrate on its label maps and on the frames of the split being evaluated.
-            if any((root / folder).is_dir() for folder in (split, f"{split}annot", "leftImg8bit", "gtFine")):
+            # The recorded split, or any split folder of the known layouts (CamVid's trainval and
+            # held-out splits have no folder of their own).
+            layout = (split, f"{split}annot", "train", "trainannot", "val", "valannot", "leftImg8bit", "gtFine")
+            if any((root / folder).is_dir() for folder in layout):
                 raise ValueError(f"calibration data {root} looks like a {name} root but cannot be read as one: "
                                  f"{error}") from error
             # Otherwise not a root of that data set: a plain folder of images.

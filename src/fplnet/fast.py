@@ -422,8 +422,9 @@ class InferenceRunner:
             self._compiled = None
             return self._forward(x)
 
-    # At most this many input shapes keep their trace or CUDA graph (each graph holds its own GPU
-    # memory pool); the least recently used goes first. A model run at one ``eval_size`` needs one.
+    # At most this many input shapes keep their trace or eager-captured CUDA graph (each such graph
+    # holds its own GPU memory pool; inductor keeps its own graphs for compile+cuda_graphs); the
+    # least recently used goes first. A model run at one ``eval_size`` needs one.
     MAX_SHAPES = 8
 
     def _make_room_for_a_shape(self, key: tuple):

@@ -85,8 +85,8 @@ def atomic_output_path(path: PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(handle)
-    os.chmod(temp_name, 0o666 & ~_umask())
     try:
+        os.chmod(temp_name, 0o666 & ~_umask())
         yield Path(temp_name)
         with open(temp_name, "rb+") as file:
             os.fsync(file.fileno())

@@ -360,12 +360,30 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 @dataclass
 class ResumePoint:
     """Where an interruption resumes: before the step that did not finish, generator untouched.
-    ``loss_sum``: the sum of the epoch's step losses before ``step`` (read from a checkpoint), so
-    that an epoch split by a resume still logs the mean loss over all its steps."""
+    Captured together at that moment (a Ctrl-C inside a step saves the point before it):
+    ``loss_sum``, the sum of the epoch's step losses before ``step`` (a tensor in a running run, a
+    float read from a checkpoint; None when this process did not count the epoch from its first
+    step), so that an epoch split by a resume still logs the mean over all its steps; and
+    ``rng``, the global generators' states, from which dropout (ENet, ERFNet, CGNet) draws."""
     epoch: int = 0
     step: int = 0
     generator: Optional[torch.Tensor] = None
-    loss_sum: Optional[float] = None
+    loss_sum: Union[None, float, torch.Tensor] = None
+    rng: Optional[dict] = None
+
+
+def global_rng_state(device: torch.device) -> dict:
+    """The CPU generator's state and, on CUDA, the device's (no host sync: the state is host-side)."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_global_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 class Trainer:
@@ -375,7 +393,6 @@ class Trainer:
         self.started = time.monotonic()   # the time budget counts set-up too
         self.prior_seconds = 0.0          # wall time of the processes before a resume (budget)
         self.validation_seconds, self.validations = 0.0, 0
-        self.epoch_loss = None            # the running loss sum of the epoch in progress (a tensor)
         self.resume_changes = resume_changes or {}
         self.cfg = cfg
         self.dist = Distributed(cfg.device)
@@ -385,6 +402,8 @@ class Trainer:
         self.log = RunLog(self.out, self.dist.is_main, cfg.tensorboard)
         self.lock = RunLock(self.out).acquire() if self.dist.is_main else None
         try:
+            if resume is None and cfg.init_from:
+                check_init_source(cfg, cfg.init_from)   # before --overwrite clears the folder
             if self.dist.is_main and resume is None:
                 claim_for_new_run(self.out, overwrite)
             self.git_commit = git_commit()  # once per run, not at every checkpoint save
@@ -454,7 +473,6 @@ class Trainer:
         model = create_model(cfg.model, num_classes=self.info.num_classes)
         self.init_note = ""
         if cfg.init_from and initialise:
-            check_init_source(cfg, cfg.init_from)
             n = copy_encoder_weights(model, cfg.init_from)
             self.init_note = f"{n} tensors from {cfg.init_from}"
         model.to(self.device)
@@ -572,10 +590,11 @@ class Trainer:
             "epoch": point.epoch, "step": point.step, "total_iters": self.total_iters,
             "generator": point.generator,
             # Mid-epoch, the loss summed over the epoch's steps before `step` (see ResumePoint).
-            "epoch_loss_sum": float(self.epoch_loss.item()) if point.step > 0 and self.epoch_loss is not None else None,
-            # Dropout draws from the global generator (ENet, ERFNet, CGNet); FPLNet has none. One
-            # process's state: ranks of a DDP run would otherwise all draw the same masks.
-            "torch_rng": torch.get_rng_state() if not self.dist.enabled else None,
+            "epoch_loss_sum": (None if point.step == 0 or point.loss_sum is None else
+                               float(point.loss_sum) if isinstance(point.loss_sum, float) else point.loss_sum.item()),
+            # The global generators at the resume point. One process's: ranks of a DDP run would
+            # otherwise all draw the same dropout masks after a resume.
+            "torch_rng": None if self.dist.enabled else point.rng,
             "amp": self.amp,   # the precision the steps ran in, which `amp: auto` chose on this machine
             "best_miou": self.best_miou, "metrics": metrics, "history": self.history,
             "wall_seconds": round(self.wall_seconds, 1), "budget_planned": self.budget_planned,
@@ -611,9 +630,11 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        self.resume_point = ResumePoint(ckpt["epoch"], ckpt["step"], ckpt["generator"], ckpt.get("epoch_loss_sum"))
-        if ckpt.get("torch_rng") is not None and not self.dist.enabled:
-            torch.set_rng_state(ckpt["torch_rng"])
+        rng = ckpt.get("torch_rng")
+        rng = {"cpu": rng} if isinstance(rng, torch.Tensor) else rng   # the first format: the CPU's alone
+        self.resume_point = ResumePoint(ckpt["epoch"], ckpt["step"], ckpt["generator"], ckpt.get("epoch_loss_sum"), rng)
+        if rng is not None and not self.dist.enabled:
+            set_global_rng_state(rng, self.device)
         self.best_miou = ckpt.get("best_miou", -1.0)
         self.wall_seconds = self.prior_seconds = float(ckpt.get("wall_seconds", 0.0))
         self.budget_planned = bool(ckpt.get("budget_planned", False))
@@ -662,15 +683,29 @@ class Trainer:
 
     @contextlib.contextmanager
     def _stop_on_sigterm(self):
-        """SIGTERM finishes the current step, saves, and stops like Ctrl-C (main process only)."""
+        """SIGTERM finishes the current step, saves, and stops (main process only). So does a first
+        Ctrl-C in a single-process run: interrupted mid-step, the step's forward pass would
+        already have moved the BatchNorm statistics, and the resumed run would replay it on top
+        of that. A second Ctrl-C stops at once (a DDP run keeps Ctrl-C's default: every rank
+        stops at once, none waits in a collective for a rank that has gone)."""
         def request_stop(signum, frame):
             self._stop_requested = True
-        previous = signal.signal(signal.SIGTERM, request_stop) if self.dist.is_main else None
+
+        def request_stop_or_interrupt(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            self.log.print("Ctrl-C: stopping after this step and saving; Ctrl-C again to stop at once")
+        previous = {}
+        if self.dist.is_main:
+            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, request_stop)
+        if not self.dist.enabled:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, request_stop_or_interrupt)
         try:
             yield
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def train_one_epoch(self, epoch: int) -> dict:
         """Steps of one epoch from the resume point; returns the epoch's training figures."""
@@ -687,15 +722,17 @@ class Trainer:
             if self.resume_point.loss_sum is not None:
                 running += self.resume_point.loss_sum
                 counted_from = 0
-        self.epoch_loss = running
+        # The loss sum a checkpoint may record: only one counted from the epoch's first step.
+        loss_sum = (lambda: running.clone()) if counted_from == 0 else (lambda: None)
         t0, seen = time.perf_counter(), 0
         progress = progress_bar(self.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
                                 enabled=self.dist.is_main)
         progress.update(first)
         for step in range(first, self.steps_per_epoch):
-            self.resume_point = ResumePoint(epoch, step, gen.get_state())
+            self.resume_point = ResumePoint(epoch, step, gen.get_state(), loss_sum(), global_rng_state(self.device))
             running += self.train_step(order[step * cfg.batch_size:(step + 1) * cfg.batch_size], gen)
-            self.resume_point = ResumePoint(epoch, step + 1, gen.get_state())
+            self.resume_point = ResumePoint(epoch, step + 1, gen.get_state(), loss_sum(),
+                                            global_rng_state(self.device))
             seen += cfg.batch_size * self.dist.world_size
             if (step + 1) % cfg.log_every == 0 or step + 1 == self.steps_per_epoch:
                 average = running.item() / (step + 1 - counted_from)  # the only host sync, every log_every steps
@@ -736,7 +773,8 @@ class Trainer:
         best = metrics["val_miou"] != "" and metrics["val_miou"] > self.best_miou
         if best:
             self.best_miou = metrics["val_miou"]
-        self.resume_point = ResumePoint(epoch + 1, 0, None)  # the next epoch starts with a fresh generator
+        # The next epoch starts with a fresh generator.
+        self.resume_point = ResumePoint(epoch + 1, 0, None, None, global_rng_state(self.device))
         if (final or metrics["val_miou"] != "" or (epoch + 1) % cfg.save_every_epochs == 0
                 or self._save_overdue()):
             self.save("last", self.resume_point, metrics)
@@ -786,6 +824,9 @@ class Trainer:
                                 metrics.update(self.validate())
                                 self.history[-1] = metrics
                                 self.log.restart_csv(self.history)
+                                if metrics.get("val_miou", "") != "" and metrics["val_miou"] > self.best_miou:
+                                    self.best_miou = metrics["val_miou"]
+                                    self.save("best", self.resume_point, metrics)
                             self.save("last", self.resume_point, metrics)
             except KeyboardInterrupt:
                 self.save("last", self.resume_point, metrics)
