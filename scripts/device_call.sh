@@ -22,11 +22,14 @@
 #             (bf16, chosen by amp auto) for SECONDS, every split of SPLITS (default trainval;
 #             trainval,heldout runs both side by side: one process each, a launch-bound step leaves
 #             the GPU room for two), then stops them cleanly and returns one archive per split,
-#             $OUT/long_<split>.tar.gz (the stage folders as sync_runs.py saves them; unpack over
-#             docs/runs/long/). LONG_COMPILE (default reduce-overhead: CUDA graphs, since the eager
+#             $OUT/long_<split>.tar.gz (the stage folders as sync_runs.py saves them; unpack into a
+#             folder of its own and merge with sync_runs.py restore, docs/gpu.md). LONG_COMPILE (default reduce-overhead: CUDA graphs, since the eager
 #             step is bound by its ~14,000 kernel launches) is passed as --compile; a stage that fails
-#             with it is resumed with --compile default for the time left. A finished stage's
-#             last.pt comes back only while the next stage has none (it starts from it).
+#             with it is resumed with --compile default for the time left. The full stage's last.pt
+#             always comes back (its weights ship), the encoder's until the full stage has its own.
+#   speed:    carry .whl only. Installs the wheels, then the speed benchmarks of `prepare` without the
+#             profile: the training step at batch 8 and 32, FPLNet's compiled forward replayed by
+#             CUDA graphs, and the five models at batch 1, 8 and 32 (at most 2 x 100 + 240 + 3 x 60 s).
 #   sweep SECONDS CONFIG [PARALLEL]: carry .devdata/part2, instead of long. Runs `fplnet sweep CONFIG
 #             --parallel PARALLEL` (default 4) on the GPU until SECONDS, resuming its runs from
 #             docs/runs/sweeps/<name> if saved there, and returns them (sync_runs.py save: small
@@ -53,9 +56,34 @@ for part in .devdata/part*; do
 done
 if [ "$mode" = data ]; then echo "DATA OK"; exit 0; fi
 
-if [ "$mode" = prepare ]; then
+install_wheels() {
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-        || { echo "PREPARE FAILED: wheels"; exit 1; }
+        || { echo "${mode^^} FAILED: wheels"; exit 1; }
+}
+
+# Speed: the training step (the trainer's goal) and inference of the five models.
+speed_benchmarks() {
+    # cuda_graphs in a training step is torch.compile(mode="reduce-overhead"), the trainer's --compile.
+    for b in 8 32; do
+        timeout 100 python3 -m fplnet.cli benchmark --mode train --device cuda --models fplnet_encoder,fplnet \
+            --size 360x480 --batch-size $b --variants channels_last+bf16,cuda_graphs+channels_last+bf16 --iters 30 \
+            --json "$OUT/train_step_b$b.json"
+    done
+    # FPLNet's forward compiled (element-wise ops fused) and replayed by inductor's CUDA graphs,
+    # beside the eager capture that is the CUDA default: the candidate for issue 9's 1000 FPS.
+    timeout 240 python3 -m fplnet.cli benchmark --device cuda --models fplnet --size 512x1024 --batch-size 1 \
+        --variants fold_bn+channels_last+cuda_graphs+bf16,fold_bn+channels_last+bf16+compile+cuda_graphs,fold_bn+channels_last+bf16+compile+freeze+cuda_graphs \
+        --iters 50 --json "$OUT/inference_fplnet_compiled_graphs_b1.json"
+    # Inference of the five models in one run per batch size (issue 9 asks for 1, 8 and 32).
+    for b in 1 8 32; do
+        timeout 60 python3 -m fplnet.cli benchmark --device cuda --models fplnet,espnet,enet,erfnet,cgnet \
+            --size 512x1024 --batch-size $b --variants eager,fast,fold_bn+channels_last+cuda_graphs+bf16 --iters 30 \
+            --json "$OUT/inference_b$b.json"
+    done
+}
+
+if [ "$mode" = prepare ]; then
+    install_wheels
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
     python3 -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name())"
     if [ "$smoke" = quick ]; then echo "PREPARE OK"; exit 0; fi
@@ -91,24 +119,13 @@ if [ "$mode" = prepare ]; then
         exit 0
     fi
     timeout 150 python3 scripts/gpu_train_profile.py --model fplnet_encoder --out "$OUT/profile_fplnet_encoder.txt"
-    # Speed: the training step (the trainer's goal) and inference of the five models.
-    # cuda_graphs in a training step is torch.compile(mode="reduce-overhead"), the trainer's --compile.
-    for b in 8 32; do
-        timeout 100 python3 -m fplnet.cli benchmark --mode train --device cuda --models fplnet_encoder,fplnet \
-            --size 360x480 --batch-size $b --variants channels_last+bf16,cuda_graphs+channels_last+bf16 --iters 30 \
-            --json "$OUT/train_step_b$b.json"
-    done
-    # FPLNet's forward compiled (element-wise ops fused) and replayed by inductor's CUDA graphs,
-    # beside the eager capture that is the CUDA default: the candidate for issue 9's 1000 FPS.
-    timeout 240 python3 -m fplnet.cli benchmark --device cuda --models fplnet --size 512x1024 --batch-size 1 \
-        --variants fold_bn+channels_last+cuda_graphs+bf16,fold_bn+channels_last+bf16+compile+cuda_graphs,fold_bn+channels_last+bf16+compile+freeze+cuda_graphs \
-        --iters 50 --json "$OUT/inference_fplnet_compiled_graphs_b1.json"
-    # Inference of the five models in one run per batch size (issue 9 asks for 1, 8 and 32).
-    for b in 1 8 32; do
-        timeout 60 python3 -m fplnet.cli benchmark --device cuda --models fplnet,espnet,enet,erfnet,cgnet \
-            --size 512x1024 --batch-size $b --variants eager,fast,fold_bn+channels_last+cuda_graphs+bf16 --iters 30 \
-            --json "$OUT/inference_b$b.json"
-    done
+    speed_benchmarks
+    exit 0
+fi
+
+if [ "$mode" = speed ]; then
+    install_wheels
+    speed_benchmarks
     exit 0
 fi
 
@@ -186,6 +203,6 @@ if [ "$mode" = campaign ]; then
     nvidia-smi --query-gpu=name,utilization.gpu,memory.used --format=csv,noheader
     exit 0
 fi
-echo "usage: $0 prepare [quick|smoke] | data | campaign SECONDS | long SECONDS [trainval,heldout]" \
+echo "usage: $0 prepare [quick|smoke] | data | speed | campaign SECONDS | long SECONDS [trainval,heldout]" \
      "| sweep SECONDS CONFIG [PARALLEL]" >&2
 exit 2

@@ -44,6 +44,10 @@ if [ "$1 $2 $3" = "-m fplnet.cli sweep" ]; then
   sleep 60 & wait
   exit 0
 fi
+case "$1 $2 $3" in
+  "-m fplnet.cli benchmark") echo "$*" >> "$CALLS"; exit 0 ;;   # the speed calls: recorded, not run
+  "-m pip install") exit 0 ;;
+esac
 exec "$REAL_PYTHON" "$@"
 """
 
@@ -115,3 +119,15 @@ def test_sweep_runs_to_the_deadline_and_returns_its_runs_in_parts(device, tmp_pa
     joined.write_bytes(b"".join(p.read_bytes() for p in parts))
     with tarfile.open(joined) as archive:
         assert {"tiny/a__seed0/last.pt", "tiny/a__seed0/config.yaml"} <= set(archive.getnames())
+
+
+def test_speed_times_the_training_step_the_compiled_graphs_and_the_five_models(device):
+    _, _, out, calls = device
+    result = call(device, "speed")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 6 and all(line.startswith("-m fplnet.cli benchmark") for line in lines)
+    assert ["--batch-size 8" in lines[0], "--batch-size 32" in lines[1]] == [True, True]
+    assert "--mode train" in lines[0] and "cuda_graphs+channels_last+bf16" in lines[0]
+    assert "fold_bn+channels_last+bf16+compile+cuda_graphs" in lines[2]
+    assert [f"inference_b{b}.json" in line for b, line in zip((1, 8, 32), lines[3:])] == [True] * 3
