@@ -25,12 +25,17 @@ if want 1; then
 run --models $MODELS --size 512x1024 --batch-size 1 --device cpu --warmup 5 --iters 20 \
   --json "$OUT_DIR/models_eager_512x1024.json" --markdown "$OUT_DIR/models_eager_512x1024.md"
 fi
-# 2. What one deploys, side by side in one process (all with the allocator switch).
-if want 2; then
-run --models $MODELS --size 512x1024 --batch-size 1 --device cpu --warmup 5 --iters 20 \
+# All five models as one deploys them, side by side in one process (all with the allocator
+# switch; untrained networks: INT8 is a speed figure only, calibrated on 60 CamVid train frames).
+deploy_models() {  # $1 = HEIGHTxWIDTH
+run --models $MODELS --size "$1" --batch-size 1 --device cpu --warmup 5 --iters 20 \
   --variants keep_memory,fast,keep_memory+onnxruntime,keep_memory+openvino,keep_memory+openvino+int8 \
   --calib-data "$DATA/train" --calib-size 60 \
-  --json "$OUT_DIR/models_deploy_512x1024.json" --markdown "$OUT_DIR/models_deploy_512x1024.md"
+  --json "$OUT_DIR/models_deploy_$1.json" --markdown "$OUT_DIR/models_deploy_$1.md"
+}
+# 2. What one deploys at 512x1024.
+if want 2; then
+deploy_models 512x1024
 fi
 # 3. The shipped CamVid FPLNet at CamVid's size, with argmax agreement against eager fp32.
 if want 3; then
@@ -100,14 +105,9 @@ run --checkpoint camvid --size $size --batch-size 1 --device cpu --warmup 5 --it
   --json "$OUT_DIR/fplnet_camvid_openvino_precisions_$size.json" --markdown "$OUT_DIR/fplnet_camvid_openvino_precisions_$size.md"
 done
 fi
-# 10. All five models at CamVid's 360x480 as deployed (issue 9 asks for both sizes), one process,
-#     each thread pool's entries timed in rounds of their own (untrained networks: INT8 is a speed
-#     figure only, calibrated on 60 CamVid train frames).
+# 10. The same at CamVid's 360x480 (issue 9 asks for both sizes).
 if want 10; then
-run --models $MODELS --size 360x480 --batch-size 1 --device cpu --warmup 5 --iters 20 \
-  --variants keep_memory,fast,keep_memory+onnxruntime,keep_memory+openvino,keep_memory+openvino+int8 \
-  --calib-data "$DATA/train" --calib-size 60 \
-  --json "$OUT_DIR/models_deploy_360x480.json" --markdown "$OUT_DIR/models_deploy_360x480.md"
+deploy_models 360x480
 fi
 # 11. The CPU training step compiled, fp32 against bf16 autocast (what `amp: auto` picks on a CPU
 #     with native bf16 when the step is compiled; docs/benchmarks.md, "CPU training step").
