@@ -728,8 +728,10 @@ class Trainer:
         progress = progress_bar(self.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", unit="step",
                                 enabled=self.dist.is_main)
         progress.update(first)
+        # The point before a step is the one after the step before it (nothing draws in between):
+        # captured once per step, after it, and once here for the first.
+        self.resume_point = ResumePoint(epoch, first, gen.get_state(), loss_sum(), global_rng_state(self.device))
         for step in range(first, self.steps_per_epoch):
-            self.resume_point = ResumePoint(epoch, step, gen.get_state(), loss_sum(), global_rng_state(self.device))
             running += self.train_step(order[step * cfg.batch_size:(step + 1) * cfg.batch_size], gen)
             self.resume_point = ResumePoint(epoch, step + 1, gen.get_state(), loss_sum(),
                                             global_rng_state(self.device))
