@@ -110,6 +110,9 @@ def restore_run(saved: Path, folder: Path, runs: Path) -> str:
         return f"kept {folder.name}: it is complete here"
     if (saved / "last.pt").is_file() and progress(saved / "last.pt") <= progress(folder / "last.pt"):
         return f"kept {folder.name}: its checkpoint is as far along as the saved one"
+    if not (saved / "last.pt").is_file() and not is_complete(saved) and (folder / "last.pt").is_file():
+        # A copy saved before the run had a checkpoint: its config and log are older than these.
+        return f"kept {folder.name}: it has a checkpoint and the saved copy has none"
     for name in SMALL_FILES + ("last.pt",):
         if (saved / name).is_file():
             shutil.copy2(saved / name, folder / name)

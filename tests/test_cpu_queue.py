@@ -30,6 +30,9 @@ echo '{}' > runs/long/${SPLIT}_adam/full/summary.json
 
 FAKE_PYTHON = """#!/usr/bin/env bash
 echo "python $*" >> "$CALLS"
+# $FAIL names a table whose runs fail, as `fplnet ablate` exits 1 when a run failed.
+if [ -n "${FAIL:-}" ]; then case "$*" in *"--table $FAIL "*) exit 1;; esac; fi
+exit 0
 """
 
 
@@ -59,8 +62,17 @@ def test_long_runs_in_order_then_the_ablation_tables(queue):
     ablate = [line for line in lines if " ablate " in line]
     assert len(ablate) == 2 and len(lines) == 4
     assert "--table vi --table viii" in ablate[0]
-    assert "--table vii --table ix --table x --table activation" in ablate[1]
+    assert "--table vii --table ix --table x --table activation --table reference" in ablate[1]
     assert all("--recipe configs/ablations/camvid_heldout_adam.yaml --device cpu" in line for line in ablate)
+
+
+def test_a_failed_table_group_does_not_keep_the_next_from_running(queue):
+    repo, env, log = queue
+    result = subprocess.run(["bash", "scripts/cpu_queue.sh", "run"], cwd=repo, env={**env, "FAIL": "viii"},
+                            capture_output=True, text=True, timeout=60)
+    ablate = [line for line in calls(log) if " ablate " in line]
+    assert len(ablate) == 2 and "--table vii" in ablate[1]     # the second group still ran
+    assert result.returncode == 1 and "some runs failed" in result.stdout and "queue complete" not in result.stdout
 
 
 def test_a_complete_long_run_is_skipped(queue):

@@ -73,6 +73,19 @@ def test_neither_direction_goes_backwards_and_a_live_trainer_is_left_alone(tmp_p
     assert sync.progress(runs / "full" / "last.pt") == (9, 90)
 
 
+def test_a_saved_copy_without_a_checkpoint_does_not_overwrite_a_run_that_has_one(tmp_path):
+    sync = load_script("sync_runs")
+    runs, saved = tmp_path / "runs", tmp_path / "saved"
+    make_run(runs / "full", epoch=5, complete=False)
+    (runs / "full" / "log.csv").write_text("epoch\n5\n")
+    (saved / "full").mkdir(parents=True)                       # saved before its first checkpoint
+    (saved / "full" / "config.yaml").write_text("model: fplnet_encoder\n")
+    (saved / "full" / "log.csv").write_text("epoch\n")
+    sync.restore(saved, runs)
+    assert (runs / "full" / "log.csv").read_text() == "epoch\n5\n"
+    assert sync.progress(runs / "full" / "last.pt") == (5, 50)
+
+
 def test_the_long_run_rule_keeps_the_encoder_until_the_full_stage_has_a_checkpoint(tmp_path):
     sync = load_script("sync_runs")
     runs = tmp_path / "trainval_adam"

@@ -113,6 +113,37 @@ def test_resume_after_interruption_is_exact(tiny_camvid, tmp_path, monkeypatch, 
         [float(v) for v in csv_column(straight / "log.csv", "train_loss")], rel=1e-6)
 
 
+def test_interrupted_epoch_keeps_its_time_and_each_process_is_a_session(tiny_camvid, tmp_path, monkeypatch):
+    """An epoch cut by Ctrl-C is not run again after the resume, so its time must be in the
+    checkpoint (it was dropped: only whole epochs were counted); each process that trained the run
+    is one session record, which the ablation tables read for hardware and time."""
+    real_augment, calls = train_module.augment_batch, {"n": 0}
+
+    def slow_then_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        time.sleep(0.3)
+        return real_augment(*args, **kwargs)
+
+    folder = tmp_path / "run"
+    monkeypatch.setattr(train_module, "augment_batch", slow_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tiny_camvid, folder, epochs=2))
+    monkeypatch.setattr(train_module, "augment_batch", real_augment)
+    saved = load_checkpoint(folder / "last.pt")
+    assert (saved["epoch"], saved["step"]) == (0, 1) and saved["wall_seconds"] >= 0.3
+    [first] = saved["sessions"]
+    assert (first["from_epoch"], first["to_epoch"]) == (0.0, 0.5) and first["seconds"] == saved["wall_seconds"]
+    assert first["hardware"] and first["amp"] == saved["amp"]
+
+    summary = train(resume=folder)
+    assert [(s["from_epoch"], s["to_epoch"]) for s in summary["sessions"]] == [(0.0, 0.5), (0.5, 2.0)]
+    assert summary["sessions"][0] == first
+    assert summary["wall_seconds"] == pytest.approx(sum(s["seconds"] for s in summary["sessions"]), abs=0.2)
+    assert json.loads((folder / "summary.json").read_text())["sessions"] == summary["sessions"]
+
+
 def test_epoch_by_epoch_resume_is_exact(tiny_camvid, tmp_path):
     """2 epochs straight == 1 epoch, stop, resume for the 2nd (the schedule is fixed by the run)."""
     straight = tmp_path / "straight"

@@ -182,7 +182,10 @@ class Runner:
             while (pending or self.children) and not (self.stopping and not self.children):
                 while pending and len(self.children) < self.parallel and not self.stopping:
                     run = pending.pop(0)
-                    self.children.append((run, self._start(run)))
+                    child = self._start(run)
+                    self.children.append((run, child))
+                    if self.stopping:   # the signal came while the child was starting, before it was listed
+                        child.send_signal(signal.SIGTERM)
                 time.sleep(0.5)
                 for run, child in list(self.children):
                     if child.poll() is not None:
@@ -208,9 +211,16 @@ def run_record(seed: int, folder: Path) -> dict:
     summary = read_summary(folder)
     if summary is None:
         return {"seed": seed, "folder": str(folder), "state": run_state(folder)}
+    # A run resumed elsewhere (GPU then CPU) lists every machine it ran on, with its share of the time.
+    seconds_by_hardware: dict[str, float] = {}
+    for session in summary.get("sessions") or []:
+        seconds_by_hardware[session["hardware"]] = seconds_by_hardware.get(session["hardware"], 0.0) + session["seconds"]
+    if not seconds_by_hardware and summary.get("hardware"):
+        seconds_by_hardware[summary["hardware"]] = summary["wall_seconds"]
     return {"seed": seed, "folder": str(folder), "state": "complete",
             "val_miou": summary["last"].get("val_miou"), "epochs": summary["epochs"],
-            "wall_seconds": summary["wall_seconds"], "hardware": summary.get("hardware", ""),
+            "wall_seconds": summary["wall_seconds"], "hardware": list(seconds_by_hardware),
+            "seconds_by_hardware": seconds_by_hardware,
             "val_iou": summary.get("last_val_iou"), "git_commit": summary.get("git_commit", "")}
 
 
@@ -254,7 +264,7 @@ def format_table(results: dict) -> str:
         wall = f"{statistics.fmean(minutes):.0f} min" if minutes else "-"
         label = arm["label"] or _changes_text(arm["changes"])
         lines.append(f"| {name} | {label} | {arm['n']}/{len(arm['runs'])} | {per_seed} | {mean} | {delta} | {wall} |")
-    hardware = sorted({r["hardware"] for arm in arms.values() for r in arm["runs"] if r.get("hardware")})
+    hardware = sorted({h for arm in arms.values() for r in arm["runs"] for h in r.get("hardware", [])})
     lines.append("")
     lines.append(f"Base recipe: {_changes_text(results['base'])}. Hardware: {'; '.join(hardware) or 'n/a'}.")
     return "\n".join(lines)

@@ -392,6 +392,9 @@ class Trainer:
         validate_config(cfg)
         self.started = time.monotonic()   # the time budget counts set-up too
         self.prior_seconds = 0.0          # wall time of the processes before a resume (budget)
+        self.prior_sessions: list[dict] = []   # what those processes ran on, and for how long
+        self.epoch_started: Optional[float] = None   # monotonic start of the epoch in progress
+        self.session_from = 0.0           # where this process took the run up (epochs, fractional)
         self.validation_seconds, self.validations = 0.0, 0
         self.resume_changes = resume_changes or {}
         self.cfg = cfg
@@ -407,6 +410,7 @@ class Trainer:
             if self.dist.is_main and resume is None:
                 claim_for_new_run(self.out, overwrite)
             self.git_commit = git_commit()  # once per run, not at every checkpoint save
+            self.hardware = hardware(self.device)
             self.amp = default_amp(self.device, cfg.compile) if cfg.amp == "auto" else cfg.amp
             self.channels_last = True if cfg.channels_last is None else cfg.channels_last
             if self.device.type == "cuda":
@@ -597,11 +601,29 @@ class Trainer:
             "torch_rng": None if self.dist.enabled else point.rng,
             "amp": self.amp,   # the precision the steps ran in, which `amp: auto` chose on this machine
             "best_miou": self.best_miou, "metrics": metrics, "history": self.history,
-            "wall_seconds": round(self.wall_seconds, 1), "budget_planned": self.budget_planned,
+            "wall_seconds": round(self._wall_now(), 1), "sessions": self._sessions(point),
+            "budget_planned": self.budget_planned,
             "run_config": self.cfg.to_dict(), "eval_size": None if self.cfg.eval_size is None else list(self.cfg.eval_size),
             "git_commit": self.git_commit, "torch_version": str(torch.__version__),
         })
         return ckpt
+
+    def _wall_now(self) -> float:
+        """Training wall time so far, the epoch in progress included: an interrupted epoch's steps
+        are not run again after a resume, so their time must be in the checkpoint."""
+        running = 0.0 if self.epoch_started is None else time.monotonic() - self.epoch_started
+        return self.wall_seconds + running
+
+    def _epochs_at(self, point: ResumePoint) -> float:
+        return round(point.epoch + point.step / self.steps_per_epoch, 2)
+
+    def _sessions(self, point: ResumePoint) -> list[dict]:
+        """One record per process that trained this run: its hardware, the precision its steps ran
+        in, the epochs it covered and its wall time. A run may start on a GPU and end on a CPU;
+        the tables that quote a run's hardware and time read them from here."""
+        return self.prior_sessions + [{
+            "hardware": self.hardware, "amp": self.amp, "from_epoch": self.session_from,
+            "to_epoch": self._epochs_at(point), "seconds": round(self._wall_now() - self.prior_seconds, 1)}]
 
     def save(self, name: str, point: ResumePoint, metrics: Optional[dict] = None):
         if self.dist.is_main:
@@ -637,6 +659,11 @@ class Trainer:
             set_global_rng_state(rng, self.device)
         self.best_miou = ckpt.get("best_miou", -1.0)
         self.wall_seconds = self.prior_seconds = float(ckpt.get("wall_seconds", 0.0))
+        self.session_from = self._epochs_at(self.resume_point)
+        self.prior_sessions = list(ckpt.get("sessions") or [])
+        if not self.prior_sessions and self.prior_seconds:   # a checkpoint from before sessions were recorded
+            self.prior_sessions = [{"hardware": "not recorded", "amp": ckpt.get("amp"), "from_epoch": 0.0,
+                                    "to_epoch": self.session_from, "seconds": round(self.prior_seconds, 1)}]
         self.budget_planned = bool(ckpt.get("budget_planned", False))
         self.history = list(ckpt.get("history", []))
         self.log.restart_csv(self.history)
@@ -812,10 +839,12 @@ class Trainer:
                 epoch = self.resume_point.epoch
                 while epoch < end:
                     started, validating = time.monotonic(), self.validation_seconds
+                    self.epoch_started = started
                     stats = self.train_one_epoch(epoch)
                     metrics = self.end_epoch(epoch, stats, final=epoch + 1 == end)
                     seconds = time.monotonic() - started
                     self.wall_seconds += seconds
+                    self.epoch_started = None
                     epoch += 1
                     if (cfg.time_budget_minutes and not self.budget_planned
                             and epoch >= self.BUDGET_PROBE_EPOCHS and epoch < end):
@@ -839,7 +868,8 @@ class Trainer:
                    "complete": self.resume_point.epoch >= cfg.epochs, "best_val_miou": self.best_miou,
                    "wall_seconds": round(self.wall_seconds, 1), "last": metrics,
                    "last_val_iou": self.last_val_iou, "config": cfg.to_dict(), "amp": self.amp,
-                   "git_commit": self.git_commit, "hardware": hardware(self.device)}
+                   "git_commit": self.git_commit, "hardware": self.hardware,
+                   "sessions": self._sessions(self.resume_point)}
         if summary["complete"]:
             self.log.summary(summary)
         self.log.print(f"{'done' if summary['complete'] else 'stopped'}: last checkpoint {self.out / 'last.pt'}"
