@@ -108,6 +108,8 @@ def test_int8_export_end_to_end(camvid_model, frames, tmp_path, capsys):
     assert (calibration["dataset"], calibration["split"], calibration["frames"]) == ("camvid", "train", 8)
     assert len(calibration["files"]) == 8 and calibration["files"][0].startswith("train/")
     assert int8["check_frames"]["split"] == "val" and int8["fake_quantize_ops"] > 0
+    assert int8["check_frames"]["seen_in_training"] == 0 and int8["check_frames"]["left_out_of_calibration"]
+    assert meta["weights_precision"].startswith("int8")
     assert int8["kept_in_float"] == {"patterns": [r".*/encoder/fusions\.\d+/.*"]} and int8["nncf"]
     delta = int8["accuracy_delta"]
     assert delta["argmax_agreement"] >= 0.97 and {"miou_fp32", "miou_int8", "miou_delta"} <= set(delta)

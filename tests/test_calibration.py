@@ -39,3 +39,24 @@ def test_a_broken_data_set_root_is_an_error_not_a_folder_of_images(tiny_camvid, 
     trainval = {**CKPT, "run_config": {"dataset": "camvid", "train_split": "trainval"}}
     with pytest.raises(ValueError, match="looks like a camvid root but cannot be read as one"):
         calibration_set(trainval, root, count=2)
+
+
+def test_frames_the_model_is_scored_on_are_left_out(tiny_camvid):
+    """A train + val model scored on val calibrates on its train frames only."""
+    from fplnet.data import build_dataset
+    trainval = {**CKPT, "run_config": {"dataset": "camvid", "train_split": "trainval"}}
+    everything = calibration_set(trainval, tiny_camvid, count=1000)
+    assert {path.parent.name for path in everything.files} == {"train", "val"}
+    val = [image for image, _ in build_dataset("camvid", tiny_camvid, "val").files]
+    scored = calibration_set(trainval, tiny_camvid, count=1000, exclude=val)
+    assert {path.parent.name for path in scored.files} == {"train"}
+    assert scored.description["left_out_scored_frames"] == len(val) > 0
+    with pytest.raises(ValueError, match="frames the quantized model is scored on"):
+        calibration_set(CKPT, tiny_camvid, count=3, exclude=everything.files)
+
+
+def test_a_data_set_root_is_refused_when_the_checkpoint_names_no_data_set(tiny_camvid):
+    # Read as a folder of images it would calibrate on label maps and on the val frames.
+    with pytest.raises(ValueError, match="looks like a data set root, but the checkpoint records no data set"):
+        calibration_set({**CKPT, "run_config": {}}, tiny_camvid, count=2)
+    assert calibration_set({**CKPT, "run_config": {}}, tiny_camvid / "train", count=2).description["source"] == "folder"

@@ -70,6 +70,51 @@ def test_export_matches_pytorch_at_two_sizes(camvid_ckpt, tmp_path, capsys, fmt,
     assert meta["eval_size"] is None and meta["inference_spec"]["class_names"] == list(camvid.class_names)
 
 
+def test_an_existing_export_is_replaced_only_with_overwrite(camvid_ckpt, tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    command = ["export", "--checkpoint", str(camvid_ckpt), "--output", str(path), "--no-verify"]
+    assert main(command) == 0
+    before = path.read_bytes()
+    assert main(command) == 2
+    assert f"--output: {path} already exist(s); pass --overwrite" in capsys.readouterr().err
+    assert path.read_bytes() == before
+    assert main(command + ["--overwrite"]) == 0
+    assert main(["export", "--checkpoint", str(camvid_ckpt), "--output", str(tmp_path / "n.onnx"),
+                 "--calib-data", str(tmp_path)]) == 2
+    assert "--calib-data sets up INT8 calibration; add --int8" in capsys.readouterr().err
+
+
+def test_an_ir_whose_bin_is_not_its_own_is_refused(camvid_ckpt, tmp_path):
+    pytest.importorskip("openvino")
+    path = tmp_path / "m.xml"
+    assert main(["export", "--checkpoint", str(camvid_ckpt), "--format", "openvino", "--output", str(path),
+                 "--no-verify"]) == 0
+    assert read_metadata(path)["model_name"] == "fplnet"
+    weights = bytearray(path.with_suffix(".bin").read_bytes())
+    weights[len(weights) // 2] ^= 0xFF                 # as if another export's .bin had landed beside it
+    path.with_suffix(".bin").write_bytes(bytes(weights))
+    with pytest.raises(ValueError, match="is not the weights file .* was saved with"):
+        load_exported(path)
+
+
+def test_int8_check_frames_are_held_out_of_calibration_and_seen_ones_are_marked(tiny_camvid):
+    """A train + val model: its check frames (val) are in its training split, which the metadata
+    says, and calibration leaves them out."""
+    from fplnet.calibration import calibration_set
+    from fplnet.engine.export import check_frames
+    ckpt = {"num_classes": 11, "dataset": fplnet.data.info.CAMVID.to_dict(),
+            "run_config": {"dataset": "camvid", "train_split": "trainval", "val_split": "val"}}
+    images, masks, described, files = check_frames(ckpt, tiny_camvid, 2)
+    assert len(images) == len(masks) == len(files) == 2 and described["split"] == "val"
+    assert described["seen_in_training"] == 2 and "on data it trained on" in described["note"]
+    calibration = calibration_set(ckpt, tiny_camvid, 1000, exclude=files)
+    assert not {f.resolve() for f in files} & {f.resolve() for f in calibration.files}
+    # A plain folder: half of it at most is held out, the rest calibrates.
+    folder = tiny_camvid / "train"
+    images, masks, described, files = check_frames({**ckpt, "run_config": {}}, folder, 100)
+    assert masks == [] and described["labels"] is False and 0 < len(files) <= len(list(folder.iterdir())) // 2
+
+
 def test_onnx_graph_has_dynamic_axes_prelu_and_deconv(camvid_ckpt, tmp_path):
     onnx = pytest.importorskip("onnx")
     path = tmp_path / "m.onnx"

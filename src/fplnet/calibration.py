@@ -13,14 +13,20 @@ inference (``fplnet.spec``: normalized with the checkpoint's statistics, resized
 
 ``count`` frames are taken evenly spaced in file-name order over the split (every frame when it
 has fewer), so that on a data set stored sequence by sequence, as CamVid is, every sequence is
-represented. The set's ``description`` names the source, split and files; it is recorded
+represented. Frames the quantized model is then scored on (``exclude``: the split ``fplnet
+evaluate`` evaluates, the check frames of ``fplnet export --int8``) are taken out of the pool
+first: a model trained on train + val calibrates on its train frames when val is what is scored.
+
+A folder that looks like a data set root (``trainannot/``, ``gtFine/``, ...) is never read as "every
+image below" (that would calibrate on label maps and on the evaluated split): it must be read as
+the data set the checkpoint records, or the user passes its training image folder. The set's ``description`` names the source, split and files; it is recorded
 wherever the quantized model is reported (export metadata, ``evaluate --json``, benchmark JSON).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterable, Optional, Union
 
 import numpy as np
 
@@ -54,7 +60,13 @@ def evenly_spaced(total: int, count: int) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, total - 1, count)})
 
 
-def _training_files(ckpt: dict, data: Optional[Union[str, Path]]) -> tuple[list[Path], dict, Optional[Path]]:
+# Folders that mark a data set root (CamVid's SegNet layout, Cityscapes): never "a folder of images".
+_DATASET_FOLDERS = ("train", "trainannot", "val", "valannot", "leftImg8bit", "gtFine")
+
+
+def training_files(ckpt: dict, data: Optional[Union[str, Path]]) -> tuple[list[Path], dict, Optional[Path]]:
+    """The pool calibration frames are drawn from: (image files in file-name order, a description
+    of the source, the data set root or None for a plain folder of images)."""
     recorded = recorded_data(ckpt)
     name, split = recorded["dataset"], recorded["train_split"]
     if data is None:
@@ -78,11 +90,13 @@ def _training_files(ckpt: dict, data: Optional[Union[str, Path]]) -> tuple[list[
             # would calibrate on its label maps and on the frames of the split being evaluated.
             # The recorded split, or any split folder of the known layouts (CamVid's trainval and
             # held-out splits have no folder of their own).
-            layout = (split, f"{split}annot", "train", "trainannot", "val", "valannot", "leftImg8bit", "gtFine")
-            if any((root / folder).is_dir() for folder in layout):
+            if any((root / folder).is_dir() for folder in (split, f"{split}annot", *_DATASET_FOLDERS)):
                 raise ValueError(f"calibration data {root} looks like a {name} root but cannot be read as one: "
                                  f"{error}") from error
             # Otherwise not a root of that data set: a plain folder of images.
+    elif any((root / folder).is_dir() for folder in _DATASET_FOLDERS):
+        raise ValueError(f"calibration data {root} looks like a data set root, but the checkpoint records no data "
+                         f"set to read it as; pass its training images with --calib-data (e.g. {root / 'train'})")
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
     if not files:
         raise ValueError(f"calibration data {root}: no images in it, and it is not a {name or 'known'} data set root")
@@ -90,17 +104,23 @@ def _training_files(ckpt: dict, data: Optional[Union[str, Path]]) -> tuple[list[
 
 
 def calibration_set(ckpt: dict, data: Optional[Union[str, Path]] = None,
-                    count: int = DEFAULT_CALIBRATION_FRAMES) -> CalibrationSet:
-    """``count`` calibration frames for the model of ``ckpt`` (module docstring)."""
+                    count: int = DEFAULT_CALIBRATION_FRAMES, exclude: Iterable[Union[str, Path]] = ()) -> CalibrationSet:
+    """``count`` calibration frames for the model of ``ckpt``, none of the files in ``exclude``
+    (module docstring)."""
     if count < 1:
         raise ValueError(f"the calibration set needs at least one frame, got {count}")
     spec = InferenceSpec.from_checkpoint(ckpt)
-    files, description, data_root = _training_files(ckpt, data)
+    pool, description, data_root = training_files(ckpt, data)
+    excluded = {Path(path).resolve() for path in exclude}
+    files = [path for path in pool if path.resolve() not in excluded]
+    if not files:
+        raise ValueError(f"calibration data {description['root']}: all {len(pool)} of its frames are frames the "
+                         "quantized model is scored on; pass other frames of its training data with --calib-data")
     chosen = [files[i] for i in evenly_spaced(len(files), count)]
     frames = [spec.to_network(spec.preprocess([read_rgb_image(path)])).numpy() for path in chosen]
     base = Path(description["root"])
     description.update({
-        "frames": len(chosen), "available": len(files),
+        "frames": len(chosen), "available": len(files), "left_out_scored_frames": len(pool) - len(files),
         "selection": "evenly spaced in file-name order",
         "network_size": None if spec.eval_size is None else list(spec.eval_size),
         "files": [str(path.relative_to(base)) if path.is_relative_to(base) else str(path) for path in chosen],

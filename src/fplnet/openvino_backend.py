@@ -30,14 +30,15 @@ splits the fusions choice gives val 61.84 and 0006R0 66.94 (fp32: 62.14 and 67.1
 ``nncf.quantize_with_accuracy_control`` would automate the search but ranks each of the ~100
 quantizer groups by re-running the metric, too slow for a 2-core machine.
 
-IR files (``save_ir``): ``NAME.xml`` and ``NAME.bin``, weights kept in fp32 (OpenVINO's default
-would compress them to fp16), and the inference spec and export facts as JSON in the model's
+IR files (``save_ir``): ``NAME.xml`` and ``NAME.bin``, float weights kept in fp32 (OpenVINO's
+default would compress them to fp16; an INT8 model's quantized weights are int8), and the inference spec and export facts as JSON in the model's
 ``rt_info`` under "fplnet" (inside the .xml, so it cannot be separated from the graph; read it
 with ``read_ir_metadata`` or any XML reader: ``<rt_info><fplnet value="..."/>``).
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import os
@@ -54,6 +55,7 @@ from .graph_export import export_onnx_bytes
 from .runtime import require_package
 
 METADATA_KEY = "fplnet"
+BIN_DIGEST_KEY = "fplnet_bin_sha256"   # rt_info of the .xml: the sha256 of the .bin saved with it
 PRECISIONS = ("f32", "bf16")
 # Layers left in float when quantizing, per registry name (NNCF IgnoredScope fields; module docstring).
 _FPLNET_FUSIONS = {"patterns": [r".*/encoder/fusions\.\d+/.*"]}
@@ -207,7 +209,8 @@ class OpenVINORunner:
 # --- IR files ---------------------------------------------------------------------------------------
 
 def save_ir(ov_model, path: Path, metadata: dict) -> None:
-    """``path`` (NAME.xml) and NAME.bin, fp32 weights, ``metadata`` in rt_info; each file
+    """``path`` (NAME.xml) and NAME.bin (float weights kept in f32, not compressed to f16; an NNCF
+    INT8 model's quantized weights are int8), ``metadata`` in rt_info; each file
     replaces its old one only once completely written and synced (the pair: see the renames)."""
     ov = require("openvino")
     path = Path(path)
@@ -217,19 +220,38 @@ def save_ir(ov_model, path: Path, metadata: dict) -> None:
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.") as staging:
         staged = Path(staging) / "model.xml"
         ov.save_model(model, str(staged), compress_to_fp16=False)
+        # The .xml names the digest of its .bin (rt_info is in the .xml only, so saving again leaves
+        # the .bin as it is): a pair mismatched by a crash between the renames below is refused.
+        model.set_rt_info(_sha256(staged.with_suffix(".bin")), [BIN_DIGEST_KEY])
+        ov.save_model(model, str(staged), compress_to_fp16=False)
         for written in (staged.with_suffix(".bin"), staged):   # on disk before either is renamed
             with open(written, "rb") as file:
                 os.fsync(file.fileno())
         # Each file lands whole, but the pair takes two renames: a crash between them leaves the
-        # new .bin beside the old .xml (OpenVINO reads the .bin of the same stem), a mismatched
-        # pair that only a new export mends. Two renames in a row make that window tiny.
+        # new .bin beside the old .xml (OpenVINO reads the .bin of the same stem), which
+        # ``read_ir`` then refuses by the digest.
         os.replace(staged.with_suffix(".bin"), path.with_suffix(".bin"))
         os.replace(staged, path)
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_ir(path):
+    """The ``openvino.Model`` of an IR, refused if its .bin is not the one its .xml was saved with."""
+    path = Path(path)
+    model = core().read_model(str(path))
+    if model.has_rt_info([BIN_DIGEST_KEY]):
+        if model.get_rt_info([BIN_DIGEST_KEY]).astype(str) != _sha256(path.with_suffix(".bin")):
+            raise ValueError(f"{path.with_suffix('.bin')} is not the weights file {path} was saved with (an export "
+                             "interrupted between its two files?); run `fplnet export` again")
+    return model
+
+
 def read_ir_metadata(path) -> dict:
     """The JSON ``save_ir`` stored in an IR's rt_info."""
-    model = core().read_model(str(path))
+    model = read_ir(path)
     if not model.has_rt_info([METADATA_KEY]):
         raise ValueError(f"{path} has no '{METADATA_KEY}' rt_info; was it written by `fplnet export`?")
     return json.loads(model.get_rt_info([METADATA_KEY]).astype(str))
@@ -237,4 +259,4 @@ def read_ir_metadata(path) -> dict:
 
 def load_ir(path, threads: int, precision: str = "f32") -> OpenVINORunner:
     """An IR file as a callable float32 NCHW tensor -> logits tensor."""
-    return OpenVINORunner(core().read_model(str(path)), threads, precision)
+    return OpenVINORunner(read_ir(path), threads, precision)

@@ -11,10 +11,11 @@ input and colour the argmax without fplnet installed.
 OpenVINO (``--format openvino --output NAME.xml``) writes NAME.xml and NAME.bin with fp32
 weights, converted from the same ONNX graph. ``--int8`` quantizes it with NNCF post-training
 quantization calibrated on ``--calib-size`` frames of the model's training split
-(``fplnet.calibration``: the data set the checkpoint records if its folder is reachable, else
-``--calib-data``), and records in the metadata the calibration set and the accuracy delta: fp32
-vs INT8 argmax agreement and mIoU on ``--check-frames`` frames of the validation split (a plain
-image folder has no labels: agreement only).
+(``fplnet.calibration``: ``--calib-data`` when given, else the data set the checkpoint records if
+its folder is reachable), and records in the metadata the calibration set and the accuracy delta:
+fp32 vs INT8 argmax agreement and mIoU on ``--check-frames`` frames of the validation split, chosen
+first and left out of calibration (a plain image folder has no labels: agreement only, on frames
+held out of it). An existing output is replaced only with ``--overwrite``.
 
 Every BatchNorm that directly follows a convolution is folded into it first
 (``fplnet.fast.fold_batchnorm``). In FPLNet that is only the two decoder upsamplers: the other
@@ -35,7 +36,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..calibration import CalibrationSet, calibration_set, evenly_spaced, recorded_data
+from ..calibration import calibration_set, evenly_spaced, recorded_data, training_files
 from ..fast import find_conv_bn_pairs, fold_batchnorm
 from ..graph_export import INPUT_NAME, OUTPUT_NAME, export_onnx_bytes, trace_torchscript
 from ..io import atomic_write, atomic_write_bytes
@@ -74,6 +75,8 @@ def add_arguments(parser):
                         help="--int8: validation frames on which fp32 and INT8 are compared for the metadata (default 20)")
     parser.add_argument("--no-fold-bn", action="store_true", help="keep every BatchNorm as a separate op")
     parser.add_argument("--no-verify", action="store_true", help="skip running the exported file against PyTorch")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --output (and, for openvino, the NAME.bin beside it)")
 
 
 def export_metadata(ckpt: dict, folded: int, **extra) -> dict:
@@ -185,28 +188,45 @@ def verify(model: nn.Module, path: Path, size) -> list[tuple[tuple, dict]]:
 
 # --- INT8: calibration and the accuracy delta ---------------------------------------------------------
 
-def check_frames(ckpt: dict, calibration: CalibrationSet, count: int) -> tuple[list, list, dict]:
-    """(uint8 RGB images, uint8 masks or [], description): ``count`` frames evenly spaced over the
-    validation split the checkpoint records, under the root the calibration frames came from; for
-    a plain image folder, frames of that folder without labels."""
+def check_frames(ckpt: dict, data, count: int) -> tuple[list, list, dict, list]:
+    """(uint8 RGB images, uint8 masks or [], description, their files): the frames the INT8 model is
+    scored on, chosen before calibration so that calibration leaves them out (``calibration_set``'s
+    ``exclude``). ``count`` frames evenly spaced over the validation split the checkpoint records,
+    under the data set root calibration draws from; for a plain folder of images, or a root whose
+    validation split cannot be read (said in the description), frames of the calibration pool
+    without labels. A check split the model trained on (train + val models) is marked as seen."""
     from ..data import DatasetError, build_dataset
     from ..data.base import read_rgb_image
     recorded = recorded_data(ckpt)
-    if calibration.data_root is not None:
+    pool, source, data_root = training_files(ckpt, data)
+    note = "no labelled validation split: argmax agreement only, on frames held out of calibration"
+    if data_root is not None:
         try:
-            dataset = build_dataset(recorded["dataset"], calibration.data_root, recorded["val_split"])
-        except DatasetError:
-            dataset = None
-        if dataset is not None:
-            pairs = [dataset.load_raw(i) for i in evenly_spaced(len(dataset), count)]
-            return ([image for image, _ in pairs], [mask for _, mask in pairs],
-                    {"dataset": recorded["dataset"], "split": recorded["val_split"], "frames": len(pairs),
-                     "of": len(dataset), "selection": "evenly spaced in file-name order"})
-    files = calibration.files
-    chosen = [files[i] for i in evenly_spaced(len(files), count)]
+            dataset = build_dataset(recorded["dataset"], data_root, recorded["val_split"])
+        except DatasetError as error:
+            note = (f"the validation split {recorded['val_split']!r} under {data_root} could not be read ({error}): "
+                    "argmax agreement only, on frames held out of calibration")
+        else:
+            indices = evenly_spaced(len(dataset), count)
+            pairs = [dataset.load_raw(i) for i in indices]
+            paths = [dataset.files[i][0] for i in indices]
+            trained = {Path(p).resolve() for p in pool}
+            seen = sum(Path(p).resolve() in trained for p in paths)
+            described = {"dataset": recorded["dataset"], "split": recorded["val_split"], "frames": len(pairs),
+                         "of": len(dataset), "selection": "evenly spaced in file-name order",
+                         "left_out_of_calibration": True, "seen_in_training": seen}
+            if seen:
+                described["note"] = (f"{seen} of the {len(pairs)} check frames are in the model's training split "
+                                     f"({recorded['train_split']}): the mIoU is on data it trained on")
+            return [image for image, _ in pairs], [mask for _, mask in pairs], described, paths
+    # Every other frame of the pool at most, so that calibration keeps at least half of it.
+    chosen = [pool[i] for i in evenly_spaced(len(pool), min(count, len(pool) // 2))]
+    if not chosen:
+        raise ValueError(f"calibration data {source['root']}: {len(pool)} image(s) are too few to both calibrate "
+                         "and check the INT8 model; pass a folder with more frames (--calib-data)")
     return ([read_rgb_image(path) for path in chosen], [],
-            {"folder": calibration.description["root"], "frames": len(chosen), "labels": False,
-             "note": "no labelled validation split: argmax agreement only, on frames of the calibration folder"})
+            {"folder": source["root"], "frames": len(chosen), "labels": False, "left_out_of_calibration": True,
+             "note": note}, chosen)
 
 
 @torch.inference_mode()
@@ -238,13 +258,13 @@ def quantize_for_export(deploy: nn.Module, ckpt: dict, args) -> tuple[object, di
     """The INT8 OpenVINO model and the metadata that describes its quantization."""
     from ..openvino_backend import OpenVINORunner, fake_quantize_count, keep_in_float
     spec = InferenceSpec.from_checkpoint(ckpt)
-    calibration = calibration_set(ckpt, args.calib_data, args.calib_size)
+    images, masks, checked, checked_files = check_frames(ckpt, args.calib_data, args.check_frames)
+    calibration = calibration_set(ckpt, args.calib_data, args.calib_size, exclude=checked_files)
     print(f"calibrating on {calibration.description['frames']} frames of {calibration.description['root']} "
           f"({calibration.description.get('split', 'image folder')})", flush=True)
     threads = torch.get_num_threads()
     fp32 = OpenVINORunner.from_torch(deploy, threads)
     int8 = fp32.quantized(calibration.frames, keep_in_float(deploy))
-    images, masks, checked = check_frames(ckpt, calibration, args.check_frames)
     delta = accuracy_delta(fp32, int8, spec, images, masks, spec.info.ignore_index)
     return int8.ov_model, {"int8": {
         **int8.quantization, "fake_quantize_ops": fake_quantize_count(int8.ov_model),
@@ -260,6 +280,13 @@ def run(args) -> int:
         raise ValueError(f"--output {args.output}: a --format {args.format} file must {wanted}")
     if args.int8 and args.format != "openvino":
         raise ValueError("--int8 quantizes an OpenVINO model; add --format openvino (and --output NAME.xml)")
+    written = [args.output] + ([args.output.with_suffix(".bin")] if args.format == "openvino" else [])
+    existing = [str(path) for path in written if path.exists()]
+    if existing and not args.overwrite:
+        raise ValueError(f"--output: {' and '.join(existing)} already exist(s); pass --overwrite to replace, "
+                         "or choose another --output")
+    if args.calib_data and not args.int8:
+        raise ValueError("--calib-data sets up INT8 calibration; add --int8 (with --format openvino)")
     model, ckpt = load_model(args.checkpoint, device="cpu")
     spec = InferenceSpec.from_checkpoint(ckpt)
     size = args.size or spec.eval_size or (360, 480)
@@ -276,7 +303,9 @@ def run(args) -> int:
         write_onnx(deploy, output, metadata, args.opset, size)
     elif args.format == "openvino":
         from ..openvino_backend import require, to_openvino
-        extra = {"openvino": require("openvino").__version__, "weights_precision": "f32",
+        # NNCF stores the weights of the layers it quantizes as int8 constants; the rest stay f32.
+        extra = {"openvino": require("openvino").__version__,
+                 "weights_precision": "int8 (quantized layers), f32 (layers kept in float)" if args.int8 else "f32",
                  "run_at": "INFERENCE_PRECISION_HINT f32 (the CPU plugin would pick bf16 by itself where the CPU has it)"}
         if args.int8:
             ov_model, quantization = quantize_for_export(deploy, ckpt, args)
