@@ -148,6 +148,54 @@ def test_cli_labelid_for_the_cityscapes_server(cityscapes_ckpt, tmp_path):
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [written.name]  # nothing else to zip
 
 
+def test_cli_refuses_to_write_over_its_inputs(cityscapes_ckpt, tmp_path, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    with Image.open(next((CITYSCAPES_SAMPLE / "leftImg8bit").rglob("*.png"))) as image:
+        image.resize((256, 128)).save(folder / "frame.png")
+    before = (folder / "frame.png").read_bytes()
+    assert main(["predict", "--checkpoint", str(cityscapes_ckpt), str(folder), "--output", str(folder),
+                 "--format", "labelid", EAGER]) == 2
+    assert "which is one of the inputs; choose another --output" in capsys.readouterr().err
+    assert (folder / "frame.png").read_bytes() == before
+
+
+def test_cli_a_second_run_does_not_segment_the_first_runs_results(camvid_ckpt, tmp_path, capsys):
+    folder = tmp_path / "frames"
+    (folder / ".cache").mkdir(parents=True)
+    Image.fromarray(camvid_image(1)[:96, :128]).save(folder / "a.png")
+    Image.fromarray(camvid_image(2)[:96, :128]).save(folder / ".cache" / "hidden.png")
+    for output in (folder, folder / "pred"):      # the folder itself, and a folder inside it
+        for _ in range(2):
+            assert main(["predict", "--checkpoint", str(camvid_ckpt), str(folder), "--output", str(output), EAGER]) == 0
+            assert "1 images in" in capsys.readouterr().out
+    assert sorted(p.name for p in folder.iterdir() if p.is_file()) == ["a.png", "a_mask.png", "a_overlay.jpg"]
+    assert sorted(p.name for p in (folder / "pred").iterdir()) == ["a_mask.png", "a_overlay.jpg"]
+
+
+def test_cli_an_input_that_fails_in_the_model_is_reported_and_the_rest_go_on(camvid_ckpt, tmp_path, capsys,
+                                                                            monkeypatch):
+    from fplnet.engine import predict as predict_module
+    real, calls = predict_module.Predictor._run, {"n": 0}
+
+    def out_of_memory_once(self, rgbs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("not enough memory")
+        return real(self, rgbs)
+
+    monkeypatch.setattr(predict_module.Predictor, "_run", out_of_memory_once)
+    inputs = []
+    for index in (1, 2):
+        inputs.append(tmp_path / f"f{index}.png")
+        Image.fromarray(camvid_image(index)[:96, :128]).save(inputs[-1])
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(camvid_ckpt), *map(str, inputs), "--output", str(out), EAGER]) == 1
+    captured = capsys.readouterr()
+    assert "cannot process" in captured.err and "f1.png: RuntimeError: not enough memory" in captured.err
+    assert (out / "f2_mask.png").is_file() and not (out / "f1_mask.png").exists()
+
+
 def test_cli_refuses_labelid_without_a_label_id_table(camvid_ckpt, tmp_path, capsys):
     status = main(["predict", "--checkpoint", str(camvid_ckpt), str(camvid_images()[0]),
                    "--output", str(tmp_path), "--format", "labelid", EAGER])

@@ -31,9 +31,18 @@ size, which pays off over a folder or a video (docs/benchmarks.md). ``--variant 
 training split; the summary says which precision ran). Whatever the variant, every image is run
 at the checkpoint's ``eval_size`` and its labels come back at the image's size (``fplnet.spec``).
 
-An INPUT that does not exist is a bad argument (exit status 2, before the model is loaded). A
-file that exists but cannot be read is reported on stderr and skipped; the others are still
-processed and the exit status is 1. The summary gives the per-image model latency (preprocessing,
+An INPUT that does not exist is a bad argument (exit status 2, before the model is loaded), and
+so is an ``--output`` where a result would replace one of the inputs. A file that exists but
+cannot be read or segmented (a broken file, running out of memory, a full disk) is reported on
+stderr and skipped; the others are still processed and the exit status is 1. Inside an input
+folder, hidden folders and what an earlier run wrote there are not inputs: files named as this
+command names its outputs (``*_mask.png``, ``*_trainid.png``, ``*_overlay.jpg``, ``*_overlay.mp4``,
+``*_mask.mp4``) and anything under an ``--output`` inside the folder; a file given by name is
+always an input.
+
+Videos: frames are decoded in order and written at the stream's average frame rate, so a
+variable-frame-rate clip keeps its frames but not their exact timestamps; a rotation flag in the
+container (phone clips) is not applied, the frames are segmented as stored; audio is not copied. The summary gives the per-image model latency (preprocessing,
 forward pass and argmax; file reading and writing excluded).
 """
 from __future__ import annotations
@@ -56,7 +65,11 @@ from .latency import summarize_ms
 from .legend import Legend
 from .progress import progress_bar
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv"}
+# Containers PyAV (FFmpeg) decodes, dash-cam and phone formats included (.ts / .mts from
+# camcorders and dash cams, .m4v / .3gp from phones, .webm from browsers).
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".ts", ".mts", ".m2ts", ".3gp"}
+# The names this command gives its outputs: inside an input folder they are not inputs.
+OUTPUT_ENDINGS = ("_mask.png", "_trainid.png", "_overlay.jpg", "_overlay.mp4", "_mask.mp4")
 FORMATS = ("color", "trainid", "labelid")
 
 
@@ -64,7 +77,8 @@ def add_arguments(parser):
     parser.add_argument("--checkpoint", type=checkpoint_name_or_file, required=True,
                         help="checkpoint file or shipped weights name (e.g. camvid)")
     parser.add_argument("inputs", type=existing_path, nargs="+", metavar="INPUT",
-                        help="image files, folders (searched recursively) and videos (.mp4 .avi .mov .mkv)")
+                        help="image files, folders (searched recursively) and videos ("
+                             + " ".join(sorted(VIDEO_SUFFIXES)) + ")")
     parser.add_argument("--output", type=writable_dir, required=True,
                         help="folder to write the results to (created if needed)")
     parser.add_argument("--format", choices=FORMATS, default="color",
@@ -99,14 +113,29 @@ class Item:
     is_video: bool
 
 
-def collect_inputs(inputs, report) -> list[Item]:
-    """Files, and the images and videos inside folders, in a stable order."""
+def is_earlier_output(path: Path, folder: Path, output: Optional[Path]) -> bool:
+    """A file of an earlier run inside an input ``folder``: named as this command names its outputs
+    (``OUTPUT_ENDINGS``), or anywhere under an ``--output`` that lies inside the folder (so a second
+    run does not segment the first run's masks and overlays)."""
+    if path.name.endswith(OUTPUT_ENDINGS):
+        return True
+    if output is None:
+        return False
+    output = output.resolve()
+    return output != folder.resolve() and output.is_relative_to(folder.resolve()) and path.resolve().is_relative_to(output)
+
+
+def collect_inputs(inputs, report, output: Optional[Path] = None) -> list[Item]:
+    """Files, and the images and videos inside folders (not hidden ones, nor what an earlier run
+    wrote there), in a stable order."""
     items = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*")
-                           if p.is_file() and (is_image_file(p) or p.suffix.lower() in VIDEO_SUFFIXES))
+                           if p.is_file() and (is_image_file(p) or p.suffix.lower() in VIDEO_SUFFIXES)
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                           and not is_earlier_output(p, path, output))
             if not found:
                 report(path, "no images or videos in this folder")
             items += [Item(p, p.relative_to(path).with_suffix(""), p.suffix.lower() in VIDEO_SUFFIXES) for p in found]
@@ -208,6 +237,8 @@ class Predictor:
         # Encoded under a temporary name and moved into place only when complete: an interrupted
         # or failed video leaves no torn file and an earlier one of the same name untouched.
         with atomic_output_path(out_path) as partial, av.open(str(item.source)) as source:
+            if not source.streams.video:
+                raise ValueError("the file has no video stream")
             stream = source.streams.video[0]
             rate = stream.average_rate or 25
             output, out_stream, legend = None, None, None
@@ -277,7 +308,21 @@ def run(args) -> int:
 
     def report(path, reason):
         failures.append(str(path))
-        print(f"fplnet predict: cannot read {path}: {reason}", file=sys.stderr, flush=True)
+        print(f"fplnet predict: cannot process {path}: {reason}", file=sys.stderr, flush=True)
+
+    overlay = args.overlay if args.overlay is not None else (0.0 if args.format == "labelid" else 0.5)
+    # A file name the terminal cannot encode must not stop the run at its progress line.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    # Inputs and output names first: a result that would replace an input is refused before any work.
+    items = collect_inputs(args.inputs, report, args.output)
+    writer = Writer(None, args.output, args.format, overlay)
+    sources = {item.source.resolve() for item in items}
+    for item in items:
+        clash = next((p for p in writer.paths(item) if p.resolve() in sources), None)
+        if clash is not None:
+            raise ValueError(f"--output {args.output}: the result for {item.source} would be written to {clash}, "
+                             "which is one of the inputs; choose another --output")
 
     # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
     variant = args.variant or (None if args.no_fast else fast_variant(resolve_device(args.device), keep_memory=True))
@@ -292,12 +337,10 @@ def run(args) -> int:
         print(f"note: the fast path ({segmenter.variant}) compiles the model on the first image of each size "
               "(seconds with a warm cache, up to a minute the first time); --variant keep_memory+channels_last "
               "starts at once", file=sys.stderr, flush=True)
-    overlay = args.overlay if args.overlay is not None else (0.0 if args.format == "labelid" else 0.5)
-
-    items = collect_inputs(args.inputs, report)
     if args.format != "color" and any(item.is_video for item in items):
         print("note: videos are written in colour; --format applies to images", file=sys.stderr)
-    predictor = Predictor(segmenter, Writer(segmenter, args.output, args.format, overlay), args.batch_size, args.quiet,
+    writer.segmenter = segmenter
+    predictor = Predictor(segmenter, writer, args.batch_size, args.quiet,
                           legend=not args.no_legend, progress=not args.quiet)
 
     started = time.perf_counter()
@@ -305,7 +348,11 @@ def run(args) -> int:
 
     def flush():
         if batch:
-            predictor.images_batch(batch)
+            try:
+                predictor.images_batch(batch)
+            except Exception as err:   # out of memory, a full disk...: report these inputs, go on with the rest
+                for item, _ in batch:
+                    report(item.source, f"{type(err).__name__}: {err}")
             batch.clear()
 
     for item in items:
