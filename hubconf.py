@@ -13,15 +13,16 @@ size to run it at), and ``fplnet.Segmenter`` applies it for you.
 import os as _os
 import sys as _sys
 
-dependencies = ["torch"]
+# What `import fplnet` needs; torch.hub checks these before loading and names what is missing.
+dependencies = ["torch", "numpy", "PIL", "yaml", "safetensors"]
 
-# Imported under a private name: "fplnet" is the name of the main entry point below, and
-# torch.hub lists every public callable of this module as an entry point.
-try:
-    import fplnet as _fplnet
-except ImportError:  # a plain checkout: the package lives under src/
-    _sys.path.insert(0, _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "src"))
-    import fplnet as _fplnet
+# The package of this checkout, not another fplnet that happens to be installed: torch.hub loads
+# the code of the tag or folder it was given. Imported under a private name: "fplnet" is the name
+# of the main entry point below, and torch.hub lists every public callable as an entry point.
+_SRC = _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "src")
+if _os.path.isdir(_os.path.join(_SRC, "fplnet")) and _SRC not in _sys.path:
+    _sys.path.insert(0, _SRC)
+import fplnet as _fplnet  # noqa: E402
 
 
 def _build(name, pretrained=None, num_classes=None, **kwargs):

@@ -132,6 +132,19 @@ def test_variant_menu_and_segmenter_cache():
         web.load_segmenter("no/such/checkpoint.pt", "eager")
 
 
+def test_a_rewritten_checkpoint_is_loaded_again_and_a_network_page_offers_only_its_weights(tmp_path):
+    from _helpers import make_checkpoint
+    checkpoint = make_checkpoint(tmp_path / "best.pt")
+    first = web.load_segmenter(str(checkpoint), "eager")
+    assert web.load_segmenter(str(checkpoint), "eager") is first
+    stat = checkpoint.stat()
+    os.utime(checkpoint, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))   # training wrote it again
+    assert web.load_segmenter(str(checkpoint), "eager") is not first
+    assert web.offered_weights("/etc/passwd", ["camvid"], any_path=True) == "/etc/passwd"
+    with pytest.raises(ValueError, match="this server offers only these weights: camvid"):
+        web.offered_weights("/etc/passwd", ["camvid"], any_path=False)
+
+
 def test_command_line_defaults_to_this_machine_only():
     args = build_parser().parse_args(["app"])
     assert (args.checkpoint, args.variant, args.host, args.port) == ("camvid", "eager", "127.0.0.1", 7860)

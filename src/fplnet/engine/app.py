@@ -83,17 +83,32 @@ def find_variant(label: str) -> AppVariant:
     raise ValueError(f"unknown variant {label!r}; choose one of {', '.join(v.label for v in available_variants())}")
 
 
-@functools.lru_cache(maxsize=4)
 def load_segmenter(checkpoint: str, variant: str = "eager", device: str = "cpu"):
     """The ``Segmenter`` for a weights name or checkpoint path and a menu variant, kept between
-    requests: the fast path compiles once per input size, not once per image."""
+    requests: the fast path compiles once per input size, not once per image. A checkpoint file
+    rewritten since (a training run's ``best.pt``) is loaded again: its modification time is part
+    of the key."""
+    checkpoint = str(checkpoint).strip().strip("'\"")
+    if checkpoint not in PRETRAINED:
+        checkpoint = str(Path(checkpoint).expanduser())
+    stamp = Path(checkpoint).stat().st_mtime_ns if checkpoint not in PRETRAINED and Path(checkpoint).is_file() else None
+    return _load_segmenter(checkpoint, variant, device, stamp)
+
+
+def offered_weights(weights: str, choices: list[str], any_path: bool) -> str:
+    """``weights`` if the page may load it: any name or path on this machine's own page, only
+    ``choices`` on a page other machines can reach."""
+    if not any_path and weights not in choices:
+        raise ValueError(f"this server offers only these weights: {', '.join(choices)}")
+    return weights
+
+
+@functools.lru_cache(maxsize=4)
+def _load_segmenter(checkpoint: str, variant: str, device: str, stamp: Optional[int]):
     from ..inference import Segmenter
     entry = find_variant(variant)
     if not entry.available():
         raise ValueError(f"variant {variant} needs {', '.join(entry.requires)}; install them or pick another variant")
-    checkpoint = str(checkpoint).strip().strip("'\"")
-    if checkpoint not in PRETRAINED:
-        checkpoint = str(Path(checkpoint).expanduser())
     return Segmenter(checkpoint, device=device, fast=entry.spec is None, variant=entry.spec)
 
 
@@ -240,12 +255,17 @@ def latency_text(segmenter, milliseconds: float, size: tuple[int, int], first_of
     return text
 
 
-def build_app(checkpoint: str = "camvid", variant: str = "eager", device: str = "cpu"):
-    """The page as a ``gradio.Blocks``; ``serve`` starts it."""
+def build_app(checkpoint: str = "camvid", variant: str = "eager", device: str = "cpu", any_path: bool = True):
+    """The page as a ``gradio.Blocks``; ``serve`` starts it. ``any_path=False`` (a server other
+    machines can reach) offers only the shipped weights and ``checkpoint``: a typed path would let
+    any visitor load files of this machine and tell from the messages which paths exist."""
     import gradio as gr
 
     videos_dir = tempfile.TemporaryDirectory(prefix="fplnet-app-")   # removed when the process exits
     weights_choices = list(PRETRAINED) + ([checkpoint] if checkpoint not in PRETRAINED else [])
+
+    def segmenter_for(weights, variant_label):
+        return load_segmenter(offered_weights(weights, weights_choices, any_path), variant_label, device)
     variants = available_variants()
     if variant not in [v.label for v in variants]:
         raise ValueError(f"variant {variant} is not available here; choose one of {', '.join(v.label for v in variants)}")
@@ -260,7 +280,7 @@ def build_app(checkpoint: str = "camvid", variant: str = "eager", device: str = 
         # own unhelpful error on a file that only looks like an image; read_image says what is wrong.
         # -> mask, overlay, legend, latency, message, state
         try:
-            segmenter = load_segmenter(weights, variant_label, device)   # a mistyped path is reported at once
+            segmenter = segmenter_for(weights, variant_label)   # a mistyped path is reported at once
             if not upload:
                 return None, None, "", "", "", None
             if not upload.get("path"):
@@ -284,7 +304,7 @@ def build_app(checkpoint: str = "camvid", variant: str = "eager", device: str = 
         if path is None:
             return None, "", "Upload a video first."
         try:
-            segmenter = load_segmenter(weights, variant_label, device)
+            segmenter = segmenter_for(weights, variant_label)
             progress((0, None), desc="segmenting", unit="frames")
             result = segment_video(segmenter, path, tempfile.mkdtemp(dir=videos_dir.name), alpha,
                                    progress=lambda done, total: progress((done, total), desc="segmenting",
@@ -295,13 +315,16 @@ def build_app(checkpoint: str = "camvid", variant: str = "eager", device: str = 
         return str(result.path), latency, ""
 
     notes = "; ".join(f"{v.label}: {v.note}" for v in variants)
-    with gr.Blocks(title="FPLNet segmentation", analytics_enabled=False) as app:
+    # Gradio's cache of uploads and results is emptied of files over an hour old, every hour: a
+    # long-running server's disk does not fill up.
+    with gr.Blocks(title="FPLNet segmentation", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         app.fplnet_videos_dir = videos_dir   # lives as long as the app
         gr.Markdown("# FPLNet road-scene segmentation\nDrop an image or pick a CamVid frame below; "
                     "the Video tab segments a short clip.")
         with gr.Row():
-            weights = gr.Dropdown(weights_choices, value=checkpoint, allow_custom_value=True,
-                                  label="Weights: a shipped name, or type a checkpoint path")
+            weights = gr.Dropdown(weights_choices, value=checkpoint, allow_custom_value=any_path,
+                                  label="Weights: a shipped name, or type a checkpoint path" if any_path
+                                  else "Weights")
             variant_menu = gr.Dropdown([v.label for v in variants], value=variant, label="Inference variant",
                                        info=notes)
             opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity", elem_id="opacity")
@@ -361,10 +384,12 @@ def run(args) -> int:
         raise SystemExit("fplnet app: error: the web app needs Gradio: pip install 'fplnet[app]' "
                          "(make install includes it)") from None
     load_segmenter(args.checkpoint, args.variant, args.device)   # a bad checkpoint fails here, not in the page
-    app = build_app(args.checkpoint, args.variant, args.device)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    local = args.host in ("127.0.0.1", "localhost", "::1")
+    app = build_app(args.checkpoint, args.variant, args.device, any_path=local)
+    if not local:
         print(f"note: listening on {args.host}: every machine that can reach this one can use the page and its "
-              "API, without a password", file=sys.stderr)
+              "API, without a password; the page offers only the shipped weights and --checkpoint",
+              file=sys.stderr)
     try:
         serve(app, args.host, args.port)
     except OSError:
