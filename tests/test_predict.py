@@ -66,6 +66,14 @@ def test_inputs_of_every_kind_and_size(eager):
     batch = eager.predict_batch([odd, array, array, odd[:50]], batch_size=2)
     assert [b.shape for b in batch] == [(97, 131), (360, 480), (360, 480), (50, 131)]
     np.testing.assert_array_equal(batch[1], from_path)
+    read = []
+
+    def frames():                       # a long stream: images are read as the passes need them
+        for index in range(100):
+            read.append(index)
+            yield odd
+    first = next(eager.iter_predict(frames(), batch_size=2))
+    assert first.shape == (97, 131) and len(read) == 3   # one pass of 2, and the frame that ended it
 
     with pytest.raises(ValueError, match="uint8"):
         eager.predict(array.astype(np.float32))

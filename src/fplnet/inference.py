@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -152,13 +152,17 @@ class Segmenter:
 
     def predict_batch(self, images: Iterable[ImageLike], batch_size: int = 8) -> list[np.ndarray]:
         """Several images, in order; consecutive images of the same size share a forward pass."""
-        arrays = [load_rgb(image) for image in images]
-        results: list[np.ndarray] = []
-        start = 0
-        while start < len(arrays):
-            end = start + 1
-            while end < len(arrays) and end - start < batch_size and arrays[end].shape == arrays[start].shape:
-                end += 1
-            results.extend(self.predict_arrays(arrays[start:end]))
-            start = end
-        return results
+        return list(self.iter_predict(images, batch_size))
+
+    def iter_predict(self, images: Iterable[ImageLike], batch_size: int = 8) -> Iterator[np.ndarray]:
+        """``predict_batch`` as a generator: images are read as the passes need them (at most
+        ``batch_size`` held at once), so a long sequence of frames is never all in memory."""
+        group: list[np.ndarray] = []
+        for image in images:
+            array = load_rgb(image)
+            if group and (len(group) == batch_size or array.shape != group[0].shape):
+                yield from self.predict_arrays(group)
+                group = []
+            group.append(array)
+        if group:
+            yield from self.predict_arrays(group)
