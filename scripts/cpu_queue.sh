@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The CPU work of issues 8 and 10 as one queue that spans sessions, in the order the compute plan
 # sets: the long CamVid runs first, then the ablation tables (VI and VIII first, then VII, IX, X,
-# the activation and the full-model reference). Of the long runs, heldout (trained without sequence 0006R0 and scored on it)
-# goes first: its last epoch is the generalization figure the project lacks, and the trainval
-# model (all 468 frames, the one that ships) cannot ship without it anyway.
+# the activation and the full-model reference). Of the long runs, heldout (trained without
+# sequence 0006R0 and scored on it) goes first: its last epoch is the generalization figure the
+# project lacks, and the trainval model (all 468 frames, the one that ships) cannot ship without it.
 #
 #   setsid nohup bash scripts/cpu_queue.sh run >> runs/cpu_queue.out 2>&1 &
 #   bash scripts/cpu_queue.sh pause     # SIGTERM; returns once the trainer has saved and stopped

@@ -19,8 +19,10 @@ first: a model trained on train + val calibrates on its train frames when val is
 
 A folder that looks like a data set root (``trainannot/``, ``gtFine/``, ...) is never read as "every
 image below" (that would calibrate on label maps and on the evaluated split): it must be read as
-the data set the checkpoint records, or the user passes its training image folder. The set's ``description`` names the source, split and files; it is recorded
-wherever the quantized model is reported (export metadata, ``evaluate --json``, benchmark JSON).
+the data set the checkpoint records, or the user passes its training image folder.
+
+The set's ``description`` names the source, split and files; it is recorded wherever the
+quantized model is reported (export metadata, ``evaluate --json``, benchmark JSON).
 """
 from __future__ import annotations
 

@@ -31,9 +31,10 @@ splits the fusions choice gives val 61.84 and 0006R0 66.94 (fp32: 62.14 and 67.1
 quantizer groups by re-running the metric, too slow for a 2-core machine.
 
 IR files (``save_ir``): ``NAME.xml`` and ``NAME.bin``, float weights kept in fp32 (OpenVINO's
-default would compress them to fp16; an INT8 model's quantized weights are int8), and the inference spec and export facts as JSON in the model's
-``rt_info`` under "fplnet" (inside the .xml, so it cannot be separated from the graph; read it
-with ``read_ir_metadata`` or any XML reader: ``<rt_info><fplnet value="..."/>``).
+default would compress them to fp16; an INT8 model's quantized weights are int8), and the
+inference spec and export facts as JSON in the model's ``rt_info`` under "fplnet" (inside the
+.xml, so it cannot be separated from the graph; read it with ``read_ir_metadata`` or any XML
+reader: ``<rt_info><fplnet value="..."/>``), beside the sha256 of the .bin it was saved with.
 """
 from __future__ import annotations
 

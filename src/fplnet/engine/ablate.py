@@ -52,7 +52,7 @@ from ..complexity import count_params
 from ..data import get_info
 from ..models import create_model, get_model_entry
 from ..io import atomic_write_text
-from .sweep import Runner, Sweep, check_existing_runs, run_record, seed_statistics, splice
+from .sweep import Runner, Sweep, check_existing_runs, run_record, seconds_by_hardware, seed_statistics, splice
 from .train import ConfigError, load_config
 
 DEFAULT_RUNS_ROOT = "runs/ablations"
@@ -282,16 +282,9 @@ def table_results(table: AblationTable, grid: Sweep, seeds: list[int], num_class
             "num_classes": num_classes, "rows": rows, "comparisons": comparisons,
             "verdict": verdict([c["outcome"] for c in comparisons]),
             "hardware": sorted({h for r in runs for h in r["hardware"]}),
-            "seconds_by_hardware": seconds_by_hardware(runs),
+            "seconds_by_hardware": seconds_by_hardware(pair for r in runs for pair in r["seconds_by_hardware"].items()),
             "wall_seconds": sum(r["wall_seconds"] for r in runs) if runs else None, "runs_complete": len(runs)}
 
-
-def seconds_by_hardware(runs: list[dict]) -> dict:
-    total: dict[str, float] = {}
-    for run in runs:
-        for name, seconds in run["seconds_by_hardware"].items():
-            total[name] = total.get(name, 0.0) + seconds
-    return total
 
 
 def _number(value, form: str = "{:.2f}") -> str:

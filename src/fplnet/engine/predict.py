@@ -42,8 +42,10 @@ always an input.
 
 Videos: frames are decoded in order and written at the stream's average frame rate, so a
 variable-frame-rate clip keeps its frames but not their exact timestamps; a rotation flag in the
-container (phone clips) is not applied, the frames are segmented as stored; audio is not copied. The summary gives the per-image model latency (preprocessing,
-forward pass and argmax; file reading and writing excluded).
+container (phone clips) is not applied, the frames are segmented as stored; audio is not copied.
+
+The summary gives the per-image model latency (preprocessing, forward pass and argmax; file
+reading and writing excluded).
 """
 from __future__ import annotations
 
@@ -146,6 +148,17 @@ def collect_inputs(inputs, report, output: Optional[Path] = None) -> list[Item]:
     return items
 
 
+def output_paths(item: Item, output: Path, fmt: str, alpha: float) -> list[Path]:
+    """The image files ``item`` gives under ``output``: its --format file, then its overlay."""
+    base = output / item.relative
+    name = {"color": f"{base.name}_mask.png", "trainid": f"{base.name}_trainid.png",
+            "labelid": f"{item.source.stem}.png"}[fmt]
+    paths = [base.with_name(name)]
+    if alpha > 0:
+        paths.append(base.with_name(f"{base.name}_overlay.jpg"))
+    return paths
+
+
 class Writer:
     """Turns label maps into the files of the chosen --format."""
 
@@ -160,13 +173,7 @@ class Writer:
         self.written.add(path)
 
     def paths(self, item: Item) -> list[Path]:
-        base = self.output / item.relative
-        name = {"color": f"{base.name}_mask.png", "trainid": f"{base.name}_trainid.png",
-                "labelid": f"{item.source.stem}.png"}[self.format]
-        paths = [base.with_name(name)]
-        if self.alpha > 0:
-            paths.append(base.with_name(f"{base.name}_overlay.jpg"))
-        return paths
+        return output_paths(item, self.output, self.format, self.alpha)
 
     def write(self, item: Item, rgb: np.ndarray, labels: np.ndarray) -> list[Path]:
         from PIL import Image
@@ -316,10 +323,9 @@ def run(args) -> int:
         sys.stdout.reconfigure(errors="backslashreplace")
     # Inputs and output names first: a result that would replace an input is refused before any work.
     items = collect_inputs(args.inputs, report, args.output)
-    writer = Writer(None, args.output, args.format, overlay)
     sources = {item.source.resolve() for item in items}
     for item in items:
-        clash = next((p for p in writer.paths(item) if p.resolve() in sources), None)
+        clash = next((p for p in output_paths(item, args.output, args.format, overlay) if p.resolve() in sources), None)
         if clash is not None:
             raise ValueError(f"--output {args.output}: the result for {item.source} would be written to {clash}, "
                              "which is one of the inputs; choose another --output")
@@ -339,8 +345,7 @@ def run(args) -> int:
               "starts at once", file=sys.stderr, flush=True)
     if args.format != "color" and any(item.is_video for item in items):
         print("note: videos are written in colour; --format applies to images", file=sys.stderr)
-    writer.segmenter = segmenter
-    predictor = Predictor(segmenter, writer, args.batch_size, args.quiet,
+    predictor = Predictor(segmenter, Writer(segmenter, args.output, args.format, overlay), args.batch_size, args.quiet,
                           legend=not args.no_legend, progress=not args.quiet)
 
     started = time.perf_counter()

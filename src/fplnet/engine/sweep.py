@@ -32,7 +32,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 import yaml
 
@@ -212,16 +212,22 @@ def run_record(seed: int, folder: Path) -> dict:
     if summary is None:
         return {"seed": seed, "folder": str(folder), "state": run_state(folder)}
     # A run resumed elsewhere (GPU then CPU) lists every machine it ran on, with its share of the time.
-    seconds_by_hardware: dict[str, float] = {}
-    for session in summary.get("sessions") or []:
-        seconds_by_hardware[session["hardware"]] = seconds_by_hardware.get(session["hardware"], 0.0) + session["seconds"]
-    if not seconds_by_hardware and summary.get("hardware"):
-        seconds_by_hardware[summary["hardware"]] = summary["wall_seconds"]
+    by_hardware = seconds_by_hardware((s["hardware"], s["seconds"]) for s in summary.get("sessions") or [])
+    if not by_hardware and summary.get("hardware"):
+        by_hardware[summary["hardware"]] = summary["wall_seconds"]
     return {"seed": seed, "folder": str(folder), "state": "complete",
             "val_miou": summary["last"].get("val_miou"), "epochs": summary["epochs"],
-            "wall_seconds": summary["wall_seconds"], "hardware": list(seconds_by_hardware),
-            "seconds_by_hardware": seconds_by_hardware,
+            "wall_seconds": summary["wall_seconds"], "hardware": list(by_hardware),
+            "seconds_by_hardware": by_hardware,
             "val_iou": summary.get("last_val_iou"), "git_commit": summary.get("git_commit", "")}
+
+
+def seconds_by_hardware(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Seconds summed per hardware name, over (name, seconds) pairs, in the order names first come."""
+    total: dict[str, float] = {}
+    for name, seconds in pairs:
+        total[name] = total.get(name, 0.0) + seconds
+    return total
 
 
 def seed_statistics(runs: list[dict]) -> dict:
