@@ -3,7 +3,7 @@ safetensors file whose metadata records what a user needs to trust it.
 
     python scripts/ship_weights.py runs/long/trainval_adam/full/last.pt \
         src/fplnet/weights/fplnet_camvid.safetensors --data-root ../shared/data/camvid --split val \
-        --heldout runs/long/heldout_adam/full/last.pt --heldout-split heldout_val \
+        --heldout runs/long/heldout_adam/full/last.pt --heldout-split heldout_val --eval-short-side 360 \
         --hardware "..." --note "..."
 
 The recorded mIoU is measured here, by the same `evaluate` that `fplnet evaluate` runs, so
@@ -21,6 +21,11 @@ frame of ``--heldout-split``, and a sibling whose schedule has not ended (only t
 a poly schedule gives a figure to quote). The shipped checkpoint itself must have ended its
 schedule too: the project ships the last epoch, not a point selected along the way.
 
+``--eval-short-side N`` records the size users' images are run at (``fplnet.spec``): scaled,
+aspect ratio kept, so that the shorter side is N pixels, the scale of the training frames (360
+for CamVid). Both models are evaluated that way here (CamVid's 360x480 frames are unchanged by
+it). A checkpoint that records a fixed ``eval_size`` keeps it; the two are refused together.
+
 The wall time is the sum of the ``wall_seconds`` the checkpoint and the stage-1 run it was
 initialised from record (its ``summary.json``, or its checkpoint, when either is here), unless
 ``--wall-minutes`` is given; epochs cut short by an interruption are not in it.
@@ -36,7 +41,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from fplnet.checkpoint import load_checkpoint, save_safetensors
+from fplnet.checkpoint import load_checkpoint, recorded_eval_size, save_safetensors
 from fplnet.data import build_dataset
 from fplnet.engine.evaluate import evaluate_checkpoint
 from fplnet.engine.train import TrainConfig
@@ -47,15 +52,17 @@ from fplnet.provenance import git_commit
 # ran, not what it learnt. Spelled out rather than derived from what a resume may change, so that
 # loosening resume never loosens this check (tests/test_ship_weights.py pins it).
 NOT_RECIPE = frozenset({"train_split", "val_split", "data_root", "output", "init_from", "notes", "device", "amp",
+                        "eval_short_side",
                         "channels_last", "compile", "save_every_minutes", "save_every_epochs",
                         "time_budget_minutes", "log_every", "tensorboard", "val_every", "eval_batch_size"})
 
 
-def measure(checkpoint: str, dataset: str, data_root: str, split: str) -> dict:
-    """mIoU, per-class IoU and pixel accuracy of ``checkpoint`` on ``split``, as `fplnet evaluate` gives them."""
-    evaluation = evaluate_checkpoint(checkpoint, dataset, data_root, split, torch.device("cpu"))
+def measure(checkpoint: str, dataset: str, data_root: str, split: str, short_side=None) -> dict:
+    """mIoU, per-class IoU and pixel accuracy of ``checkpoint`` on ``split``, as `fplnet evaluate`
+    gives them (with ``--short-side short_side`` when given)."""
+    evaluation = evaluate_checkpoint(checkpoint, dataset, data_root, split, torch.device("cpu"), short_side=short_side)
     info, result = evaluation.dataset.info, evaluation.matrix.compute()
-    size = "x".join(map(str, evaluation.eval_size)) if evaluation.eval_size else "full size"
+    size = evaluation.spec.describe_size()
     print(f"{checkpoint} on {dataset} {split}:")
     print(evaluation.matrix.format_table(info.class_names))
     return {"miou": round(float(result["miou"]) * 100, 4),
@@ -111,7 +118,7 @@ def training_wall_minutes(ckpt: dict) -> tuple[float, list]:
             [{"stage": name, "wall_minutes": round(seconds / 60, 1), "epochs": epochs} for name, seconds, epochs in stages])
 
 
-def heldout_record(path: str, run: dict, data_root: str, split: str) -> dict:
+def heldout_record(path: str, run: dict, data_root: str, split: str, short_side=None) -> dict:
     """The held-out sibling's figure, with what it trained on and for how long."""
     ckpt = load_checkpoint(path)
     sibling = ckpt.get("run_config", {})
@@ -127,7 +134,7 @@ def heldout_record(path: str, run: dict, data_root: str, split: str) -> dict:
                          f"{split!r} (its train split is {sibling.get('train_split')!r}); pass the run that left "
                          "them out, or the --heldout-split it left out")
     require_finished(ckpt, f"--heldout {path}")
-    figures = measure(path, dataset, data_root, split)
+    figures = measure(path, dataset, data_root, split, short_side)
     return {"split": split, **figures, "train_split": sibling.get("train_split"), "epochs": ckpt.get("epoch"),
             "training_git_commit": ckpt.get("git_commit", ""), "checkpoint": str(path)}
 
@@ -142,6 +149,8 @@ def main(argv=None) -> int:
     parser.add_argument("--heldout-split", default="heldout_val")
     parser.add_argument("--hardware", default="")
     parser.add_argument("--note", default="")
+    parser.add_argument("--eval-short-side", type=int, metavar="N",
+                        help="run users' images scaled, aspect kept, to this shorter side (360 for CamVid)")
     parser.add_argument("--wall-minutes", type=float,
                         help="default: what the checkpoints record (stage 1 + this run)")
     args = parser.parse_args(argv)
@@ -149,10 +158,19 @@ def main(argv=None) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     run = ckpt.get("run_config", {})
     require_finished(ckpt, args.checkpoint)
+    if args.eval_short_side is not None:
+        if recorded_eval_size(ckpt) is not None:
+            raise SystemExit(f"{args.checkpoint} runs at a fixed eval size {recorded_eval_size(ckpt)}; "
+                             "--eval-short-side would be ignored, drop it")
+        if args.eval_short_side < 1:
+            raise SystemExit(f"--eval-short-side {args.eval_short_side}: must be a positive number of pixels")
+        ckpt["eval_short_side"] = args.eval_short_side
     wall_minutes, stages = training_wall_minutes(ckpt) if args.wall_minutes is None else (args.wall_minutes, [])
     # Refuse a mismatched sibling before the (slower) evaluation of the shipped model.
-    heldout = heldout_record(args.heldout, run, args.data_root, args.heldout_split) if args.heldout else None
-    figures = measure(args.checkpoint, run.get("dataset", "camvid"), args.data_root, args.split)
+    heldout = (heldout_record(args.heldout, run, args.data_root, args.heldout_split, args.eval_short_side)
+               if args.heldout else None)
+    figures = measure(args.checkpoint, run.get("dataset", "camvid"), args.data_root, args.split,
+                      args.eval_short_side)
     extra = {
         "metrics": {f"{args.split}_miou": figures["miou"], f"{args.split}_iou": figures["iou"],
                     f"{args.split}_pixel_accuracy": figures["pixel_accuracy"], "evaluated_on": figures["evaluated_on"]},

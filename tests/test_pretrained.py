@@ -25,6 +25,8 @@ def test_weights_ship_small_and_self_describing():
     assert meta["run_config"]["train_split"] in ("train", "trainval") and meta["epochs"] > 0
     assert meta["run_config"]["train_split"] == "train" or 0 < meta["heldout"]["miou"] < 100
     assert 0 < meta["metrics"]["val_miou"] < 100 and meta["shipped_git_commit"]
+    # Users' images run at CamVid's scale with their aspect ratio kept (ship_weights --eval-short-side 360).
+    assert meta["eval_short_side"] == 360 and meta.get("eval_size") is None
 
 
 def test_create_model_pretrained_and_errors():

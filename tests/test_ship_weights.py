@@ -94,12 +94,22 @@ def test_refuses_to_ship_a_run_that_has_not_ended(runs, tiny_camvid, tmp_path):
     assert not out.exists()
 
 
+def test_records_the_short_side_users_images_run_at(runs, tiny_camvid, tmp_path):
+    out = tmp_path / "short.safetensors"
+    assert load_script("ship_weights").main([str(runs["shipped"]), str(out), "--data-root", str(tiny_camvid),
+                                             "--eval-short-side", "360"]) == 0
+    meta = load_checkpoint(out)
+    assert meta["eval_short_side"] == 360 and meta["eval_size"] is None
+    assert "network at short side 360 (aspect kept)" in meta["metrics"]["evaluated_on"]
+
+
 def test_what_counts_as_the_recipe():
     differences = load_script("ship_weights").recipe_differences
     # How a run ran is not its recipe; what it learnt from is, and a missing key means the default.
     assert differences({"lr": 0.1, "device": "cuda", "compile": "default", "train_split": "a"},
                        {"lr": 0.1, "device": "cpu", "compile": "none", "train_split": "b"}) == []
     assert differences({"lr": 0.045}, {}) == []
+    assert differences({"eval_short_side": 360}, {}) == []     # how it is run, not what it learnt
     assert differences({"epochs": 500}, {"epochs": 250}) == ["epochs: 500 vs 250"]
     assert differences({"init_from": "enc/last.pt"}, {"init_from": None}) == ["init_from: 'enc/last.pt' vs None"]
     assert differences({"init_from": "a/last.pt"}, {"init_from": "b/last.pt"}) == []

@@ -1,6 +1,6 @@
-"""The inference spec (fplnet.spec): one resize for training and inference, and an ``eval_size``
-that a trained model carries into its shipped weights and that predict, evaluate, export and the
-hub all honour."""
+"""The inference spec (fplnet.spec): one resize for training and inference, and a network size
+(a fixed ``eval_size``, or an ``eval_short_side`` with the aspect ratio kept) that a trained
+model carries into its shipped weights and that predict, evaluate, export and the hub honour."""
 import json
 
 import numpy as np
@@ -42,18 +42,21 @@ def test_train_size_resizes_with_the_same_call(tiny_camvid):
     assert mask.shape == EVAL_SIZE
 
 
-@pytest.fixture(scope="module")
-def shipped(tiny_camvid, tmp_path_factory):
-    """A model trained one epoch with an eval size, shipped as safetensors the way
-    scripts/ship_weights.py does (save_safetensors)."""
-    folder = tmp_path_factory.mktemp("eval_size_run")
-    train(load_config(None, {"model": "fplnet_encoder", "dataset": "camvid", "data_root": str(tiny_camvid),
-                             "crop_size": (96, 128), "batch_size": 4, "epochs": 1, "lr": 0.02,
-                             "eval_size": EVAL_SIZE, "val_split": "none", "tensorboard": False,
+def train_and_ship(root, folder, **size):
+    """A model trained one epoch with ``size`` (eval_size or eval_short_side) in its config,
+    shipped as safetensors the way scripts/ship_weights.py does (save_safetensors)."""
+    train(load_config(None, {"model": "fplnet_encoder", "dataset": "camvid", "data_root": str(root),
+                             "crop_size": (96, 128), "batch_size": 4, "epochs": 1, "lr": 0.02, **size,
+                             "val_split": "none", "tensorboard": False,
                              "save_every_minutes": 1000.0, "output": str(folder / "run")}))
     path = folder / "tiny.safetensors"
     save_safetensors(load_checkpoint(folder / "run" / "last.pt"), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def shipped(tiny_camvid, tmp_path_factory):
+    return train_and_ship(tiny_camvid, tmp_path_factory.mktemp("eval_size_run"), eval_size=EVAL_SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +117,90 @@ def test_predict_evaluate_and_export_agree(shipped, labels, tmp_path):
     x = spec.preprocess([camvid_image(7)])
     graph_labels = spec.to_input_size(load_exported(exported)(spec.to_network(x)), x.shape[-2:]).argmax(1)[0]
     assert (graph_labels.numpy() == labels).mean() >= 0.999
+
+
+# --- a short side instead of a fixed size: the aspect ratio is kept ---------------------------
+SHORT_SIDE = 180
+
+
+def test_network_input_size_rule():
+    from fplnet.data.resize import network_input_size
+    assert network_input_size((1080, 1920), short_side=360) == (360, 640)     # a dashcam frame
+    assert network_input_size((1920, 1080), short_side=360) == (640, 360)     # upright, too
+    assert network_input_size((1024, 2048), short_side=360) == (360, 720)
+    assert network_input_size((360, 480), short_side=360) == (360, 480)       # CamVid: unchanged
+    assert network_input_size((1080, 1920), eval_size=(512, 1024), short_side=360) == (512, 1024)
+    assert network_input_size((1080, 1920)) == (1080, 1920)
+
+
+@pytest.fixture(scope="module")
+def shipped_short(tiny_camvid, tmp_path_factory):
+    return train_and_ship(tiny_camvid, tmp_path_factory.mktemp("short_side_run"), eval_short_side=SHORT_SIDE)
+
+
+def wide_frame() -> np.ndarray:
+    """A 16:9 crop of a real CamVid frame (270 x 480), the shape of a dashcam video frame."""
+    return np.ascontiguousarray(camvid_image(7)[45:315])
+
+
+def test_a_recorded_short_side_keeps_the_aspect_ratio(shipped_short, tmp_path):
+    ckpt = load_checkpoint(shipped_short)
+    assert ckpt["eval_short_side"] == SHORT_SIDE and ckpt["eval_size"] is None
+    spec = InferenceSpec.from_checkpoint(ckpt)
+    assert spec.eval_short_side == SHORT_SIDE and spec.network_size((270, 480)) == (180, 320)
+    assert InferenceSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+    image = wide_frame()
+    labels = fplnet.Segmenter(shipped_short, fast=False).predict(image)
+    model, _ = load_model(shipped_short)
+    x = normalized(image)
+    with torch.no_grad():
+        expected = resize_logits(model(resize_images(x, (180, 320))), x.shape[-2:]).argmax(1)[0].numpy()
+        squeezed = resize_logits(model(resize_images(x, (180, 240))), x.shape[-2:]).argmax(1)[0].numpy()
+    assert labels.shape == image.shape[:2]
+    np.testing.assert_array_equal(labels, expected)
+    assert (labels != squeezed).mean() > 0.001      # the aspect ratio matters to the labels
+
+    # predict and evaluate say so and run the same way; an override replaces the recorded size.
+    frame = tmp_path / "wide.png"
+    Image.fromarray(image).save(frame)
+    out = tmp_path / "predicted"
+    assert main(["predict", "--checkpoint", str(shipped_short), str(frame), "--output", str(out),
+                 "--format", "trainid", "--overlay", "0", "--no-fast", "--quiet"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "wide_trainid.png")), labels)
+    override = fplnet.Segmenter(shipped_short, fast=False, eval_size=(180, 240))
+    assert override.spec.eval_short_side is None
+    np.testing.assert_array_equal(override.predict(image), squeezed)
+    assert "short side 180 (aspect kept)" in repr(fplnet.Segmenter(shipped_short, fast=False))
+
+    root = tmp_path / "one_frame"
+    (root / "val").mkdir(parents=True)
+    (root / "valannot").mkdir()
+    Image.fromarray(image).save(root / "val" / "wide.png")
+    Image.fromarray(labels, mode="L").save(root / "valannot" / "wide.png")
+    report = tmp_path / "evaluate.json"
+    assert main(["evaluate", "--checkpoint", str(shipped_short), "--dataset", "camvid", "--data-root", str(root),
+                 "--split", "val", "--device", "cpu", "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["eval_short_side"] == SHORT_SIDE and result["eval_size"] is None
+    assert result["pixel_accuracy"] >= 99.9
+
+    exported = tmp_path / "tiny_short.onnx"
+    assert main(["export", "--checkpoint", str(shipped_short), "--output", str(exported), "--no-verify"]) == 0
+    meta = read_metadata(exported)
+    assert meta["eval_short_side"] == SHORT_SIDE and meta["inference_spec"]["eval_short_side"] == SHORT_SIDE
+
+
+def test_eval_size_and_short_side_are_one_choice(shipped_short, capsys):
+    with pytest.raises(ValueError, match="not both"):
+        fplnet.Segmenter(shipped_short, fast=False, eval_size=(180, 240), short_side=200)
+    frame = str(camvid_images()[0])
+    assert main(["predict", "--checkpoint", str(shipped_short), frame, "--eval-size", "180x240",
+                 "--short-side", "200"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_short_side_must_be_whole_pixels():
+    from fplnet.engine.train import ConfigError
+    with pytest.raises(ConfigError, match="--eval-short-side 0: must be a positive integer"):
+        load_config(None, {"model": "fplnet_encoder", "dataset": "camvid", "eval_short_side": 0})

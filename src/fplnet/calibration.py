@@ -2,8 +2,8 @@
 
 Quantization ranges are set from what the network sees on real frames of the kind it was
 trained on, so the frames come from the model's training split, preprocessed exactly as at
-inference (``fplnet.spec``: normalized with the checkpoint's statistics, resized to its
-``eval_size``):
+inference (``fplnet.spec``: normalized with the checkpoint's statistics, resized to its network
+size):
 
 * by default, the data set and training split recorded in the checkpoint's run config
   (``dataset``, ``data_root``, ``train_split``), when that folder is reachable from here;
@@ -124,7 +124,7 @@ def calibration_set(ckpt: dict, data: Optional[Union[str, Path]] = None,
     description.update({
         "frames": len(chosen), "available": len(files), "left_out_scored_frames": len(pool) - len(files),
         "selection": "evenly spaced in file-name order",
-        "network_size": None if spec.eval_size is None else list(spec.eval_size),
+        "network_size": spec.describe_size(),
         "files": [str(path.relative_to(base)) if path.is_relative_to(base) else str(path) for path in chosen],
     })
     return CalibrationSet(frames, description, data_root, chosen)

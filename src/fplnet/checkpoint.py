@@ -13,9 +13,11 @@ trained it::
     state_dict    model weights
     ... training state (optimizer, scheduler, epoch, step, run config, metrics), see engine/train.py
 
-    eval_size     [H, W] the network runs at (None: the input's own size); see ``fplnet.spec``
+    eval_size     [H, W] the network runs at (None: see eval_short_side); see ``fplnet.spec``
+    eval_short_side  without eval_size, the input's shorter side is scaled to this, aspect kept
+                  (None: the input's own size)
 
-Shipped weights are safetensors files in ``fplnet/weights``; the same description (eval_size
+Shipped weights are safetensors files in ``fplnet/weights``; the same description (the sizes
 included) is stored as JSON in the safetensors metadata under the key "fplnet".
 
 This module reads and writes the files only and imports no model code: rebuilding a model
@@ -149,12 +151,27 @@ def recorded_eval_size(ckpt: dict) -> Optional[tuple[int, int]]:
     return int(size[0]), int(size[1])
 
 
+def recorded_eval_short_side(ckpt: dict) -> Optional[int]:
+    """The short side a checkpoint's network runs its input at (``fplnet.spec``), or None: its
+    ``eval_short_side``, else its run config's."""
+    side = ckpt.get("eval_short_side")
+    if side is None:
+        side = (ckpt.get("run_config") or {}).get("eval_short_side")
+    if side is None:
+        return None
+    if isinstance(side, bool) or not isinstance(side, (int, float)) or int(side) != side or side < 1:
+        raise CheckpointError(f"eval_short_side {side!r} of model {ckpt.get('model_name')!r} is not a whole "
+                              "number of pixels")
+    return int(side)
+
+
 def save_safetensors(ckpt: dict, path: Union[str, Path], extra: Optional[dict] = None) -> None:
     """Ship a checkpoint's weights as safetensors with its description (and ``extra``) as metadata."""
     from safetensors.torch import save
     meta = {k: ckpt[k] for k in ("format", "model_name", "model_config", "num_classes", "dataset")}
     eval_size = recorded_eval_size(ckpt)
     meta["eval_size"] = None if eval_size is None else list(eval_size)
+    meta["eval_short_side"] = recorded_eval_short_side(ckpt)
     meta.update(extra or {})
     state = {k: v.detach().contiguous().cpu() for k, v in ckpt["state_dict"].items()}
     atomic_write_bytes(path, save(state, metadata={"fplnet": json.dumps(meta)}))

@@ -7,7 +7,8 @@
 
 Pre-processing follows the checkpoint's inference spec (``fplnet.spec``) and nowhere else: uint8 RGB ->
 float in [0, 1] -> per-channel (x - mean) / std with the statistics stored in the checkpoint ->
-antialiased bilinear resize to the checkpoint's ``eval_size`` if it records one; the logits are
+antialiased bilinear resize to the checkpoint's network size (a fixed ``eval_size``, or the image
+scaled to its ``eval_short_side`` with the aspect ratio kept, if it records either); the logits are
 resized back to the image's size before the argmax, as ``fplnet evaluate`` does. Post-processing
 (palette, train id -> Cityscapes label id) comes from the checkpoint's ``DatasetInfo``.
 
@@ -33,7 +34,6 @@ says which precision ran.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
@@ -76,23 +76,23 @@ class Segmenter:
     def __init__(self, checkpoint: Union[str, Path], device: str = "cpu", fast: bool = True,
                  variant: Optional[str] = None, calib_data: Optional[Union[str, Path]] = None,
                  calib_size: int = DEFAULT_CALIBRATION_FRAMES, tta: Union[None, bool, Sequence[float]] = None,
-                 tta_flip: bool = True, eval_size: Optional[Sequence[int]] = None):
+                 tta_flip: bool = True, eval_size: Optional[Sequence[int]] = None,
+                 short_side: Optional[int] = None):
         """``checkpoint``: a checkpoint file or a shipped weights name (``"camvid"``).
         ``variant`` overrides ``fast`` with an explicit ``fplnet.fast.Variant`` spec (or Variant);
         only a variant with ``keep_memory`` changes the process's allocator (module docstring).
         ``calib_data`` and ``calib_size``: the calibration frames of an INT8 variant.
         ``tta``: test-time augmentation (``fplnet.tta``): True for the default scales, or the
         scales to run; each is also run mirrored unless ``tta_flip`` is False.
-        ``eval_size``: (H, W) the network runs at instead of the checkpoint's own eval size (a
-        checkpoint that records none runs each image at its own size: a 12-megapixel photo is
+        ``eval_size``: (H, W) the network runs at instead of the checkpoint's own network size;
+        ``short_side``: instead, each image is scaled, aspect ratio kept, to this shorter side (a
+        checkpoint that records neither runs each image at its own size: a 12-megapixel photo is
         then 70 times CamVid's pixels, at a scale the model never saw)."""
         self.device = resolve_device(device)
         model, ckpt = load_model(checkpoint, device="cpu")
         self.model_name = ckpt["model_name"]
         self.num_classes = int(ckpt["num_classes"])
-        self.spec = InferenceSpec.from_checkpoint(ckpt)
-        if eval_size is not None:
-            self.spec = dataclasses.replace(self.spec, eval_size=(int(eval_size[0]), int(eval_size[1])))
+        self.spec = InferenceSpec.from_checkpoint(ckpt).with_size(eval_size, short_side)
         self.info = self.spec.info
         if self.info.num_classes != self.num_classes:
             raise ValueError(f"checkpoint {checkpoint}: its dataset lists {self.info.num_classes} classes "
@@ -107,14 +107,14 @@ class Segmenter:
         self.tta = TestTimeAugmentation(self.runner, scales, tta_flip) if scales else None
 
     def __repr__(self) -> str:
-        size = "input size" if self.spec.eval_size is None else "x".join(map(str, self.spec.eval_size))
-        return (f"Segmenter({self.model_name}, {self.num_classes} classes of {self.info.name}, runs at {size}, "
+        return (f"Segmenter({self.model_name}, {self.num_classes} classes of {self.info.name}, "
+                f"runs at {self.spec.describe_size()}, "
                 f"device={self.device}, variant={self.variant}" + (f", tta={self.tta}" if self.tta else "") + ")")
 
     # -- pre- and post-processing ---------------------------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-size H x W x 3 uint8 RGB arrays -> normalized float32 (N, 3, H, W) on the device,
-        at the images' own size (``logits`` resizes to the spec's ``eval_size``)."""
+        at the images' own size (``logits`` resizes to the spec's network size)."""
         return self.spec.preprocess(images, self.device)
 
     def colorize(self, label_map: np.ndarray) -> np.ndarray:
@@ -136,7 +136,7 @@ class Segmenter:
     # -- prediction -----------------------------------------------------------------------------
     def logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-size uint8 RGB arrays -> logits (N, C, H, W) at the images' size, on the device:
-        the network runs at the spec's ``eval_size`` and its logits are resized back."""
+        the network runs at the spec's network size and its logits are resized back."""
         x = self.preprocess(images)
         return self.spec.to_input_size((self.tta or self.runner)(self.spec.to_network(x)), x.shape[-2:])
 

@@ -13,6 +13,8 @@
   ``resize_images`` on the normalized float batch. Normalization is a per-channel affine map,
   and bilinear weights sum to one, so resizing before or after normalizing is the same map; the
   only difference left between training and evaluation is the uint8 rounding (half a grey level).
+* ``network_input_size``: the (H, W) the network runs at for an input of a given size, the one
+  rule behind ``eval_size`` and ``eval_short_side`` (``fplnet.spec``).
 * ``resize_logits``: network outputs back to the size of the input (or of the label), plain
   bilinear as ``fplnet evaluate`` has always done: it enlarges, where antialiasing changes nothing.
 
@@ -20,11 +22,26 @@ Masks are never resized here: a label map is resized with nearest neighbour (``l
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def network_input_size(input_size: Sequence[int], eval_size: Optional[Sequence[int]] = None,
+                       short_side: Optional[int] = None) -> tuple[int, int]:
+    """The (H, W) a network runs at for an input of ``input_size``: ``eval_size`` when set (a
+    fixed size, as Cityscapes models trained at 1024x512 want), else the input scaled with its
+    aspect ratio kept so that its shorter side is ``short_side`` (rounded to whole pixels, at
+    least 1), else the input's own size."""
+    h, w = int(input_size[0]), int(input_size[1])
+    if eval_size is not None:
+        return int(eval_size[0]), int(eval_size[1])
+    if short_side is None:
+        return h, w
+    scale = int(short_side) / min(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def resize_images(images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

@@ -257,6 +257,18 @@ def add_tta_arguments(parser):
                         help="with --tta: no mirrored passes")
 
 
+def add_network_size_arguments(parser):
+    """``--eval-size HxW`` / ``--short-side N``: the size the network runs at instead of the
+    checkpoint's own (``fplnet.spec``), the same for evaluate and predict."""
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--eval-size", type=image_size, default=None, metavar="HxW",
+                      help="run the network at HxW (e.g. 360x480) whatever each image's size, instead of the "
+                           "checkpoint's own network size; outputs come back at the image's size")
+    size.add_argument("--short-side", type=positive_int, default=None, metavar="N",
+                      help="run the network on each image scaled, aspect ratio kept, so that its shorter side is "
+                           "N pixels (e.g. 360, CamVid's scale), instead of the checkpoint's own network size")
+
+
 def add_calibration_arguments(parser, used_by: str = "INT8 variants",
                               default_source: str = "the training split the checkpoint records, if reachable"):
     """``--calib-data`` / ``--calib-size``, the same for every command that can quantize to INT8."""

@@ -250,7 +250,9 @@ def models_to_time(args) -> list[tuple[str, "torch.nn.Module", dict]]:
 
 
 def timed_size(args) -> tuple[int, int]:
-    """--size, else the --checkpoint's eval size (its inference spec), else 512x1024."""
+    """--size, else the --checkpoint's fixed eval size (its inference spec), else 512x1024 (a
+    checkpoint with a short side instead is timed at the size asked for: the speed at a size is
+    what the benchmark reports)."""
     if args.size:
         return tuple(args.size)
     if args.checkpoint:

@@ -1,11 +1,12 @@
 """`fplnet evaluate` and the evaluation loop the trainer uses.
 
 Evaluation is at full label resolution: the network runs on the whole image (resized to
-``eval_size``, e.g. 1024x512 for a model trained on half-resolution Cityscapes, by
-``fplnet.data.resize``'s antialiased bilinear, the resize ``train_size`` applies in training),
-the logits are resized bilinearly to the label's size, and one confusion matrix accumulates
-every pixel that is not ``ignore_index``. ``fplnet evaluate`` reads mean, std and ``eval_size``
-from the checkpoint's inference spec (``fplnet.spec``), as ``Segmenter`` and ``fplnet predict`` do.
+``eval_size``, e.g. 1024x512 for a model trained on half-resolution Cityscapes, or to
+``eval_short_side`` with the aspect ratio kept, by ``fplnet.data.resize``'s antialiased
+bilinear, the resize ``train_size`` applies in training), the logits are resized bilinearly to
+the label's size, and one confusion matrix accumulates every pixel that is not
+``ignore_index``. ``fplnet evaluate`` reads mean, std and the sizes from the checkpoint's
+inference spec (``fplnet.spec``), as ``Segmenter`` and ``fplnet predict`` do.
 
 ``--variant`` evaluates the model the way a deployment runs it (``fplnet.fast.Variant``: e.g.
 ``onnxruntime``, ``openvino``, ``openvino+int8``), so the mIoU is that of what is deployed. An
@@ -24,13 +25,14 @@ import torch
 from torch import nn
 
 from ..data import DatasetError, build_dataset, list_datasets
-from ..data.resize import resize_images, resize_logits
+from ..data.resize import network_input_size, resize_images, resize_logits
 from ..data.transforms import normalize
 from ..io import atomic_write_json
 from ..metrics import ConfusionMatrix
 from ..runtime import autocast, resolve_device
 from ..calibration import DEFAULT_CALIBRATION_FRAMES
-from .arguments import (add_calibration_arguments, add_tta_arguments, checkpoint_name_or_file, device_name, existing_dir, image_size, png_plot_file, positive_int,
+from .arguments import (add_calibration_arguments, add_network_size_arguments, add_tta_arguments,
+                        checkpoint_name_or_file, device_name, existing_dir, png_plot_file, positive_int,
                         variant_spec, writable_file)
 
 
@@ -38,8 +40,11 @@ from .arguments import (add_calibration_arguments, add_tta_arguments, checkpoint
 def evaluate(model, images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], num_classes: int,
              mean, std, device, batch_size: int = 4, eval_size: Optional[tuple] = None, amp: str = "none",
              channels_last: bool = False, indices: Optional[Sequence[int]] = None,
-             ignore_index: int = 255) -> ConfusionMatrix:
+             ignore_index: int = 255, short_side: Optional[int] = None) -> ConfusionMatrix:
     """Confusion matrix of ``model`` over uint8 ``images`` (3xHxW) and ``masks`` (HxW).
+
+    The network runs at ``eval_size``, else at ``short_side`` with the aspect ratio kept, else at
+    each image's own size (``fplnet.data.resize.network_input_size``).
 
     ``model`` is an ``nn.Module`` (put in eval mode for the pass) or any callable from a
     normalized float32 batch to logits, such as a ``fplnet.fast.InferenceRunner``.
@@ -62,8 +67,7 @@ def evaluate(model, images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor
             x = torch.stack([images[j] for j in batch]).to(device, non_blocking=True).float().div_(255)
             target = torch.stack([masks[j] for j in batch]).to(device, non_blocking=True).long()
             x = normalize(x, mean, std)
-            if eval_size is not None:
-                x = resize_images(x, eval_size)
+            x = resize_images(x, network_input_size(x.shape[-2:], eval_size, short_side))
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, amp):
@@ -84,9 +88,7 @@ def add_arguments(parser):
     parser.add_argument("--split", default="val", help="a split of the data set (default val)")
     parser.add_argument("--batch-size", type=positive_int, default=4)
     parser.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--eval-size", type=image_size, default=None,
-                        help="run the network at HxW (e.g. 512x1024) instead of the checkpoint's own eval size; "
-                             "logits are resized to the label size")
+    add_network_size_arguments(parser)
     parser.add_argument("--variant", type=variant_spec, default=None, metavar="SPEC",
                         help="evaluate the model run this way (default eager), e.g. onnxruntime, openvino, "
                              "openvino+int8; the switches are listed by `fplnet benchmark --help`")
@@ -105,17 +107,18 @@ class CheckpointEvaluation:
     dataset: object                   # the SegmentationDataset evaluated
     variant: str                      # how the model ran (fplnet.fast.Variant name)
     backend: dict                     # InferenceRunner.backend_info(): precision that ran, calibration
-    eval_size: Optional[tuple]        # the network's input size (None: each image's own)
+    spec: object                      # the InferenceSpec as run (its sizes, after any override)
     tta: Optional[object] = None      # the TestTimeAugmentation that ran, if any
 
 
 def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, device, batch_size: int = 4,
                         eval_size=None, variant=None, calib_data=None,
-                        calib_size: int = DEFAULT_CALIBRATION_FRAMES, tta_scales=None, tta_flip: bool = True):
+                        calib_size: int = DEFAULT_CALIBRATION_FRAMES, tta_scales=None, tta_flip: bool = True,
+                        short_side=None):
     """Evaluate a checkpoint (file or shipped name) on a split the way `fplnet evaluate` does:
-    mean, std and eval size from the checkpoint's inference spec (``eval_size`` overrides the
-    size), run as ``variant`` (default plain eager), with test-time augmentation at
-    ``tta_scales`` (``fplnet.tta``; None: none)."""
+    mean, std and network size from the checkpoint's inference spec (``eval_size`` or
+    ``short_side`` overrides the size, ``InferenceSpec.with_size``), run as ``variant`` (default
+    plain eager), with test-time augmentation at ``tta_scales`` (``fplnet.tta``; None: none)."""
     from ..tta import TestTimeAugmentation
     from ..calibration import calibration_set
     from ..fast import InferenceRunner, Variant
@@ -128,7 +131,7 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     if info.num_classes != ckpt["num_classes"]:
         raise ValueError(f"checkpoint {checkpoint} predicts {ckpt['num_classes']} classes but dataset "
                          f"{dataset_name} has {info.num_classes}; evaluate on the dataset it was trained for")
-    spec = InferenceSpec.from_checkpoint(ckpt)
+    spec = InferenceSpec.from_checkpoint(ckpt).with_size(eval_size, short_side)
     variant = Variant.parse(str(variant or "eager"))
     runner, backend = None, {"backend": "torch"}
     if variant.name != "eager":
@@ -138,28 +141,28 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
                        if variant.needs_calibration else None)
         runner = InferenceRunner(model, variant, device, calibration=calibration)
     images, masks = dataset.load_all_uint8()
-    eval_size = tuple(eval_size) if eval_size else spec.eval_size
     network = runner or model
     tta = TestTimeAugmentation(network, tta_scales, tta_flip) if tta_scales else None
     matrix = evaluate(tta or network, images, masks, info.num_classes, spec.mean, spec.std, device, batch_size,
-                      eval_size=eval_size, ignore_index=info.ignore_index)
+                      eval_size=spec.eval_size, short_side=spec.eval_short_side, ignore_index=info.ignore_index)
     if runner is not None:
         backend = runner.backend_info()   # after the pass: it reports what the compiled model executed
-    return CheckpointEvaluation(matrix, dataset, variant.name, backend, eval_size, tta)
+    return CheckpointEvaluation(matrix, dataset, variant.name, backend, spec, tta)
 
 
 def run(args):
     try:
         evaluation = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.split,
                                          resolve_device(args.device), args.batch_size, args.eval_size,
-                                         args.variant, args.calib_data, args.calib_size, args.tta, args.tta_flip)
+                                         args.variant, args.calib_data, args.calib_size, args.tta, args.tta_flip,
+                                         args.short_side)
     except DatasetError as err:   # a wrong split or layout, or a broken file: say which flags point there
         raise DatasetError(f"--dataset {args.dataset} --data-root {args.data_root} --split {args.split}: {err}") from None
     matrix, dataset, backend = evaluation.matrix, evaluation.dataset, evaluation.backend
     info = dataset.info
     result = matrix.compute()
-    size = "x".join(map(str, evaluation.eval_size)) if evaluation.eval_size else "each image's own size"
-    print(f"{args.checkpoint} on {args.dataset} {args.split} ({len(dataset)} images), network at {size}, "
+    print(f"{args.checkpoint} on {args.dataset} {args.split} ({len(dataset)} images), "
+          f"network at {evaluation.spec.describe_size()}, "
           f"variant {evaluation.variant}" + (f", {evaluation.tta}" if evaluation.tta else "")
           + (f", executed in {backend['inference_precision_hint']}" if "inference_precision_hint" in backend else ""))
     table = matrix.format_table(info.class_names).splitlines()
@@ -171,7 +174,8 @@ def run(args):
                    "images": len(dataset), "variant": evaluation.variant, "backend": backend,
                    "tta": None if evaluation.tta is None else {"scales": list(evaluation.tta.scales),
                                                                "flip": evaluation.tta.flip},
-                   "eval_size": list(evaluation.eval_size) if evaluation.eval_size else None,
+                   "eval_size": list(evaluation.spec.eval_size) if evaluation.spec.eval_size else None,
+                   "eval_short_side": evaluation.spec.eval_short_side,
                    "miou": float(result["miou"]) * 100,
                    "pixel_accuracy": float(result["pixel_accuracy"]) * 100,
                    "iou": {n: (None if v != v else float(v) * 100)

@@ -3,7 +3,7 @@
 The exported graph takes a normalized float32 RGB batch ``image`` (N, 3, H, W) and returns
 ``logits`` (N, C, H, W); batch, height and width are free. Preprocessing is *not* in the graph:
 the checkpoint's inference spec (``fplnet.spec``: mean, std, class names, palette and
-``eval_size``, the size to run the network at) travels with the file as JSON (ONNX: the
+``eval_size`` or ``eval_short_side``, the size to run the network at) travels with the file as JSON (ONNX: the
 ``metadata_props`` entry "fplnet"; TorchScript: the extra file "fplnet.json"; OpenVINO: the
 model's ``rt_info`` entry "fplnet" inside the .xml), so a consumer can normalize and resize its
 input and colour the argmax without fplnet installed.
@@ -24,8 +24,8 @@ BNs follow a concatenation or a residual addition and stay in the graph.
 The graphs themselves come from ``fplnet.graph_export`` (ONNX via the TorchScript-based
 exporter, TorchScript by tracing; the reasons are there), the same code the runner's
 ``onnxruntime`` and ``torchscript`` variants use. After writing, the file is run once by
-onnxruntime (or TorchScript, or OpenVINO) at ``--size`` (default: the checkpoint's ``eval_size``,
-else 360x480) and at a second size, against the PyTorch model, and the differences printed.
+onnxruntime (or TorchScript, or OpenVINO) at ``--size`` (default: the checkpoint's network size
+for a 360x480 input) and at a second size, against the PyTorch model, and the differences printed.
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def add_arguments(parser):
 
 def export_metadata(ckpt: dict, folded: int, **extra) -> dict:
     """What a consumer of the exported file needs besides the graph: the inference spec's fields
-    at the top level (mean, std, class_names, palette, eval_size) and the spec as a whole."""
+    at the top level (mean, std, class_names, palette, eval_size, eval_short_side) and the spec as a whole."""
     spec = InferenceSpec.from_checkpoint(ckpt).to_dict()
     return {
         "format": EXPORT_FORMAT,
@@ -94,10 +94,12 @@ def export_metadata(ckpt: dict, folded: int, **extra) -> dict:
         "mean": spec["mean"],
         "std": spec["std"],
         "eval_size": spec["eval_size"],
+        "eval_short_side": spec["eval_short_side"],
         "inference_spec": spec,
         "input": {"name": INPUT_NAME, "layout": "NCHW", "dtype": "float32", "channels": "RGB",
-                  "preprocess": "x / 255, then (x - mean) / std per channel, then resized to eval_size "
-                                "(antialiased bilinear) when eval_size is set"},
+                  "preprocess": "x / 255, then (x - mean) / std per channel, then resized (antialiased "
+                                "bilinear) to eval_size when it is set, else scaled with the aspect ratio kept "
+                                "so that the shorter side is eval_short_side when that is set"},
         "output": {"name": OUTPUT_NAME, "layout": "NCHW", "meaning": "logits; argmax over C gives train ids"},
         "folded_batchnorms": folded,
         **extra,
@@ -289,7 +291,7 @@ def run(args) -> int:
         raise ValueError("--calib-data sets up INT8 calibration; add --int8 (with --format openvino)")
     model, ckpt = load_model(args.checkpoint, device="cpu")
     spec = InferenceSpec.from_checkpoint(ckpt)
-    size = args.size or spec.eval_size or (360, 480)
+    size = args.size or spec.network_size((360, 480))
     pairs = find_conv_bn_pairs(model)
     total_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     folded = 0 if args.no_fold_bn else len(pairs)
@@ -321,7 +323,7 @@ def run(args) -> int:
     print(f"wrote {output}{' and ' + str(output.with_suffix('.bin')) if args.format == 'openvino' else ''} "
           f"({written / 1e6:.2f} MB, {args.format}{' INT8' if args.int8 else ''}, input 'image' N x 3 x H x W, "
           f"output 'logits' N x {ckpt['num_classes']} x H x W; inference spec under '{METADATA_KEY}'"
-          + (f", network size {spec.eval_size[0]}x{spec.eval_size[1]}" if spec.eval_size else "") + ")")
+          + f", network at {spec.describe_size()})")
     if args.int8:
         delta = metadata["int8"]["accuracy_delta"]
         checked = metadata["int8"]["check_frames"]

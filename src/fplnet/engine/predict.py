@@ -29,7 +29,9 @@ The model runs on the fast path of ``Segmenter`` unless ``--no-fast`` (plain eag
 size, which pays off over a folder or a video (docs/benchmarks.md). ``--variant openvino`` and
 ``openvino+int8`` run OpenVINO (INT8 calibrated on ``--calib-data`` or the checkpoint's
 training split; the summary says which precision ran). Whatever the variant, every image is run
-at the checkpoint's ``eval_size`` and its labels come back at the image's size (``fplnet.spec``).
+at the checkpoint's network size (a fixed ``eval_size``, or its ``eval_short_side`` with the
+aspect ratio kept: the shipped CamVid model runs a 1920x1080 frame at 640x360; ``--eval-size``
+or ``--short-side`` overrides it) and its labels come back at the image's size (``fplnet.spec``).
 
 An INPUT that does not exist is a bad argument (exit status 2, before the model is loaded), and
 so is an ``--output`` where a result would replace one of the inputs. A file that exists but
@@ -61,8 +63,9 @@ import numpy as np
 from ..data.base import is_image_file
 from ..io import atomic_output_path, atomic_save_image
 from ..runtime import require_package
-from .arguments import (add_calibration_arguments, add_tta_arguments, checkpoint_name_or_file, device_name, existing_path,
-                        float_between_0_and_1, image_size, positive_int, variant_spec, writable_dir)
+from .arguments import (add_calibration_arguments, add_network_size_arguments, add_tta_arguments,
+                        checkpoint_name_or_file, device_name, existing_path, float_between_0_and_1, positive_int,
+                        variant_spec, writable_dir)
 from .latency import summarize_ms
 from .legend import Legend
 from .progress import progress_bar
@@ -90,9 +93,7 @@ def add_arguments(parser):
                         help="blend the colour mask over the input with this weight and write NAME_overlay.jpg "
                              "(default 0.5; 0 for --format labelid; 0 disables)")
     parser.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    parser.add_argument("--eval-size", type=image_size, default=None, metavar="HxW",
-                        help="run the network at HxW (e.g. 360x480) instead of the checkpoint's own eval size "
-                             "(without one, each image runs at its own size); labels come back at the image's size")
+    add_network_size_arguments(parser)
     parser.add_argument("--batch-size", type=positive_int, default=1,
                         help="images (or video frames) per forward pass")
     how = parser.add_mutually_exclusive_group()
@@ -295,14 +296,13 @@ class Predictor:
             return "nothing was predicted"
         stats = summarize_ms(self.latencies_ms)
         what = ", ".join(f"{n} {name}" for n, name in ((self.images, "images"), (self.frames, "video frames")) if n)
-        eval_size = self.segmenter.spec.eval_size
         backend = self.segmenter.runner.backend_info()
         return (f"{what} in {wall_s:.1f} s; model latency per image: median {stats['median']:.1f} ms, "
                 f"p90 {stats['p90']:.1f} ms, first {self.latencies_ms[0]:.1f} ms (includes one-time setup); "
                 f"{self.segmenter.model_name} on {self.segmenter.device}, variant {self.segmenter.variant}"
                 + (f" (executed in {backend['inference_precision_hint']})" if "inference_precision_hint" in backend
                    else "")
-                + f", network at {'x'.join(map(str, eval_size)) if eval_size else 'each input size'}, "
+                + f", network at {self.segmenter.spec.describe_size()}, "
                 f"batch {self.batch_size}")
 
 
@@ -334,7 +334,7 @@ def run(args) -> int:
     variant = args.variant or (None if args.no_fast else fast_variant(resolve_device(args.device), keep_memory=True))
     segmenter = Segmenter(args.checkpoint, device=args.device, fast=not args.no_fast, variant=variant,
                           calib_data=args.calib_data, calib_size=args.calib_size, tta=args.tta,
-                          tta_flip=args.tta_flip, eval_size=args.eval_size)
+                          tta_flip=args.tta_flip, eval_size=args.eval_size, short_side=args.short_side)
     if args.format == "labelid" and segmenter.info.train_to_label_id is None:
         raise ValueError(f"--format labelid needs a checkpoint trained on Cityscapes (its dataset maps train ids "
                          f"to label ids); {args.checkpoint} was trained on {segmenter.info.name!r}. "

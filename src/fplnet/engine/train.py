@@ -84,6 +84,7 @@ class TrainConfig:
     color_jitter: Optional[tuple] = None         # (brightness, contrast, saturation, hue); None: off
     train_size: Optional[tuple] = None           # resize originals first (Cityscapes: 512x1024)
     eval_size: Optional[tuple] = None            # network input size at evaluation (None: native)
+    eval_short_side: Optional[int] = None        # else: inputs scaled, aspect kept, to this short side (fplnet.spec)
     class_weights: str = "enet"                  # "enet" | "none"
     class_weight_c: float = 1.02                 # c in w = 1 / ln(c + p): the paper's (ENet's) 1.02; the CamVid
                                                  # code of CGNet, DABNet and ESPNet uses 1.10 (docs/recipe.md)
@@ -120,7 +121,7 @@ COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-auto
 RESUME_MAY_CHANGE = ("data_root", "device", "amp", "channels_last", "compile", "output", "save_every_minutes",
                      "save_every_epochs",
                      "time_budget_minutes", "log_every", "tensorboard", "val_every", "eval_batch_size",
-                     "notes", "init_from")
+                     "notes", "init_from", "eval_short_side")
 
 
 class ConfigError(ValueError):
@@ -143,6 +144,9 @@ def validate_config(cfg: TrainConfig) -> None:
         value = getattr(cfg, key)
         require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, key,
                 "must be a positive integer")
+    side = cfg.eval_short_side
+    require(side is None or (isinstance(side, int) and not isinstance(side, bool) and side >= 1), "eval_short_side",
+            "must be a positive integer (pixels) or null")
     require(cfg.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
     require(cfg.amp in AMP_MODES, "amp", f"must be one of {', '.join(AMP_MODES)}")
     require(cfg.compile in COMPILE_MODES, "compile", f"must be one of {', '.join(COMPILE_MODES)}")
@@ -604,6 +608,7 @@ class Trainer:
             "wall_seconds": round(self._wall_now(), 1), "sessions": self._sessions(point),
             "budget_planned": self.budget_planned,
             "run_config": self.cfg.to_dict(), "eval_size": None if self.cfg.eval_size is None else list(self.cfg.eval_size),
+            "eval_short_side": self.cfg.eval_short_side,
             "git_commit": self.git_commit, "torch_version": str(torch.__version__),
         })
         return ckpt
@@ -688,6 +693,7 @@ class Trainer:
         # would differ from `fplnet evaluate` and between machines that pick a different amp.
         matrix = evaluate(self.eval_model, self.val_images, self.val_masks, self.info.num_classes, self.info.mean,
                           self.info.std, self.device, self.cfg.eval_batch_size, eval_size=self.cfg.eval_size,
+                          short_side=self.cfg.eval_short_side,
                           amp="none", channels_last=self.channels_last, indices=shard,
                           ignore_index=self.info.ignore_index)
         matrix.reduce_from_all_processes()
@@ -943,6 +949,9 @@ def add_arguments(parser):
                         help="BRIGHTNESS,CONTRAST,SATURATION,HUE strengths, e.g. 0.3,0.3,0.3,0.05, or none")
     parser.add_argument("--train-size", dest="train_size")
     parser.add_argument("--eval-size", dest="eval_size")
+    parser.add_argument("--eval-short-side", dest="eval_short_side", type=int,
+                        help="without --eval-size: run the network on inputs scaled, aspect ratio kept, so that "
+                             "their shorter side is this many pixels (recorded for predict; e.g. 360 for CamVid)")
     parser.add_argument("--init-from", dest="init_from", help="checkpoint whose encoder weights start the run")
     parser.add_argument("--val-every", dest="val_every", type=int)
     parser.add_argument("--seed", type=int)
