@@ -95,11 +95,15 @@ def make_checkpoint(path: Path, dataset=fplnet.data.info.CAMVID, name: str = "fp
     return path
 
 
-def write_video(path: Path, frames: list[np.ndarray]) -> None:
+def write_video(path: Path, frames: list[np.ndarray], rotation: int = 0) -> None:
+    """An H.264 clip of ``frames``; ``rotation``: the display matrix's counterclockwise degrees, as a
+    phone writes it (-90: portrait, stored as landscape frames to be turned clockwise)."""
     import av
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        if rotation:
+            stream.set_display_rotation(rotation)
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))

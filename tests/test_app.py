@@ -94,6 +94,10 @@ def test_segment_video(segmenter, tmp_path):
     assert calls == [(1, 3), (2, 3), (3, 3)]
     assert result.path == tmp_path / "out" / "clip_mask.mp4"   # opacity 0: the mask itself
     assert (result.frames, result.size) == (3, (240, 180)) and result.latency_ms > 0
+    # A portrait phone clip (landscape frames and a -90 degree flag) is shown, segmented and
+    # reported upright.
+    write_video(tmp_path / "portrait.mp4", [np.ascontiguousarray(np.rot90(f, 1)) for f in frames[:1]], rotation=-90)
+    assert web.segment_video(segmenter, tmp_path / "portrait.mp4", tmp_path / "out").size == (240, 180)
     import av
     with av.open(str(result.path)) as container:
         decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
@@ -287,7 +291,9 @@ def test_page_segments_a_video(page, tmp_path):
     from selenium.webdriver.common.by import By
     frames = [np.asarray(Image.open(path).convert("RGB"))[::2, ::2] for path in web.DEMO_FRAMES[:3]]
     write_video(tmp_path / "clip.mp4", frames)
-    page.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Video']").click()
+    # The page renders in the browser: wait for the tab, a loaded machine takes a while to draw it.
+    wait_for(lambda: page.find_elements(By.XPATH, "//button[@role='tab' and normalize-space()='Video']"),
+             timeout=60, what="the Video tab")[0].click()
     upload(page, "input-video", tmp_path / "clip.mp4")
     wait_for(lambda: page.find_elements(By.CSS_SELECTOR, "#input-video video"), timeout=60, what="the uploaded video")
     page.find_element(By.ID, "run-video").click()

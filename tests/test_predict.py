@@ -10,7 +10,7 @@ from fplnet import Segmenter
 from fplnet.models import load_model
 from fplnet.cli import main
 
-from _helpers import CITYSCAPES_SAMPLE, camvid_image, camvid_images, make_checkpoint, normalized
+from _helpers import CITYSCAPES_SAMPLE, camvid_image, camvid_images, make_checkpoint, normalized, write_video
 
 # Plain eager: the CLI tests are about files, not speed, and must not wait for torch.compile.
 EAGER = "--no-fast"
@@ -215,12 +215,7 @@ def test_cli_video(camvid_ckpt, tmp_path):
     av = pytest.importorskip("av")
     frames = [camvid_image(i)[::2, ::2] for i in range(5)]   # 180 x 240
     video = tmp_path / "clip.mp4"
-    with av.open(str(video), mode="w") as container:
-        stream = container.add_stream("libx264", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 240, 180, "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))
+    write_video(video, frames)
 
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", str(camvid_ckpt), str(video), "--output", str(out),
@@ -240,6 +235,42 @@ def test_cli_video(camvid_ckpt, tmp_path):
     assert main(["predict", "--checkpoint", str(camvid_ckpt), str(broken), "--output", str(earlier.parent), EAGER]) != 0
     assert earlier.read_bytes() == b"an earlier result"
     assert sorted(p.name for p in earlier.parent.iterdir()) == ["clip_overlay.mp4"]
+
+
+def test_a_phone_clip_is_segmented_the_way_up_its_rotation_flag_says(tmp_path):
+    """A portrait phone clip stores landscape frames and a display matrix rotated -90 degrees
+    (turn clockwise to view, as ffmpeg's autorotate does): the network sees the upright scene and
+    the result is written upright, with no flag."""
+    av = pytest.importorskip("av")
+    upright_scene = [camvid_image(i)[::2, ::2].transpose(1, 0, 2)[:, ::-1] for i in range(2)]   # 240 x 180
+    stored = [np.ascontiguousarray(np.rot90(frame, 1)) for frame in upright_scene]               # 180 x 240
+    video = tmp_path / "portrait.mp4"
+    write_video(video, stored, rotation=-90)
+    with av.open(str(video)) as container:
+        first = next(container.decode(video=0))
+        assert first.rotation == -90 and (first.height, first.width) == (180, 240)
+
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", "camvid", str(video), "--output", str(out),
+                 "--overlay", "0", "--no-legend", EAGER]) == 0
+    with av.open(str(out / "portrait_mask.mp4")) as container:
+        decoded = [f for f in container.decode(video=0)]
+    assert len(decoded) == 2 and all(f.rotation == 0 for f in decoded)
+    masks = [f.to_ndarray(format="rgb24") for f in decoded]
+    assert all(mask.shape == (240, 180, 3) for mask in masks)
+    # The colours are those of the upright scene's labels (up to the video codec's loss; the
+    # shipped model, whose label maps are smooth enough to survive it), not those the sideways
+    # frames give, turned upright.
+    segmenter = Segmenter("camvid", fast=False)
+    from fplnet.engine.predict import upright
+    with av.open(str(video)) as container:
+        turned = [upright(f) for f in container.decode(video=0)]
+    expected = [segmenter.colorize(segmenter.predict(frame)) for frame in turned]
+    sideways = [np.rot90(segmenter.colorize(segmenter.predict(np.rot90(frame, 1))), -1) for frame in turned]
+    for mask, right, wrong in zip(masks, expected, sideways):
+        error, turned_error = np.abs(mask.astype(int) - right).mean(), np.abs(mask.astype(int) - wrong).mean()
+        print(f"mean colour error {error:.1f} upright, {turned_error:.1f} segmented sideways")
+        assert error < 8 and error < turned_error / 2
 
 
 def test_a_photo_is_segmented_the_way_up_its_exif_orientation_says(eager, tmp_path):

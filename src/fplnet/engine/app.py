@@ -175,25 +175,24 @@ def segment_image(segmenter, image, alpha: float = 0.5) -> ImageResult:
 class VideoResult:
     path: Path                # the segmented video (H.264 MP4)
     frames: int
-    size: tuple[int, int]     # width, height
+    size: tuple[int, int]     # width, height of the frames as shown (a rotation flag applied)
     latency_ms: float         # median per frame
 
 
-def probe_video(path) -> tuple[Optional[int], tuple[int, int]]:
-    """(frames the container announces, or None when it does not say; (width, height)), or a
-    ValueError if the file is not a video that can be decoded."""
+def probe_video(path) -> Optional[int]:
+    """The frames the container announces, or None when it does not say; a ValueError if the file
+    is not a video that can be decoded."""
     import av
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise ValueError(f"{Path(path).name} has no video stream; {VIDEO_HINT}")
             stream = container.streams.video[0]
-            size = (stream.codec_context.width, stream.codec_context.height)
             if stream.frames:
-                return int(stream.frames), size
+                return int(stream.frames)
             if stream.duration and stream.time_base and stream.average_rate:
-                return max(1, round(float(stream.duration * stream.time_base * stream.average_rate))), size
-            return None, size
+                return max(1, round(float(stream.duration * stream.time_base * stream.average_rate)))
+            return None
     except av.FFmpegError as err:
         raise ValueError(f"{Path(path).name} could not be decoded as a video ({err}); {VIDEO_HINT}") from err
 
@@ -206,7 +205,7 @@ def segment_video(segmenter, source, output_dir, alpha: float = 0.5,
     import av
     from .predict import Item, Predictor, Writer
     source = Path(source)
-    total, size = probe_video(source)
+    total = probe_video(source)
     done = 0
 
     def on_predicted(count: int) -> None:
@@ -223,7 +222,7 @@ def segment_video(segmenter, source, output_dir, alpha: float = 0.5,
         raise ValueError(f"{source.name} could not be decoded as a video ({err}); {VIDEO_HINT}") from err
     except ValueError as err:  # Predictor.video: no frame could be decoded
         raise ValueError(f"{source.name}: {err}; {VIDEO_HINT}") from err
-    return VideoResult(path=path, frames=predictor.frames, size=size,
+    return VideoResult(path=path, frames=predictor.frames, size=predictor.frame_size,
                        latency_ms=statistics.median(predictor.latencies_ms))
 
 

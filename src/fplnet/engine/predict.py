@@ -43,8 +43,10 @@ command names its outputs (``*_mask.png``, ``*_trainid.png``, ``*_overlay.jpg``,
 always an input.
 
 Videos: frames are decoded in order and written at the stream's average frame rate, so a
-variable-frame-rate clip keeps its frames but not their exact timestamps; a rotation flag in the
-container (phone clips) is not applied, the frames are segmented as stored; audio is not copied.
+variable-frame-rate clip keeps its frames but not their exact timestamps; audio is not copied. A
+rotation in the container's display matrix (phone clips store portrait video as landscape
+frames with a flag) is applied before the network sees a frame (``upright``): the model is run
+on the scene the way up a player shows it, and the result is written that way up, with no flag.
 
 The summary gives the per-image model latency (preprocessing, forward pass and argmax; file
 reading and writing excluded).
@@ -192,6 +194,15 @@ class Writer:
         return paths
 
 
+def upright(frame) -> np.ndarray:
+    """A decoded video frame as H x W x 3 RGB, turned the way a player shows it. PyAV reads the
+    display matrix's rotation as degrees counterclockwise (``VideoFrame.rotation``), which
+    ``np.rot90`` applies in quarter turns; a mirrored matrix (no camera writes one) is not undone."""
+    rgb = frame.to_ndarray(format="rgb24")
+    quarter_turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
+
+
 def _video_writer(path: Path, rate, width: int, height: int):
     import av
     container = av.open(str(path), mode="w")
@@ -217,6 +228,7 @@ class Predictor:
         self.legend, self.progress = legend, progress
         self.latencies_ms: list[float] = []   # per image or frame
         self.images = self.frames = 0
+        self.frame_size: Optional[tuple[int, int]] = None   # (width, height) of the last video's upright frames
 
     def _run(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
         started = time.perf_counter()
@@ -261,6 +273,7 @@ class Predictor:
                         picture = (self.segmenter.overlay(rgb, label_map, self.writer.alpha) if overlay
                                    else self.segmenter.colorize(label_map))
                         if output is None:
+                            self.frame_size = (rgb.shape[1], rgb.shape[0])
                             output, out_stream = _video_writer(partial, rate, rgb.shape[1], rgb.shape[0])
                             if self.legend:
                                 legend = Legend(self.segmenter.info, rgb.shape[1], rgb.shape[0])
@@ -273,7 +286,7 @@ class Predictor:
                     pending.clear()
 
                 for frame in source.decode(stream):
-                    pending.append(frame.to_ndarray(format="rgb24"))
+                    pending.append(upright(frame))
                     if len(pending) == self.batch_size:
                         flush()
                 if pending:
