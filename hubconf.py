@@ -7,8 +7,9 @@ Every entry point builds a registered model through ``fplnet.create_model``: the
 as ``fplnet train`` and ``fplnet predict``. ``pretrained`` names shipped weights ("camvid") or a
 checkpoint / safetensors path; the class count then comes from the weights. The models return
 logits at input resolution for a normalized RGB batch; a pretrained model carries how to
-prepare that batch as ``model.inference_spec`` (mean, std, classes, palette and ``eval_size``, the
-size to run it at), and ``fplnet.Segmenter`` applies it for you.
+prepare that batch as ``model.inference_spec`` (mean, std, classes, palette and the size to run
+it at: a fixed ``eval_size``, or ``eval_short_side`` with the aspect ratio kept; its
+``network_size(input_size)`` gives the (H, W)), and ``fplnet.Segmenter`` applies it for you.
 """
 import os as _os
 import sys as _sys

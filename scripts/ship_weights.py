@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from fplnet.checkpoint import load_checkpoint, recorded_eval_size, save_safetensors
+from fplnet.checkpoint import load_checkpoint, recorded_eval_short_side, recorded_eval_size, save_safetensors
 from fplnet.data import build_dataset
 from fplnet.engine.evaluate import evaluate_checkpoint
 from fplnet.engine.train import TrainConfig
@@ -160,17 +160,18 @@ def main(argv=None) -> int:
     require_finished(ckpt, args.checkpoint)
     if args.eval_short_side is not None:
         if recorded_eval_size(ckpt) is not None:
-            raise SystemExit(f"{args.checkpoint} runs at a fixed eval size {recorded_eval_size(ckpt)}; "
-                             "--eval-short-side would be ignored, drop it")
+            raise SystemExit(f"{args.checkpoint} runs at a fixed eval size {recorded_eval_size(ckpt)}, which "
+                             "--eval-short-side cannot replace; ship it without --eval-short-side")
         if args.eval_short_side < 1:
             raise SystemExit(f"--eval-short-side {args.eval_short_side}: must be a positive number of pixels")
         ckpt["eval_short_side"] = args.eval_short_side
+    # Both models are scored the way the shipped file will run (its run config may record a short side).
+    short_side = recorded_eval_short_side(ckpt)
     wall_minutes, stages = training_wall_minutes(ckpt) if args.wall_minutes is None else (args.wall_minutes, [])
     # Refuse a mismatched sibling before the (slower) evaluation of the shipped model.
-    heldout = (heldout_record(args.heldout, run, args.data_root, args.heldout_split, args.eval_short_side)
+    heldout = (heldout_record(args.heldout, run, args.data_root, args.heldout_split, short_side)
                if args.heldout else None)
-    figures = measure(args.checkpoint, run.get("dataset", "camvid"), args.data_root, args.split,
-                      args.eval_short_side)
+    figures = measure(args.checkpoint, run.get("dataset", "camvid"), args.data_root, args.split, short_side)
     extra = {
         "metrics": {f"{args.split}_miou": figures["miou"], f"{args.split}_iou": figures["iou"],
                     f"{args.split}_pixel_accuracy": figures["pixel_accuracy"], "evaluated_on": figures["evaluated_on"]},

@@ -305,4 +305,4 @@ def test_page_segments_a_video(page, tmp_path):
     with av.open(str(tmp_path / "segmented.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 3
     latency = page.find_element(By.CSS_SELECTOR, "#video-latency textarea").get_attribute("value")
-    assert "ms per frame at 240x180" in latency and "median of 3 frames" in latency
+    assert "ms per frame at 240x180, network at 480x360" in latency and "median of 3 frames" in latency

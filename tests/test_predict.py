@@ -265,6 +265,11 @@ def test_a_phone_clip_is_segmented_the_way_up_its_rotation_flag_says(tmp_path):
     from fplnet.engine.predict import upright
     with av.open(str(video)) as container:
         turned = [upright(f) for f in container.decode(video=0)]
+    # upright() gives back the scene the clip was made from (up to the codec), not a wrong turn of it.
+    for scene, frame in zip(upright_scene, turned):
+        assert frame.shape == scene.shape
+        error, wrong_turn = np.abs(frame.astype(int) - scene).mean(), np.abs(frame.astype(int) - scene[::-1, ::-1]).mean()
+        assert error < 8 and wrong_turn > 3 * error
     expected = [segmenter.colorize(segmenter.predict(frame)) for frame in turned]
     sideways = [np.rot90(segmenter.colorize(segmenter.predict(np.rot90(frame, 1))), -1) for frame in turned]
     for mask, right, wrong in zip(masks, expected, sideways):

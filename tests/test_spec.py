@@ -204,3 +204,9 @@ def test_a_short_side_must_be_whole_pixels():
     from fplnet.engine.train import ConfigError
     with pytest.raises(ConfigError, match="--eval-short-side 0: must be a positive integer"):
         load_config(None, {"model": "fplnet_encoder", "dataset": "camvid", "eval_short_side": 0})
+    with pytest.raises(ConfigError, match="--eval-short-side 360: cannot go with --eval-size"):
+        load_config(None, {"model": "fplnet_encoder", "dataset": "camvid", "eval_short_side": 360,
+                           "eval_size": "360x480"})
+    spec = InferenceSpec.from_checkpoint({"num_classes": 11})
+    with pytest.raises(ValueError, match="short side 0: must be a positive whole number"):
+        spec.with_size(short_side=0)

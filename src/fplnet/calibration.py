@@ -106,12 +106,14 @@ def training_files(ckpt: dict, data: Optional[Union[str, Path]]) -> tuple[list[P
 
 
 def calibration_set(ckpt: dict, data: Optional[Union[str, Path]] = None,
-                    count: int = DEFAULT_CALIBRATION_FRAMES, exclude: Iterable[Union[str, Path]] = ()) -> CalibrationSet:
+                    count: int = DEFAULT_CALIBRATION_FRAMES, exclude: Iterable[Union[str, Path]] = (),
+                    spec: Optional[InferenceSpec] = None) -> CalibrationSet:
     """``count`` calibration frames for the model of ``ckpt``, none of the files in ``exclude``
-    (module docstring)."""
+    (module docstring), preprocessed by ``spec`` (default: the checkpoint's; pass the spec the
+    model will run with when a size overrides the recorded one)."""
     if count < 1:
         raise ValueError(f"the calibration set needs at least one frame, got {count}")
-    spec = InferenceSpec.from_checkpoint(ckpt)
+    spec = spec or InferenceSpec.from_checkpoint(ckpt)
     pool, description, data_root = training_files(ckpt, data)
     excluded = {Path(path).resolve() for path in exclude}
     files = [path for path in pool if path.resolve() not in excluded]

@@ -139,8 +139,9 @@ def load_checkpoint(name_or_path: Union[str, Path], map_location="cpu") -> dict:
 
 
 def recorded_eval_size(ckpt: dict) -> Optional[tuple[int, int]]:
-    """The (H, W) a checkpoint's network runs at, or None for the input's own size: its
-    ``eval_size``, or for files written before that key existed, its run config's."""
+    """The fixed (H, W) a checkpoint's network runs at, or None (then its short side, if any,
+    decides, ``recorded_eval_short_side``): its ``eval_size``, or for files written before that
+    key existed, its run config's."""
     size = ckpt.get("eval_size")
     if size is None:
         size = (ckpt.get("run_config") or {}).get("eval_size")

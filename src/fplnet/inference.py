@@ -101,7 +101,8 @@ class Segmenter:
             self.variant = variant if isinstance(variant, Variant) else Variant.parse(variant)
         else:
             self.variant = fast_variant(self.device) if fast else Variant.parse("eager")
-        calibration = calibration_set(ckpt, calib_data, calib_size) if self.variant.needs_calibration else None
+        calibration = (calibration_set(ckpt, calib_data, calib_size, spec=self.spec)
+                       if self.variant.needs_calibration else None)
         self.runner = InferenceRunner(model, self.variant, self.device, calibration=calibration)
         scales = DEFAULT_SCALES if tta is True else tta
         self.tta = TestTimeAugmentation(self.runner, scales, tta_flip) if scales else None

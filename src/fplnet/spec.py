@@ -7,7 +7,7 @@
     eval_short_side  without eval_size: the input is scaled, aspect ratio kept, so that its
                      shorter side is this many pixels; neither: the input's own size
 
-A checkpoint carries it (its ``dataset`` description and ``eval_size``), and so do shipped
+A checkpoint carries it (its ``dataset`` description and the two sizes), and so do shipped
 safetensors (their metadata) and exported graphs (their metadata, ``to_dict``).
 ``InferenceSpec.from_checkpoint`` is the one reader: ``fplnet evaluate``, ``Segmenter`` (and so
 ``fplnet predict``, the web app and the demo), ``fplnet export``, ``fplnet benchmark`` and models
@@ -15,8 +15,8 @@ built with ``create_model(pretrained=...)`` / torch.hub (``model.inference_spec`
 here.
 
 How it is applied, the same way everywhere (``fplnet.data.resize``): the image is normalized,
-resized to ``eval_size`` with antialiased bilinear (the resize ``train_size`` applies to
-training images), run, and the logits are resized bilinearly back to the input's size before
+resized to the network size (``network_size``: ``eval_size``, else the short side) with
+antialiased bilinear (the resize ``train_size`` applies to training images), run, and the logits are resized bilinearly back to the input's size before
 the argmax. A model trained on Cityscapes at 1024x512 is therefore run at 1024x512 whatever the
 size of the image it is given, and its labels come back at the image's size.
 
@@ -47,7 +47,7 @@ def preprocess(images: Sequence[np.ndarray], mean, std, device="cpu") -> torch.T
     """Same-size H x W x 3 uint8 RGB arrays -> normalized float32 (N, 3, H, W) on ``device``:
     [0, 255] -> [0, 1] -> (x - mean) / std per channel. The only preprocessing of fplnet's
     inference (``Segmenter``, calibration frames, the benchmark's agreement check); the resize
-    to ``eval_size`` follows (``InferenceSpec.to_network``)."""
+    to the network size follows (``InferenceSpec.to_network``)."""
     wrong = [f"{i}: {a.dtype}, shape {a.shape}" for i, a in enumerate(images)
              if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3]
     if wrong:
@@ -90,6 +90,10 @@ class InferenceSpec:
             return self
         if eval_size is not None and short_side is not None:
             raise ValueError("give a fixed eval size or a short side, not both")
+        if short_side is not None and (int(short_side) != short_side or short_side < 1):
+            raise ValueError(f"short side {short_side!r}: must be a positive whole number of pixels")
+        if eval_size is not None and (len(eval_size) != 2 or min(int(v) for v in eval_size) < 1):
+            raise ValueError(f"eval size {eval_size!r}: must be (height, width) in positive pixels")
         return replace(self, eval_size=None if eval_size is None else (int(eval_size[0]), int(eval_size[1])),
                        eval_short_side=None if short_side is None else int(short_side))
 

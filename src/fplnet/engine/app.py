@@ -247,7 +247,9 @@ def legend_html(shares: list[ClassShare]) -> str:
 
 def latency_text(segmenter, milliseconds: float, size: tuple[int, int], first_of_size: bool = False) -> str:
     width, height = size
-    text = (f"{milliseconds:.0f} ms per frame at {width}x{height} ({segmenter.model_name}, variant "
+    net_h, net_w = segmenter.spec.network_size((height, width))
+    network = "" if (net_w, net_h) == (width, height) else f", network at {net_w}x{net_h}"
+    text = (f"{milliseconds:.0f} ms per frame at {width}x{height}{network} ({segmenter.model_name}, variant "
             f"{segmenter.variant}, {segmenter.device}; preprocessing, forward pass and argmax)")
     if first_of_size:
         text += " - the first image of this size includes one-time setup; the next one shows the steady latency"

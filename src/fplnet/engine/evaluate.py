@@ -137,7 +137,7 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     if variant.name != "eager":
         # Never calibrated on the frames it is scored on (a train + val model evaluated on val).
         calibration = (calibration_set(ckpt, calib_data or data_root, calib_size,
-                                       exclude=[image for image, _ in dataset.files])
+                                       exclude=[image for image, _ in dataset.files], spec=spec)
                        if variant.needs_calibration else None)
         runner = InferenceRunner(model, variant, device, calibration=calibration)
     images, masks = dataset.load_all_uint8()

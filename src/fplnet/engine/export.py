@@ -67,7 +67,7 @@ def add_arguments(parser):
                         help="ONNX opset, 9 to 20 (default 17)")
     parser.add_argument("--size", type=image_size, default=None,
                         help="HEIGHTxWIDTH of the example input used to trace and to verify (default: the checkpoint's "
-                             "eval size, else 360x480); the exported graph accepts any size")
+                             "network size for a 360x480 input); the exported graph accepts any size")
     parser.add_argument("--int8", action="store_true",
                         help="openvino: quantize to INT8 (NNCF post-training quantization)")
     add_calibration_arguments(parser, "--int8", "the training split the checkpoint records, if that folder is reachable")

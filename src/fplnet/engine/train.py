@@ -83,8 +83,8 @@ class TrainConfig:
     hflip: bool = True
     color_jitter: Optional[tuple] = None         # (brightness, contrast, saturation, hue); None: off
     train_size: Optional[tuple] = None           # resize originals first (Cityscapes: 512x1024)
-    eval_size: Optional[tuple] = None            # network input size at evaluation (None: native)
-    eval_short_side: Optional[int] = None        # else: inputs scaled, aspect kept, to this short side (fplnet.spec)
+    eval_size: Optional[tuple] = None            # network input size at evaluation (None: see eval_short_side)
+    eval_short_side: Optional[int] = None        # else: inputs scaled, aspect kept, to this short side (None: native)
     class_weights: str = "enet"                  # "enet" | "none"
     class_weight_c: float = 1.02                 # c in w = 1 / ln(c + p): the paper's (ENet's) 1.02; the CamVid
                                                  # code of CGNet, DABNet and ESPNet uses 1.10 (docs/recipe.md)
@@ -121,7 +121,7 @@ COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune", "max-auto
 RESUME_MAY_CHANGE = ("data_root", "device", "amp", "channels_last", "compile", "output", "save_every_minutes",
                      "save_every_epochs",
                      "time_budget_minutes", "log_every", "tensorboard", "val_every", "eval_batch_size",
-                     "notes", "init_from", "eval_short_side")
+                     "notes", "init_from")
 
 
 class ConfigError(ValueError):
@@ -147,6 +147,8 @@ def validate_config(cfg: TrainConfig) -> None:
     side = cfg.eval_short_side
     require(side is None or (isinstance(side, int) and not isinstance(side, bool) and side >= 1), "eval_short_side",
             "must be a positive integer (pixels) or null")
+    require(side is None or cfg.eval_size is None, "eval_short_side",
+            f"cannot go with --eval-size {cfg.eval_size!r}: the network runs at a fixed size or at a short side")
     require(cfg.optimizer in OPTIMIZERS, "optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
     require(cfg.amp in AMP_MODES, "amp", f"must be one of {', '.join(AMP_MODES)}")
     require(cfg.compile in COMPILE_MODES, "compile", f"must be one of {', '.join(COMPILE_MODES)}")

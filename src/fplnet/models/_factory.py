@@ -25,7 +25,7 @@ def create_model(name: str, num_classes: Optional[int] = None, pretrained: Optio
     ``pretrained`` names shipped weights (``"camvid"``) or a checkpoint / safetensors path; the
     class count then comes from the weights unless given explicitly, and the model carries the
     weights' inference spec as ``model.inference_spec`` (``fplnet.spec``: mean, std, classes,
-    palette, eval_size).
+    palette, the network size: ``eval_size`` or ``eval_short_side``).
     """
     entry = get_model_entry(name)
     if pretrained is not None:
@@ -52,7 +52,7 @@ def _load_pretrained(name: str, pretrained: str, num_classes: Optional[int], ove
     # BatchNorms would normalize with the statistics of each input batch. model.train() to fine-tune.
     model.eval()
     model.pretrained_info = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    # How to feed it (mean, std, eval_size) and read it (classes, palette): what Segmenter applies.
+    # How to feed it (mean, std, network size) and read it (classes, palette): what Segmenter applies.
     model.inference_spec = InferenceSpec.from_checkpoint(ckpt)
     return model
 
