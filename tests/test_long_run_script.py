@@ -158,3 +158,26 @@ def test_the_progress_report_reads_each_stages_log(tmp_path, capsys):
     assert "heldout_adam/full: epoch 3\n" in out and "last train loss -" in out
     assert "validations (epoch: mIoU): 2: 38.50" in out
     assert "img/s over epochs 2-3: median 9.00, range 9.00-9.00; epoch seconds median 40.0" in out
+
+
+def test_the_shipping_script_ships_only_ended_runs_with_the_short_side(tmp_path):
+    """scripts/ship_long_run.sh: refuses while a run has not ended; once both have, it ships with
+    the held-out sibling and eval_short_side 360, and writes the outputs the README quotes."""
+    ship = REPO / "scripts" / "ship_long_run.sh"
+    runs = {"RUN": tmp_path / "trainval", "HELDOUT": tmp_path / "heldout"}
+    for stage in ("trainval/encoder", "trainval/full", "heldout/full"):
+        (tmp_path / stage).mkdir(parents=True)
+    env = {**os.environ, "HARDWARE": "test VM", "NOTE": "test", **{k: str(v) for k, v in runs.items()}}
+    refused = subprocess.run(["bash", str(ship)], cwd=REPO, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "trainval/encoder has not ended" in refused.stderr
+    for stage in ("trainval/encoder", "trainval/full", "heldout/full"):
+        (tmp_path / stage / "summary.json").write_text("{}")
+    planned = subprocess.run(["bash", str(ship)], cwd=REPO, env={**env, "DRY_RUN": "1"}, capture_output=True,
+                             text=True)
+    assert planned.returncode == 0, planned.stderr
+    commands = planned.stdout.splitlines()
+    assert commands[0].startswith(f"+ .venv/bin/python scripts/ship_weights.py {runs['RUN']}/full/last.pt")
+    assert f"--heldout {runs['HELDOUT']}/full/last.pt --heldout-split heldout_val --eval-short-side 360" in commands[0]
+    assert any("--json docs/runs/camvid_val_eval.json --plot docs/images/camvid_val_confusion.png" in c
+               for c in commands)
+    assert sum("--variant openvino+int8" in c for c in commands) == 2
