@@ -43,6 +43,7 @@ import yaml
 
 from fplnet.checkpoint import load_checkpoint, recorded_eval_short_side, recorded_eval_size, save_safetensors
 from fplnet.data import build_dataset
+from fplnet.engine.arguments import positive_int
 from fplnet.engine.evaluate import evaluate_checkpoint
 from fplnet.engine.train import TrainConfig
 from fplnet.provenance import git_commit
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
     parser.add_argument("--heldout-split", default="heldout_val")
     parser.add_argument("--hardware", default="")
     parser.add_argument("--note", default="")
-    parser.add_argument("--eval-short-side", type=int, metavar="N",
+    parser.add_argument("--eval-short-side", type=positive_int, metavar="N",
                         help="run users' images scaled, aspect kept, to this shorter side (360 for CamVid)")
     parser.add_argument("--wall-minutes", type=float,
                         help="default: what the checkpoints record (stage 1 + this run)")
@@ -159,11 +160,10 @@ def main(argv=None) -> int:
     run = ckpt.get("run_config", {})
     require_finished(ckpt, args.checkpoint)
     if args.eval_short_side is not None:
-        if recorded_eval_size(ckpt) is not None:
-            raise SystemExit(f"{args.checkpoint} runs at a fixed eval size {recorded_eval_size(ckpt)}, which "
+        fixed = recorded_eval_size(ckpt)
+        if fixed is not None:
+            raise SystemExit(f"{args.checkpoint} runs at a fixed eval size {fixed}, which "
                              "--eval-short-side cannot replace; ship it without --eval-short-side")
-        if args.eval_short_side < 1:
-            raise SystemExit(f"--eval-short-side {args.eval_short_side}: must be a positive number of pixels")
         ckpt["eval_short_side"] = args.eval_short_side
     # Both models are scored the way the shipped file will run (its run config may record a short side).
     short_side = recorded_eval_short_side(ckpt)

@@ -16,9 +16,10 @@ here.
 
 How it is applied, the same way everywhere (``fplnet.data.resize``): the image is normalized,
 resized to the network size (``network_size``: ``eval_size``, else the short side) with
-antialiased bilinear (the resize ``train_size`` applies to training images), run, and the logits are resized bilinearly back to the input's size before
-the argmax. A model trained on Cityscapes at 1024x512 is therefore run at 1024x512 whatever the
-size of the image it is given, and its labels come back at the image's size.
+antialiased bilinear (the resize ``train_size`` applies to training images), run, and the
+logits are resized bilinearly back to the input's size before the argmax. A model trained on
+Cityscapes at 1024x512 is therefore run at 1024x512 whatever the size of the image it is given,
+and its labels come back at the image's size.
 
 Why a short side as well as a fixed size: CamVid's frames are all 360x480, so a CamVid model
 needs no resize on CamVid, but the images users give it are not CamVid's. A 1920x1080 dashcam

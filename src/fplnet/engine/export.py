@@ -3,9 +3,9 @@
 The exported graph takes a normalized float32 RGB batch ``image`` (N, 3, H, W) and returns
 ``logits`` (N, C, H, W); batch, height and width are free. Preprocessing is *not* in the graph:
 the checkpoint's inference spec (``fplnet.spec``: mean, std, class names, palette and
-``eval_size`` or ``eval_short_side``, the size to run the network at) travels with the file as JSON (ONNX: the
-``metadata_props`` entry "fplnet"; TorchScript: the extra file "fplnet.json"; OpenVINO: the
-model's ``rt_info`` entry "fplnet" inside the .xml), so a consumer can normalize and resize its
+``eval_size`` or ``eval_short_side``, the size to run the network at) travels with the file as
+JSON (ONNX: the ``metadata_props`` entry "fplnet"; TorchScript: the extra file "fplnet.json";
+OpenVINO: the model's ``rt_info`` entry "fplnet" inside the .xml), so a consumer can normalize and resize its
 input and colour the argmax without fplnet installed.
 
 OpenVINO (``--format openvino --output NAME.xml``) writes NAME.xml and NAME.bin with fp32
