@@ -43,6 +43,9 @@ def configurations(nncf) -> dict:
         "ignore_deconv": {"ignored_scope": scope(types=deconvs)},
         "mixed_ignore_deconv": {"preset": nncf.QuantizationPreset.MIXED, "ignored_scope": scope(types=deconvs)},
         "ignore_deconv_initial": {"ignored_scope": scope(types=deconvs, patterns=[".*/encoder/initial/convs.*"])},
+        "mixed_fusions": {"preset": nncf.QuantizationPreset.MIXED, "ignored_scope": scope(patterns=[".*/encoder/fusions.*"])},
+        "mixed_fusions_enc_stage0": {"preset": nncf.QuantizationPreset.MIXED,
+                                     "ignored_scope": scope(patterns=[".*/encoder/fusions.*", r".*/encoder/stages\.0.*"])},
     }
 
 

@@ -14,8 +14,8 @@
 #   4. the demo grid (`fplnet demo`) and the training curves of both stages (plot_training.py);
 #   5. the mIoU of what is deployed: eager, OpenVINO f32 and INT8 on val and heldout_val.
 # Left to the person shipping (they are edits, not outputs): the README and docs tables that quote
-# these files, removing the camvid_trainval weights (checkpoint.PRETRAINED, tests, README), and
-# removing the runs' resumable checkpoints from docs/runs/long once the weights are committed.
+# these files, and removing the runs' resumable checkpoints from docs/runs/long (and runs/long, or
+# `cpu_queue.sh save` copies them back) once the weights are committed.
 set -euo pipefail
 
 DATA=${DATA:-../shared/data/camvid}

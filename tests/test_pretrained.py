@@ -80,9 +80,3 @@ def test_demo_writes_masks_overlays_and_grid(tmp_path, capsys):
     assert len(list(tmp_path.glob("*_mask.png"))) == 5 and len(list(tmp_path.glob("*_overlay.jpg"))) == 5
     assert (tmp_path / "grid.png").exists()
 
-
-def test_trainval_weights_say_they_have_seen_val(tmp_path, capsys):
-    meta = load_checkpoint("camvid_trainval")
-    assert meta["run_config"]["train_split"] == "trainval" and "HAS SEEN" in meta["note"]
-    assert cli(["demo", "--checkpoint", "camvid_trainval", "--output", str(tmp_path), "--no-fast", "--repeats", "0"]) == 0
-    assert "HAS seen these frames" in capsys.readouterr().out
