@@ -480,6 +480,74 @@ def test_amp_auto_picks_bf16_on_cuda_and_on_a_bf16_cpu_only_when_compiled(monkey
     assert train_module.default_amp(cpu, "reduce-overhead") == ("bf16" if native_bf16 else "none")
 
 
+def dilated_conv_shapes(model: torch.nn.Module, size=(360, 480)) -> set:
+    """(in, out, kernel, dilation, groups, input height, width) of every dilated convolution, as
+    the model meets them on a CamVid-sized input."""
+    shapes = set()
+
+    def record(module, inputs, _):
+        shapes.add((module.in_channels, module.out_channels, module.kernel_size, module.dilation,
+                    module.groups, *inputs[0].shape[-2:]))
+    hooks = [m.register_forward_hook(record) for m in model.modules()
+             if isinstance(m, torch.nn.Conv2d) and max(m.dilation) > 1]
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, *size))
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+def conv_weight_grad(shape, x, channels_last: bool, bf16: bool) -> torch.Tensor:
+    cin, cout, kernel, dilation, groups = shape[:5]
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(cin, cout, kernel, dilation=dilation, groups=groups, bias=False,
+                           padding=tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel)))
+    if channels_last:
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = conv(x)
+    out.float().square().mean().backward()
+    return conv.weight.grad
+
+
+@pytest.mark.parametrize("name", ["espnet_c", "fplnet"])
+def test_bf16_cpu_steps_get_the_gradients_of_dilated_convolutions_right(name):
+    """The layout a bf16 CPU step picks (channels_last unless ``bf16_channels_last_hazard`` names a
+    layer) gives every dilated convolution of the model, at the shapes a CamVid crop gives it,
+    the weight gradients fp32 gives, within bf16's rounding. ESPNet-C is the model whose run went
+    NaN in channels_last; FPLNet keeps channels_last."""
+    from fplnet.models import create_model
+    from fplnet.runtime import bf16_channels_last_hazard
+    model = create_model(name, num_classes=11)
+    hazard = bf16_channels_last_hazard(model, torch.device("cpu"), "bf16")
+    assert (hazard is not None) == (name == "espnet_c")
+    assert bf16_channels_last_hazard(model, torch.device("cpu"), "none") is None
+    shapes = dilated_conv_shapes(model)
+    assert shapes
+    for shape in sorted(shapes):
+        x = torch.randn(2, shape[0], *shape[5:], generator=torch.Generator().manual_seed(1))
+        reference = conv_weight_grad(shape, x, channels_last=False, bf16=False)
+        got = conv_weight_grad(shape, x, channels_last=hazard is None, bf16=True)
+        error = ((got - reference).norm() / reference.norm()).item()
+        assert math.isfinite(error) and error < 0.02, (shape, error)
+
+
+def test_bf16_cpu_run_keeps_contiguous_layout_for_a_hazardous_model_and_refuses_channels_last(tiny_camvid, tmp_path):
+    trainer = Trainer(config(tiny_camvid, tmp_path / "auto", model="espnet_c", amp="bf16", device="cpu"))
+    try:
+        assert trainer.channels_last is False
+    finally:
+        trainer.close()
+    with pytest.raises(ConfigError, match="--channels-last .* --no-channels-last"):
+        Trainer(config(tiny_camvid, tmp_path / "forced", model="espnet_c", amp="bf16", device="cpu",
+                       channels_last=True))
+    trainer = Trainer(config(tiny_camvid, tmp_path / "fpl", amp="bf16", device="cpu"))
+    try:
+        assert trainer.channels_last is True
+    finally:
+        trainer.close()
+
+
 def test_time_budget_shortens_the_schedule_from_the_runs_own_epochs(tiny_camvid, tmp_path, monkeypatch):
     # On a clock that moves 1 s each time it is read, an epoch "takes" several seconds, so a
     # 2-minute budget holds some but not all of 100 epochs.

@@ -65,6 +65,30 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def bf16_channels_last_hazard(model: torch.nn.Module, device: torch.device, amp: str):
+    """The first layer whose gradients a bf16 channels_last training step on this device cannot be
+    trusted with, or None.
+
+    On the CPU, torch 2.13.0's bf16 convolution backward in the channels_last layout returns wrong
+    weight gradients, often NaN or inf and once a crash, for convolutions dilated along both axes
+    (measured layer by layer against fp32 on the 2-core AMD EPYC, avx512_bf16: ESP modules' 3x3
+    convolutions at dilation 2-16 and CGNet's dilated depthwise ones were off by 57-99 % or not
+    finite; the same layers in bf16 with the contiguous layout, and in fp32 in either layout, agree
+    within 0.3 %; docs/benchmarks.md, "bf16 and channels_last on the CPU"). It is what made
+    ESPNet-C's ablation run reach a NaN loss at its second step. Which channel counts and dilations
+    fail follows no rule we could see (some 3x3 dilated convolutions of FPLNet's unfactorized
+    variant pass), so every convolution dilated along both axes counts: FPLNet's own modules,
+    whose dilated convolutions are 3x1 and 1x3, dilated along one axis, all pass. fp32 is not
+    affected; CUDA runs cuDNN's kernels, not these, and is left alone (not measured here)."""
+    if device.type != "cpu" or amp != "bf16":
+        return None
+    for name, module in model.named_modules():
+        if (isinstance(module, torch.nn.Conv2d) and min(module.dilation) > 1
+                and min(module.kernel_size) > 1):
+            return name
+    return None
+
+
 def parse_size(text) -> tuple[int, int]:
     """'360x480' or [360, 480] -> (360, 480): height first, as tensors are laid out. Both
     sides must be whole numbers of at least 1."""
