@@ -480,36 +480,6 @@ def test_amp_auto_picks_bf16_on_cuda_and_on_a_bf16_cpu_only_when_compiled(monkey
     assert train_module.default_amp(cpu, "reduce-overhead") == ("bf16" if native_bf16 else "none")
 
 
-def dilated_conv_shapes(model: torch.nn.Module, size=(360, 480)) -> set:
-    """(in, out, kernel, dilation, groups, input height, width) of every dilated convolution, as
-    the model meets them on a CamVid-sized input."""
-    shapes = set()
-
-    def record(module, inputs, _):
-        shapes.add((module.in_channels, module.out_channels, module.kernel_size, module.dilation,
-                    module.groups, *inputs[0].shape[-2:]))
-    hooks = [m.register_forward_hook(record) for m in model.modules()
-             if isinstance(m, torch.nn.Conv2d) and max(m.dilation) > 1]
-    with torch.no_grad():
-        model.eval()(torch.randn(1, 3, *size))
-    for hook in hooks:
-        hook.remove()
-    return shapes
-
-
-def conv_weight_grad(shape, x, channels_last: bool, bf16: bool) -> torch.Tensor:
-    cin, cout, kernel, dilation, groups = shape[:5]
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(cin, cout, kernel, dilation=dilation, groups=groups, bias=False,
-                           padding=tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel)))
-    if channels_last:
-        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        out = conv(x)
-    out.float().square().mean().backward()
-    return conv.weight.grad
-
-
 @pytest.mark.parametrize("name", ["espnet_c", "fplnet"])
 def test_bf16_cpu_steps_get_the_gradients_of_dilated_convolutions_right(name):
     """The layout a bf16 CPU step picks (channels_last unless ``bf16_channels_last_hazard`` names a
@@ -517,7 +487,7 @@ def test_bf16_cpu_steps_get_the_gradients_of_dilated_convolutions_right(name):
     the weight gradients fp32 gives, within bf16's rounding. ESPNet-C is the model whose run went
     NaN in channels_last; FPLNet keeps channels_last."""
     from fplnet.models import create_model
-    from fplnet.runtime import bf16_channels_last_hazard
+    from fplnet.runtime import bf16_channels_last_hazard, bf16_weight_grad_error, dilated_conv_shapes
     model = create_model(name, num_classes=11)
     hazard = bf16_channels_last_hazard(model, torch.device("cpu"), "bf16")
     assert (hazard is not None) == (name == "espnet_c")
@@ -525,11 +495,26 @@ def test_bf16_cpu_steps_get_the_gradients_of_dilated_convolutions_right(name):
     shapes = dilated_conv_shapes(model)
     assert shapes
     for shape in sorted(shapes):
-        x = torch.randn(2, shape[0], *shape[5:], generator=torch.Generator().manual_seed(1))
-        reference = conv_weight_grad(shape, x, channels_last=False, bf16=False)
-        got = conv_weight_grad(shape, x, channels_last=hazard is None, bf16=True)
-        error = ((got - reference).norm() / reference.norm()).item()
+        error = bf16_weight_grad_error(shape, channels_last=hazard is None)
         assert math.isfinite(error) and error < 0.02, (shape, error)
+
+
+def test_a_compiled_bf16_step_keeps_the_contiguous_layout_when_asked():
+    """inductor turns convolutions channels_last by itself; ``compile_step(keep_layout=True)``
+    turns that off, so a compiled bf16 CPU step of one of ESPNet-C's dilated convolutions (25
+    channels, rate 4, at 1/8 of a 360x480 crop: NaN in channels_last) gets fp32's gradient."""
+    def weight_grad(bf16: bool, compiled: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(25, 25, 3, padding=4, dilation=4, bias=False)
+        step = train_module.compile_step(conv, "default", keep_layout=True) if compiled else conv
+        x = torch.randn(2, 25, 45, 60, generator=torch.Generator().manual_seed(1))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = step(x)
+        out.float().square().mean().backward()
+        return conv.weight.grad
+    reference, got = weight_grad(bf16=False, compiled=False), weight_grad(bf16=True, compiled=True)
+    error = ((got - reference).norm() / reference.norm()).item()
+    assert math.isfinite(error) and error < 0.02, error
 
 
 def test_bf16_cpu_run_keeps_contiguous_layout_for_a_hazardous_model_and_refuses_channels_last(tiny_camvid, tmp_path):

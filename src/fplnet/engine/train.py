@@ -311,6 +311,19 @@ def default_amp(device: torch.device, compile_mode: str = "none") -> str:
     return "none"
 
 
+def compile_step(model: nn.Module, mode: str, keep_layout: bool = False) -> nn.Module:
+    """``torch.compile(model, mode=mode)``; with ``keep_layout``, the same inductor options with
+    its layout optimization off. That optimization runs convolutions channels_last whatever the
+    input's layout, so without it a compiled bf16 CPU step of ESPNet-C still met the wrong
+    channels_last gradients (``bf16_channels_last_hazard``) and went NaN in its first epoch; with
+    it off, its first epoch's loss was eager's (1.4051). The mode is passed as its inductor
+    options because ``torch.compile`` takes a mode or options, not both."""
+    if not keep_layout:
+        return torch.compile(model, mode=mode)
+    from torch._inductor import list_mode_options
+    return torch.compile(model, options={**list_mode_options(mode), "layout_optimization": False})
+
+
 def cpu_has_native_bf16() -> bool:
     """bf16 instructions on this CPU: avx512_bf16 or AMX. (oneDNN's ``_is_mkldnn_bf16_supported``
     says yes on any avx512_core CPU, which only emulates bf16.)"""
@@ -480,8 +493,9 @@ class Trainer:
         """channels_last unless asked otherwise (15-19 % faster CPU steps, docs/benchmarks.md),
         but never where the bf16 CPU kernels get this model's gradients wrong
         (``bf16_channels_last_hazard``): ``auto`` falls back to the contiguous layout, which is
-        exact there, and an explicit ``channels_last: true`` is refused."""
-        hazard = bf16_channels_last_hazard(model, self.device, self.amp)
+        exact there, and an explicit ``channels_last: true`` is refused. A compiled step then keeps
+        that layout too (``compile_step``)."""
+        hazard = self.layout_hazard = bf16_channels_last_hazard(model, self.device, self.amp)
         if hazard is None:
             return True if self.cfg.channels_last is None else self.cfg.channels_last
         if self.cfg.channels_last:
@@ -515,7 +529,8 @@ class Trainer:
         # The network the training step runs: compiled when asked (forward and, through
         # AOTAutograd, backward); it shares its parameters with self.model, which is what is
         # saved and validated (eagerly, in eval mode).
-        self.step_model = self.ddp if cfg.compile == "none" else torch.compile(self.ddp, mode=cfg.compile)
+        self.step_model = (self.ddp if cfg.compile == "none" else
+                           compile_step(self.ddp, cfg.compile, keep_layout=self.layout_hazard is not None))
         self.optimizer = build_optimizer(self.model, cfg)
         # fp16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
