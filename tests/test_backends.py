@@ -53,6 +53,8 @@ def test_fp32_backends_match_eager(camvid_model, frames, variant):
         assert diff < 1e-3, f"{variant}: max |logit diff| {diff:.2e} (logits up to {reference.abs().max():.1f})"
         assert agreement(reference, out) >= 0.999
     if variant == "openvino":
+        # NHWC out of the plugin, handed back as channels_last without a copy (nhwc_output).
+        assert out.is_contiguous(memory_format=torch.channels_last)
         info = runner.backend_info()
         # Set explicitly, never left to the plugin (which picks bf16 on CPUs that have it).
         assert info["inference_precision_hint"] == "f32"
@@ -85,7 +87,38 @@ def test_fplnet_fusions_stay_in_float(camvid_model):
              .get_ops()]
     matched = [n for n in names if any(re.fullmatch(p, n) for p in scope["patterns"])]
     assert {n.split("/")[2] for n in matched} == {"fusions.0", "fusions.1", *(f"stages.0.{i}" for i in range(5))}
-    assert any(n.endswith("Concat") for n in matched)
+    # The fusions' BN + PReLU, split per concatenated part (split_concat_convs), keep their names.
+    assert any(n.endswith("norm_act.1/PRelu/part2") for n in matched)
+
+
+def test_concatenations_before_convolutions_are_split_exactly(camvid_model, frames):
+    """split_concat_convs rewrites FPLNet's stem and both FIR fusions (concat -> BN -> PReLU ->
+    conv) into one chain per part, summed, and the OpenVINO model computes the same logits and no
+    longer executes those three concatenations."""
+    import io
+
+    import openvino
+    from fplnet.fast import prepare_model
+    from fplnet.graph_export import export_onnx_bytes
+    from fplnet.openvino_backend import compile_for_shape, rank4_prelu_slopes, split_concat_convs
+    prepared = prepare_model(camvid_model, Variant.parse("openvino"))
+    plain = rank4_prelu_slopes(openvino.convert_model(io.BytesIO(export_onnx_bytes(prepared))))
+    split = plain.clone()
+    assert split_concat_convs(split) == 3
+    names = {op.get_friendly_name() for op in split.get_ops()}
+    assert {"/encoder/stages.0.0/reduce/Conv/part1", "/encoder/stages.1.0/reduce/Conv/part2",
+            "/head/project/Conv/part2"} <= names
+
+    def concats(compiled) -> int:
+        return sum(op.get_rt_info()["layerType"].astype(str) == "Concatenation"
+                   for op in compiled.get_runtime_model().get_ops())
+    for x in frames:
+        before, after = (compile_for_shape(m, tuple(x.shape), 2) for m in (plain, split))
+        assert concats(after) == concats(before) - 3
+        reference, out = (torch.from_numpy(c(x.numpy())[0]) for c in (before, after))
+        diff = (reference - out).abs().max().item()
+        assert diff < 1e-4 * max(1.0, reference.abs().max().item()), diff
+        assert agreement(reference, out) >= 0.999
 
 
 def test_prelu_slopes_have_the_rank_of_their_input(camvid_model):

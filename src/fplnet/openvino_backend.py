@@ -90,7 +90,9 @@ def to_openvino(model: nn.Module):
     """An eval-mode model (BatchNorms already folded, as ``fplnet.fast.prepare_model`` does) ->
     ``openvino.Model`` with dynamic batch, height and width, via the shipped ONNX graph."""
     ov = require("openvino")
-    return rank4_prelu_slopes(ov.convert_model(io.BytesIO(export_onnx_bytes(model))))
+    ov_model = rank4_prelu_slopes(ov.convert_model(io.BytesIO(export_onnx_bytes(model))))
+    split_concat_convs(ov_model)
+    return ov_model
 
 
 def rank4_prelu_slopes(ov_model):
@@ -119,6 +121,80 @@ def rank4_prelu_slopes(ov_model):
             op.input(1).replace_source_output(reshaped.output(0))
     ov_model.validate_nodes_and_infer_types()
     return ov_model
+
+
+def _single_compute_user(output):
+    """The one node that reads ``output``, not counting shape reads (ShapeOf); None if not one."""
+    users = [t.get_node() for t in output.get_target_inputs() if t.get_node().get_type_name() != "ShapeOf"]
+    return users[0] if len(users) == 1 else None
+
+
+def _constant(output):
+    node = output.get_node()
+    return node.get_data() if node.get_type_name() == "Constant" else None
+
+
+def split_concat_convs(ov_model) -> int:
+    """Rewrite every channel concatenation whose only reader is a chain of per-channel ops (a
+    folded BatchNorm's Multiply and Add, a PReLU) ending in a convolution into one such chain per
+    part, each with the convolution's weights for its channels, summed. Exact: those ops act
+    channel by channel and a convolution is a sum over its input channels. Returns how many.
+
+    Why: FPLNet's stem and FIR fusions concatenate a few image channels to the features (35, 131
+    and 259 channels) and BN + PReLU the result before a 1x1 convolution. The CPU plugin runs that
+    concatenation as a copy into a channel count its blocked layouts do not divide, then reorders
+    it; split, each part stays in the layout of the convolution that made it, and the sum is fused
+    into the last convolution (timings: docs/benchmarks.md, "OpenVINO graph rewrites"). INT8
+    gains too: each part gets its own activation range instead of one for image and features.
+
+    The new nodes keep the names of the nodes they replace with ``/partK`` appended, so NNCF's
+    ignored scopes (``KEEP_IN_FLOAT``) match them as they matched the originals. Shape reads of
+    the old chain (ShapeOf, for the decoder's crops) keep reading it; at a static shape OpenVINO
+    folds them and drops the unused chain."""
+    ops = require("openvino").opset13
+    per_channel = {"Multiply": ops.multiply, "Add": ops.add, "PRelu": ops.prelu}
+    count = 0
+    for concat in list(ov_model.get_ordered_ops()):
+        if concat.get_type_name() != "Concat" or concat.get_attributes().get("axis") not in (1, -3):
+            continue
+        # The per-channel ops after the concatenation, up to the convolution that reads them.
+        chain, node = [], _single_compute_user(concat.output(0))
+        while node is not None and node.get_type_name() in per_channel and node.get_input_size() == 2:
+            chain.append(node)
+            node = _single_compute_user(node.output(0))
+        conv = node
+        if not chain or conv is None or conv.get_type_name() != "Convolution":
+            continue
+        constants = [_constant(n.input(1).get_source_output()) for n in chain]
+        weight = _constant(conv.input(1).get_source_output())
+        parts = [i.get_source_output() for i in concat.inputs()]
+        widths = [p.get_partial_shape()[1] for p in parts]
+        if any(v is None for v in constants + [weight]) or not all(w.is_static for w in widths):
+            continue
+        attrs = conv.get_attributes()
+        total, start = None, 0
+        for k, (part, width) in enumerate(zip(parts, widths)):
+            channels = slice(start, start + width.get_length())
+            start = channels.stop
+            y = part
+            for op, values in zip(chain, constants):
+                # this part's per-channel constants ((1, C, 1, 1)); a broadcast one serves every part
+                values = np.asarray(values)
+                own = values[:, channels] if values.ndim == 4 and values.shape[1] > 1 else values
+                y = per_channel[op.get_type_name()](y, ops.constant(np.ascontiguousarray(own)))
+                y.set_friendly_name(f"{op.get_friendly_name()}/part{k}")
+            y = ops.convolution(y, ops.constant(np.ascontiguousarray(weight[:, channels])), attrs["strides"],
+                                attrs["pads_begin"], attrs["pads_end"], attrs["dilations"], attrs["auto_pad"])
+            y.set_friendly_name(f"{conv.get_friendly_name()}/part{k}")
+            if total is not None:
+                y = ops.add(total, y)
+                y.set_friendly_name(f"{conv.get_friendly_name()}/sum{k}")
+            total = y
+        for target in list(conv.output(0).get_target_inputs()):
+            target.replace_source_output(total.output(0))
+        count += 1
+    ov_model.validate_nodes_and_infer_types()
+    return count
 
 
 def keep_in_float(model: nn.Module) -> dict:
@@ -160,6 +236,22 @@ def compile_for_shape(ov_model, shape: Sequence[int], threads: int, precision: s
     return core().compile_model(model, "CPU", properties)
 
 
+def nhwc_output(ov_model):
+    """A copy of ``ov_model`` (one NCHW output) whose output tensor is laid out NHWC.
+
+    Why: the CPU plugin computes the last layer in NHWC, so an NCHW output costs one more reorder
+    of the full-resolution logits (3.4 ms of the fp32 CamVid model at 512x1024 in
+    ``scripts/openvino_profile.py``). ``OpenVINORunner`` asks for NHWC and hands the logits back
+    as an (N, C, H, W) tensor in channels_last memory, the same values without a copy. Saved IR
+    files keep their NCHW output, which is what other consumers of the file expect."""
+    ov = require("openvino")
+    from openvino.preprocess import PrePostProcessor
+    ppp = PrePostProcessor(ov_model.clone())
+    ppp.output(0).model().set_layout(ov.Layout("NCHW"))
+    ppp.output(0).tensor().set_layout(ov.Layout("NHWC"))
+    return ppp.build()
+
+
 def executed_precision(compiled) -> dict:
     """What a compiled model runs in: the plugin's precision hint as it reads it back, and the
     count of executed compute layers per runtime precision (``{"f32": 120}``, ``{"u8": 180, "i8": 90, ...}``)."""
@@ -186,6 +278,7 @@ class OpenVINORunner:
     def __init__(self, ov_model, threads: int, precision: str = "f32", quantization: Optional[dict] = None):
         self.ov_model, self.threads, self.precision = ov_model, threads, precision
         self.quantization = quantization   # quantization_facts of an INT8 model
+        self._runnable = None              # ov_model with an NHWC output (nhwc_output), made once
         self._compiled: dict = {}
 
     @classmethod
@@ -207,8 +300,11 @@ class OpenVINORunner:
         key = tuple(x.shape)
         compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = self._compiled[key] = compile_for_shape(self.ov_model, key, self.threads, self.precision)
-        return torch.from_numpy(compiled(x.contiguous().numpy())[0])
+            if self._runnable is None:
+                self._runnable = nhwc_output(self.ov_model)
+            compiled = self._compiled[key] = compile_for_shape(self._runnable, key, self.threads, self.precision)
+        # (N, H, W, C) from the plugin, seen as (N, C, H, W) in channels_last: no copy.
+        return torch.from_numpy(compiled(x.contiguous().numpy())[0]).permute(0, 3, 1, 2)
 
     def info(self) -> dict:
         """The OpenVINO version, the quantization points, and what the last compiled shape executes in."""
