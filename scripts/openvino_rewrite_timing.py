@@ -1,6 +1,7 @@
-"""What ``split_concat_convs`` (fplnet.openvino_backend) is worth: one FPLNet, converted with and
-without the rewrite, in fp32 and INT8 (the same calibration frames and float scope for both),
-timed side by side in one process with the calls interleaved, at each size asked for.
+"""What ``split_concat_convs`` and ``nhwc_output`` (fplnet.openvino_backend) are worth: one
+FPLNet, converted without and with the rewrite, and with an NHWC output as well, in fp32 and INT8
+(the same calibration frames and float scope for each), timed side by side in one process with
+the calls interleaved, at each size asked for.
 
     python scripts/openvino_rewrite_timing.py --checkpoint camvid --sizes 512x1024,360x480 \
         --calib-data ../shared/data/camvid > docs/runs/openvino/rewrite_timing.jsonl
@@ -24,18 +25,19 @@ from fplnet.calibration import calibration_set
 from fplnet.fast import Variant, prepare_model
 from fplnet.graph_export import export_onnx_bytes
 from fplnet.models import load_model
-from fplnet.openvino_backend import (compile_for_shape, executed_precision, keep_in_float, quantize, rank4_prelu_slopes,
-                                     require, split_concat_convs)
+from fplnet.openvino_backend import (compile_for_shape, executed_precision, keep_in_float, nhwc_output, quantize,
+                                     rank4_prelu_slopes, require, split_concat_convs)
 from fplnet.runtime import parse_size
 
 
 def graphs(model) -> dict:
-    """The converted graph without and with the rewrite (both with rank-4 PReLU slopes)."""
+    """The converted graph without and with the rewrite (both with rank-4 PReLU slopes), and the
+    rewritten one with the NHWC output ``OpenVINORunner`` runs (``nhwc_output``)."""
     onnx = export_onnx_bytes(prepare_model(model, Variant.parse("openvino")))
     plain = rank4_prelu_slopes(require("openvino").convert_model(io.BytesIO(onnx)))
     split = plain.clone()
     count = split_concat_convs(split)
-    return {"plain": plain, f"split ({count} concatenations)": split}
+    return {"plain": plain, f"split ({count} concatenations)": split, "split + NHWC output": nhwc_output(split)}
 
 
 def main():
@@ -52,12 +54,14 @@ def main():
     fp32 = graphs(model)
     frames = calibration_set(ckpt, args.calib_data, args.calib_size).frames
     scope = keep_in_float(model)
-    int8 = {name: quantize(graph, frames, scope) for name, graph in fp32.items()}
+    int8 = {name: quantize(graph, frames, scope) for name, graph in fp32.items() if "NHWC" not in name}
+    int8["split + NHWC output"] = nhwc_output(next(graph for name, graph in int8.items() if name.startswith("split")))
     for size in (parse_size(s) for s in args.sizes.split(",")):
         x = np.random.default_rng(0).standard_normal((1, 3, *size)).astype(np.float32)
         for precision, models in (("fp32", fp32), ("int8", int8)):
             compiled = {name: compile_for_shape(graph, x.shape, threads) for name, graph in models.items()}
             outputs = {name: c(x)[0] for name, c in compiled.items()}
+            outputs = {name: out.transpose(0, 3, 1, 2) if "NHWC" in name else out for name, out in outputs.items()}
             first = next(iter(outputs.values()))
             times = {name: [] for name in compiled}
             for _ in range(2):                       # warm-up

@@ -517,6 +517,19 @@ def test_a_compiled_bf16_step_keeps_the_contiguous_layout_when_asked():
     assert math.isfinite(error) and error < 0.02, error
 
 
+def test_trainer_compiles_a_hazardous_bf16_cpu_step_without_inductors_layout_switch(tiny_camvid, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: calls.append(kwargs) or model)
+    for name, out in (("espnet_c", "esp"), ("fplnet_encoder", "fpl")):
+        trainer = Trainer(config(tiny_camvid, tmp_path / out, model=name, amp="bf16", device="cpu",
+                                 compile="reduce-overhead"))
+        trainer.close()
+    hazardous, plain = calls
+    assert hazardous["options"]["layout_optimization"] is False and "mode" not in hazardous
+    assert hazardous["options"]["triton.cudagraphs"] is True    # reduce-overhead's own option, kept
+    assert plain == {"mode": "reduce-overhead"}
+
+
 def test_bf16_cpu_run_keeps_contiguous_layout_for_a_hazardous_model_and_refuses_channels_last(tiny_camvid, tmp_path):
     trainer = Trainer(config(tiny_camvid, tmp_path / "auto", model="espnet_c", amp="bf16", device="cpu"))
     try:

@@ -134,6 +134,38 @@ def _constant(output):
     return node.get_data() if node.get_type_name() == "Constant" else None
 
 
+def _per_channel_constant(output, channels: int):
+    """A Constant as (1, C, 1, 1) or (1, 1, 1, 1) float values, or None for anything else
+    (another layout, or not a constant): the only shapes ``split_concat_convs`` can slice."""
+    values = _constant(output)
+    if values is None:
+        return None
+    values = np.asarray(values)
+    if values.size == 1:
+        return values.reshape(1, 1, 1, 1)
+    return values if values.shape == (1, channels, 1, 1) else None
+
+
+def _read_shape_from_part(ops, replaced: list, part, channels: int) -> None:
+    """Point the shape reads (ShapeOf) of the replaced nodes at a shape built from ``part``:
+    [N, channels, H, W], which is what they read. Without it, a graph with free input sizes would
+    keep computing the replaced concatenation just to read its shape."""
+    for node in replaced:
+        for target in list(node.output(0).get_target_inputs()):
+            shape_of = target.get_node()
+            if shape_of.get_type_name() != "ShapeOf":
+                continue
+            dtype = shape_of.get_output_element_type(0)
+            source = ops.shape_of(part, dtype.get_type_name() if hasattr(dtype, "get_type_name") else str(dtype))
+            axis = ops.constant(np.array(0, dtype=np.int64))
+            pieces = [ops.gather(source, ops.constant(np.array([0], dtype=np.int64)), axis),
+                      ops.constant(np.array([channels], dtype=source.get_output_element_type(0).to_dtype())),
+                      ops.gather(source, ops.constant(np.array([2, 3], dtype=np.int64)), axis)]
+            shape = ops.concat(pieces, 0)
+            for reader in list(shape_of.output(0).get_target_inputs()):
+                reader.replace_source_output(shape.output(0))
+
+
 def split_concat_convs(ov_model) -> int:
     """Rewrite every channel concatenation whose only reader is a chain of per-channel ops (a
     folded BatchNorm's Multiply and Add, a PReLU) ending in a convolution into one such chain per
@@ -144,32 +176,37 @@ def split_concat_convs(ov_model) -> int:
     and 259 channels) and BN + PReLU the result before a 1x1 convolution. The CPU plugin runs that
     concatenation as a copy into a channel count its blocked layouts do not divide, then reorders
     it; split, each part stays in the layout of the convolution that made it, and the sum is fused
-    into the last convolution (timings: docs/benchmarks.md, "OpenVINO graph rewrites"). INT8
-    gains too: each part gets its own activation range instead of one for image and features.
+    into the last convolution (timings: docs/benchmarks.md, "OpenVINO graph rewrites"). Only 1x1
+    convolutions are split, the case FPLNet has and the one timed.
 
     The new nodes keep the names of the nodes they replace with ``/partK`` appended, so NNCF's
     ignored scopes (``KEEP_IN_FLOAT``) match them as they matched the originals. Shape reads of
-    the old chain (ShapeOf, for the decoder's crops) keep reading it; at a static shape OpenVINO
-    folds them and drops the unused chain."""
+    the old chain (ShapeOf, for the decoder's crops) are pointed at the first part's shape with
+    the channel count set, so the old chain goes, at free input sizes too."""
     ops = require("openvino").opset13
     per_channel = {"Multiply": ops.multiply, "Add": ops.add, "PRelu": ops.prelu}
     count = 0
     for concat in list(ov_model.get_ordered_ops()):
-        if concat.get_type_name() != "Concat" or concat.get_attributes().get("axis") not in (1, -3):
+        if (concat.get_type_name() != "Concat" or concat.get_output_partial_shape(0).rank.get_length() != 4
+                or concat.get_attributes().get("axis") not in (1, -3)):
             continue
-        # The per-channel ops after the concatenation, up to the convolution that reads them.
+        # The per-channel ops after the concatenation, up to the 1x1 convolution that reads them.
         chain, node = [], _single_compute_user(concat.output(0))
         while node is not None and node.get_type_name() in per_channel and node.get_input_size() == 2:
             chain.append(node)
             node = _single_compute_user(node.output(0))
         conv = node
-        if not chain or conv is None or conv.get_type_name() != "Convolution":
+        if (not chain or conv is None or conv.get_type_name() != "Convolution"
+                or list(conv.get_input_shape(1))[2:] != [1, 1]):
             continue
-        constants = [_constant(n.input(1).get_source_output()) for n in chain]
-        weight = _constant(conv.input(1).get_source_output())
         parts = [i.get_source_output() for i in concat.inputs()]
         widths = [p.get_partial_shape()[1] for p in parts]
-        if any(v is None for v in constants + [weight]) or not all(w.is_static for w in widths):
+        if not all(w.is_static for w in widths):
+            continue
+        channels_total = sum(w.get_length() for w in widths)
+        constants = [_per_channel_constant(n.input(1).get_source_output(), channels_total) for n in chain]
+        weight = _constant(conv.input(1).get_source_output())
+        if any(v is None for v in constants + [weight]):
             continue
         attrs = conv.get_attributes()
         total, start = None, 0
@@ -178,9 +215,7 @@ def split_concat_convs(ov_model) -> int:
             start = channels.stop
             y = part
             for op, values in zip(chain, constants):
-                # this part's per-channel constants ((1, C, 1, 1)); a broadcast one serves every part
-                values = np.asarray(values)
-                own = values[:, channels] if values.ndim == 4 and values.shape[1] > 1 else values
+                own = values[:, channels] if values.shape[1] > 1 else values   # a (1, 1, 1, 1) one serves every part
                 y = per_channel[op.get_type_name()](y, ops.constant(np.ascontiguousarray(own)))
                 y.set_friendly_name(f"{op.get_friendly_name()}/part{k}")
             y = ops.convolution(y, ops.constant(np.ascontiguousarray(weight[:, channels])), attrs["strides"],
@@ -190,8 +225,10 @@ def split_concat_convs(ov_model) -> int:
                 y = ops.add(total, y)
                 y.set_friendly_name(f"{conv.get_friendly_name()}/sum{k}")
             total = y
+        total.output(0).add_names(conv.output(0).get_names())
         for target in list(conv.output(0).get_target_inputs()):
             target.replace_source_output(total.output(0))
+        _read_shape_from_part(ops, [concat] + chain, parts[0], channels_total)
         count += 1
     ov_model.validate_nodes_and_infer_types()
     return count

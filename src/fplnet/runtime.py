@@ -102,7 +102,7 @@ def dilated_conv_shapes(model: torch.nn.Module, size=(360, 480)) -> set:
     was_training = model.training
     try:
         with torch.no_grad():
-            model.eval()(torch.randn(1, 3, *size))
+            model.eval()(torch.zeros(1, 3, *size))
     finally:
         model.train(was_training)
         for hook in hooks:
@@ -118,9 +118,10 @@ def bf16_weight_grad_error(shape: tuple, channels_last: bool, batch: int = 2) ->
     grads = []
     for layout, bf16 in ((torch.contiguous_format, False),
                          (torch.channels_last if channels_last else torch.contiguous_format, True)):
-        torch.manual_seed(0)
-        conv = torch.nn.Conv2d(cin, cout, kernel, dilation=dilation, groups=groups, bias=False,
-                               padding=tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel)))
+        with torch.random.fork_rng(devices=[]):   # the same initial weights, the caller's RNG untouched
+            torch.manual_seed(0)
+            conv = torch.nn.Conv2d(cin, cout, kernel, dilation=dilation, groups=groups, bias=False,
+                                   padding=tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel)))
         conv.to(memory_format=layout)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = conv(x.contiguous(memory_format=layout))

@@ -493,8 +493,8 @@ class Trainer:
         """channels_last unless asked otherwise (15-19 % faster CPU steps, docs/benchmarks.md),
         but never where the bf16 CPU kernels get this model's gradients wrong
         (``bf16_channels_last_hazard``): ``auto`` falls back to the contiguous layout, which is
-        exact there, and an explicit ``channels_last: true`` is refused. A compiled step then keeps
-        that layout too (``compile_step``)."""
+        exact there, and an explicit ``channels_last: true`` is refused. A compiled step of such a
+        model then keeps that layout too (``compile_step``); sets ``layout_hazard``."""
         hazard = self.layout_hazard = bf16_channels_last_hazard(model, self.device, self.amp)
         if hazard is None:
             return True if self.cfg.channels_last is None else self.cfg.channels_last
