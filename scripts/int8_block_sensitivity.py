@@ -72,6 +72,12 @@ def configurations(nncf) -> dict:
     # One more block in float beside the current scope: stage 1's downsampler, or the decoder's deconvolutions.
     table["mixed_fusions_enc_stage0_stage1_down"] = {
         "preset": nncf.QuantizationPreset.MIXED, "ignored_scope": scope(patterns=current + [r".*/encoder/stages\.1\.0/.*"])}
+    # The best range estimator (mean of per-frame quantiles) with one more block in float: stage
+    # 1's downsampler, or its last module (the first NNCF's accuracy control put back).
+    for key, pattern in (("stage1_down", r".*/encoder/stages\.1\.0/.*"), ("stage1_last", r".*/encoder/stages\.1\.8/.*")):
+        table[f"mixed_fusions_enc_stage0_mean_quantile_{key}"] = {
+            "preset": nncf.QuantizationPreset.MIXED, "ignored_scope": scope(patterns=current + [pattern]),
+            "advanced_parameters": options["mean_quantile"]}
     table["mixed_fusions_enc_stage0_deconvs"] = {
         "preset": nncf.QuantizationPreset.MIXED, "ignored_scope": scope(patterns=current, types=deconvs)}
     return table

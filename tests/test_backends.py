@@ -76,9 +76,9 @@ def test_variant_rules(camvid_model, tmp_path, monkeypatch):
 
 
 def test_fplnet_fusions_stay_in_float(camvid_model):
-    """The ignored scope chosen for FPLNet (fplnet.openvino_backend docstring: the fusions and
-    encoder stage 0) names nodes that exist in its converted graph: a renamed module would
-    otherwise quantize them silently."""
+    """The ignored scope chosen for FPLNet (fplnet.openvino_backend docstring: the fusions,
+    encoder stage 0 and stage 1's last module) names nodes that exist in its converted graph: a
+    renamed module would otherwise quantize them silently."""
     import re
     from fplnet.fast import prepare_model
     from fplnet.openvino_backend import keep_in_float, to_openvino
@@ -86,7 +86,8 @@ def test_fplnet_fusions_stay_in_float(camvid_model):
     names = [op.get_friendly_name() for op in to_openvino(prepare_model(camvid_model, Variant.parse("openvino")))
              .get_ops()]
     matched = [n for n in names if any(re.fullmatch(p, n) for p in scope["patterns"])]
-    assert {n.split("/")[2] for n in matched} == {"fusions.0", "fusions.1", *(f"stages.0.{i}" for i in range(5))}
+    assert {n.split("/")[2] for n in matched} == {"fusions.0", "fusions.1", *(f"stages.0.{i}" for i in range(5)),
+                                                  "stages.1.8"}
     # The fusions' BN + PReLU, split per concatenated part (split_concat_convs), keep their names.
     assert any(n.endswith("norm_act.1/PRelu/part2") for n in matched)
 
@@ -154,7 +155,9 @@ def test_int8_export_end_to_end(camvid_model, frames, tmp_path, capsys):
     seen = int8["check_frames"]["seen_in_training"]
     assert seen == (2 if trained_on == "trainval" else 0) and int8["check_frames"]["left_out_of_calibration"]
     assert meta["weights_precision"].startswith("int8")
-    assert int8["kept_in_float"] == {"patterns": [r".*/encoder/fusions\.\d+/.*", r".*/encoder/stages\.0\..*"]}
+    assert int8["kept_in_float"] == {"patterns": [r".*/encoder/fusions\.\d+/.*", r".*/encoder/stages\.0\..*",
+                                                  r".*/encoder/stages\.1\.8/.*"]}
+    assert "MEAN_QUANTILE" in int8["method"]
     assert int8["nncf"]
     delta = int8["accuracy_delta"]
     assert delta["argmax_agreement"] >= 0.97 and {"miou_fp32", "miou_int8", "miou_delta"} <= set(delta)
