@@ -290,8 +290,8 @@ def nhwc_output(ov_model):
     """A copy of ``ov_model`` (one NCHW output) whose output tensor is laid out NHWC.
 
     Why: the CPU plugin computes the last layer in NHWC, so an NCHW output costs one more reorder
-    of the full-resolution logits (3.4 ms of the fp32 CamVid model at 512x1024 in
-    ``scripts/openvino_profile.py``). ``OpenVINORunner`` asks for NHWC and hands the logits back
+    of the full-resolution logits (2.9 ms in f32 and 3.4 ms in INT8 for the CamVid model at
+    512x1024, ``docs/runs/openvino_profile/camvid_512x1024_rank4_slopes.txt``). ``OpenVINORunner`` asks for NHWC and hands the logits back
     as an (N, C, H, W) tensor in channels_last memory, the same values without a copy. Saved IR
     files keep their NCHW output, which is what other consumers of the file expect."""
     ov = require("openvino")
