@@ -78,6 +78,15 @@ def configurations(nncf) -> dict:
         table[f"mixed_fusions_enc_stage0_mean_quantile_{key}"] = {
             "preset": nncf.QuantizationPreset.MIXED, "ignored_scope": scope(patterns=current + [pattern]),
             "advanced_parameters": options["mean_quantile"]}
+    # Towards speed (issue 9): encoder stage 0 in float is the costly part of the chosen scope (its
+    # five modules run at 1/4 of the input resolution). The chosen ranges and stage 1's last module,
+    # with none of stage 0, its downsampler, or its first two modules in float.
+    chosen = [".*/encoder/fusions.*", r".*/encoder/stages\.1\.8/.*"]
+    for key, extra in (("no_stage0", []), ("stage0_down", [r".*/encoder/stages\.0\.0/.*"]),
+                       ("stage0_first2", [r".*/encoder/stages\.0\.[01]/.*"])):
+        table[f"mixed_mean_quantile_fusions_stage1_last_{key}"] = {
+            "preset": nncf.QuantizationPreset.MIXED, "ignored_scope": scope(patterns=chosen + extra),
+            "advanced_parameters": options["mean_quantile"]}
     table["mixed_fusions_enc_stage0_deconvs"] = {
         "preset": nncf.QuantizationPreset.MIXED, "ignored_scope": scope(patterns=current, types=deconvs)}
     return table
