@@ -503,17 +503,9 @@ def test_a_compiled_bf16_step_keeps_the_contiguous_layout_when_asked():
     """inductor turns convolutions channels_last by itself; ``compile_step(keep_layout=True)``
     turns that off, so a compiled bf16 CPU step of one of ESPNet-C's dilated convolutions (25
     channels, rate 4, at 1/8 of a 360x480 crop: NaN in channels_last) gets fp32's gradient."""
-    def weight_grad(bf16: bool, compiled: bool) -> torch.Tensor:
-        torch.manual_seed(0)
-        conv = torch.nn.Conv2d(25, 25, 3, padding=4, dilation=4, bias=False)
-        step = train_module.compile_step(conv, "default", keep_layout=True) if compiled else conv
-        x = torch.randn(2, 25, 45, 60, generator=torch.Generator().manual_seed(1))
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = step(x)
-        out.float().square().mean().backward()
-        return conv.weight.grad
-    reference, got = weight_grad(bf16=False, compiled=False), weight_grad(bf16=True, compiled=True)
-    error = ((got - reference).norm() / reference.norm()).item()
+    from fplnet.runtime import bf16_weight_grad_error
+    error = bf16_weight_grad_error((25, 25, (3, 3), (4, 4), 1, 45, 60), channels_last=False,
+                                   wrap=lambda conv: train_module.compile_step(conv, "default", keep_layout=True))
     assert math.isfinite(error) and error < 0.02, error
 
 

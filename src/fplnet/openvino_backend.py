@@ -163,8 +163,7 @@ def _read_shape_from_part(ops, replaced: list, part, channels: int) -> None:
             shape_of = target.get_node()
             if shape_of.get_type_name() != "ShapeOf":
                 continue
-            dtype = shape_of.get_output_element_type(0)
-            source = ops.shape_of(part, dtype.get_type_name() if hasattr(dtype, "get_type_name") else str(dtype))
+            source = ops.shape_of(part, shape_of.get_output_element_type(0).get_type_name())
             axis = ops.constant(np.array(0, dtype=np.int64))
             pieces = [ops.gather(source, ops.constant(np.array([0], dtype=np.int64)), axis),
                       ops.constant(np.array([channels], dtype=source.get_output_element_type(0).to_dtype())),
@@ -291,8 +290,9 @@ def nhwc_output(ov_model):
 
     Why: the CPU plugin computes the last layer in NHWC, so an NCHW output costs one more reorder
     of the full-resolution logits (2.9 ms in f32 and 3.4 ms in INT8 for the CamVid model at
-    512x1024, ``docs/runs/openvino_profile/camvid_512x1024_rank4_slopes.txt``). ``OpenVINORunner`` asks for NHWC and hands the logits back
-    as an (N, C, H, W) tensor in channels_last memory, the same values without a copy. Saved IR
+    512x1024, ``docs/runs/openvino_profile/camvid_512x1024_rank4_slopes.txt``). ``OpenVINORunner``
+    asks for NHWC and hands the logits back as an (N, C, H, W) tensor in channels_last memory,
+    the same values without a copy. Saved IR
     files keep their NCHW output, which is what other consumers of the file expect."""
     ov = require("openvino")
     from openvino.preprocess import PrePostProcessor

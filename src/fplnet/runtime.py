@@ -110,9 +110,10 @@ def dilated_conv_shapes(model: torch.nn.Module, size=(360, 480)) -> set:
     return shapes
 
 
-def bf16_weight_grad_error(shape: tuple, channels_last: bool, batch: int = 2) -> float:
+def bf16_weight_grad_error(shape: tuple, channels_last: bool, batch: int = 2, wrap=None) -> float:
     """Relative L2 error of a CPU bf16-autocast convolution's weight gradient against fp32
-    contiguous, for one ``dilated_conv_shapes`` entry in one layout (inf when not finite)."""
+    contiguous, for one ``dilated_conv_shapes`` entry in one layout (inf when not finite).
+    ``wrap`` (e.g. a ``torch.compile``) is applied to the bf16 convolution before it runs."""
     cin, cout, kernel, dilation, groups, height, width = shape
     x = torch.randn(batch, cin, height, width, generator=torch.Generator().manual_seed(1))
     grads = []
@@ -123,8 +124,9 @@ def bf16_weight_grad_error(shape: tuple, channels_last: bool, batch: int = 2) ->
             conv = torch.nn.Conv2d(cin, cout, kernel, dilation=dilation, groups=groups, bias=False,
                                    padding=tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel)))
         conv.to(memory_format=layout)
+        step = wrap(conv) if bf16 and wrap is not None else conv
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = conv(x.contiguous(memory_format=layout))
+            out = step(x.contiguous(memory_format=layout))
         out.float().square().mean().backward()
         grads.append(conv.weight.grad)
     reference, got = grads
