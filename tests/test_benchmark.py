@@ -126,12 +126,17 @@ def test_plots_keep_data_sets_apart(tmp_path, capsys):
     assert "--camvid-plot" in capsys.readouterr().err
 
 
-def test_inference_compile_with_cuda_graphs_is_inductors_own_graphs():
+def test_inference_compile_with_cuda_graphs_is_inductors_own_graphs(monkeypatch):
     """compile+cuda_graphs: the fused compiled forward replayed by inductor's CUDA graphs (what
     mode='reduce-overhead' sets), not the eager capture of plain cuda_graphs."""
-    from fplnet.fast import InferenceRunner, compile_options
-    assert compile_options(Variant.parse("fold_bn+channels_last+compile+freeze")) == {"freezing": True}
-    assert compile_options(Variant.parse("fold_bn+compile+cuda_graphs+bf16")) == {"triton.cudagraphs": True}
-    assert compile_options(Variant.parse("compile")) is None
+    from fplnet.fast import InferenceRunner
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: calls.append(kwargs) or model)
+    for spec in ("fold_bn+channels_last+compile+freeze", "compile"):
+        InferenceRunner(torch.nn.Conv2d(3, 4, 1), spec, torch.device("cpu"))
+    assert calls == [{"options": {"freezing": True}, "dynamic": False}, {"dynamic": False}]
+    from fplnet.runtime import compile_module
+    compile_module(torch.nn.Conv2d(3, 4, 1), cuda_graphs=True, dynamic=False)
+    assert calls[-1] == {"options": {"triton.cudagraphs": True}, "dynamic": False}
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
         InferenceRunner(torch.nn.Conv2d(3, 4, 1), "compile+cuda_graphs", torch.device("cpu"))

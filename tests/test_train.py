@@ -500,12 +500,12 @@ def test_bf16_cpu_steps_get_the_gradients_of_dilated_convolutions_right(name):
 
 
 def test_a_compiled_bf16_step_keeps_the_contiguous_layout_when_asked():
-    """inductor turns convolutions channels_last by itself; ``compile_step(keep_layout=True)``
+    """inductor turns convolutions channels_last by itself; ``compile_module(keep_layout=True)``
     turns that off, so a compiled bf16 CPU step of one of ESPNet-C's dilated convolutions (25
     channels, rate 4, at 1/8 of a 360x480 crop: NaN in channels_last) gets fp32's gradient."""
-    from fplnet.runtime import bf16_weight_grad_error
+    from fplnet.runtime import bf16_weight_grad_error, compile_module
     error = bf16_weight_grad_error((25, 25, (3, 3), (4, 4), 1, 45, 60), channels_last=False,
-                                   wrap=lambda conv: train_module.compile_step(conv, "default", keep_layout=True))
+                                   wrap=lambda conv: compile_module(conv, "default", keep_layout=True))
     assert math.isfinite(error) and error < 0.02, error
 
 

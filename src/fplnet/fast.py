@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .graph_export import INPUT_NAME, export_onnx_bytes, trace_torchscript
-from .runtime import keep_freed_memory, require_package
+from .runtime import compile_module, keep_freed_memory, require_package
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -226,17 +226,6 @@ CPU_FAST = "fold_bn+channels_last+compile+freeze"
 CUDA_FAST = "fold_bn+channels_last+cuda_graphs"
 
 
-def compile_options(variant: "Variant") -> Optional[dict]:
-    """inductor options of a ``compile`` variant: freezing, and inductor's CUDA graphs (what
-    torch.compile's mode='reduce-overhead' turns on; a mode and options cannot be given together)."""
-    options = {}
-    if "freeze" in variant:
-        options["freezing"] = True
-    if "cuda_graphs" in variant:
-        options["triton.cudagraphs"] = True
-    return options or None
-
-
 @dataclass(frozen=True)
 class Variant:
     """One way of running a model, written as its switches joined by '+', e.g.
@@ -355,7 +344,8 @@ class InferenceRunner:
         self.model = prepare_model(model, self.variant).to(self.device)
         self._compiled = None
         if "compile" in self.variant:
-            self._compiled = torch.compile(self.model, dynamic=False, options=compile_options(self.variant))
+            self._compiled = compile_module(self.model, dynamic=False, freeze="freeze" in self.variant,
+                                            cuda_graphs="cuda_graphs" in self.variant)
         self._session = self._onnxruntime_session() if self.variant.backend == "onnxruntime" else None
         self._openvino = None
         if self.variant.backend == "openvino":

@@ -89,6 +89,31 @@ def bf16_channels_last_hazard(model: torch.nn.Module, device: torch.device, amp:
     return None
 
 
+def compile_module(model: torch.nn.Module, mode=None, *, freeze: bool = False, cuda_graphs: bool = False,
+                   keep_layout: bool = False, **kwargs) -> torch.nn.Module:
+    """``torch.compile`` for training and inference alike, with the inductor switches the project
+    uses named once: ``freeze`` (constant weights folded in, inference only), ``cuda_graphs``
+    (inductor's own CUDA graphs, what ``mode='reduce-overhead'`` turns on) and ``keep_layout``
+    (inductor's layout optimization off: it runs convolutions channels_last whatever the input's
+    layout, which a model ``bf16_channels_last_hazard`` names must not meet; without it a compiled
+    bf16 CPU step of ESPNet-C went NaN in its first epoch, with it its first loss was eager's).
+    ``torch.compile`` takes a mode or options, not both, so with a switch on the mode is passed
+    as its inductor options. Other keyword arguments (``dynamic``) go to ``torch.compile``."""
+    options = {}
+    if freeze:
+        options["freezing"] = True
+    if cuda_graphs:
+        options["triton.cudagraphs"] = True
+    if keep_layout:
+        options["layout_optimization"] = False
+    if not options:
+        return torch.compile(model, **({"mode": mode} if mode else {}), **kwargs)
+    if mode:
+        from torch._inductor import list_mode_options
+        options = {**list_mode_options(mode), **options}
+    return torch.compile(model, options=options, **kwargs)
+
+
 def dilated_conv_shapes(model: torch.nn.Module, size=(360, 480)) -> set:
     """(in, out, kernel, dilation, groups, input height, input width) of every dilated
     convolution of ``model``, as it meets them on one input of ``size``."""

@@ -58,12 +58,11 @@ from ..complexity import count_macs, count_params
 from ..fast import InferenceRunner, Variant, fast_variant
 from ..io import atomic_write_json, atomic_write_text
 from ..models import create_model, load_model
-from ..runtime import bf16_channels_last_hazard, keep_freed_memory, resolve_device
+from ..runtime import bf16_channels_last_hazard, compile_module, keep_freed_memory, resolve_device
 from .arguments import (add_calibration_arguments, checkpoint_name_or_file, device_name, existing_path, image_size, measured_point,
                         model_names, non_negative_int, positive_int, variant_specs, writable_file)
 from .figures import draw_camvid, draw_cityscapes
 from .latency import summarize_ms
-from .train import compile_step
 
 DEFAULT_MODELS = "fplnet,espnet,enet,erfnet,cgnet"
 
@@ -223,7 +222,7 @@ class TrainStep:
         # `fplnet train` compiles it: with inductor's own switch to channels_last off.
         keep_layout = ("channels_last" not in variant and bf16_channels_last_hazard(
             self.model, device, "bf16" if "bf16" in variant else "none") is not None)
-        self.forward = self.model if mode is None else compile_step(self.model, mode, keep_layout)
+        self.forward = self.model if mode is None else compile_module(self.model, mode, keep_layout=keep_layout)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
         self.scaler = torch.amp.GradScaler(device.type, enabled="fp16" in variant)
         generator = torch.Generator().manual_seed(0)

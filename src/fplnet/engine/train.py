@@ -53,7 +53,8 @@ from ..data.transforms import AugmentConfig, augment_batch, host_to_device, norm
 from ..io import atomic_write_text
 from ..models import create_model, list_models
 from ..provenance import git_commit, hardware
-from ..runtime import Distributed, autocast, bf16_channels_last_hazard, keep_freed_memory, parse_size
+from ..runtime import (Distributed, autocast, bf16_channels_last_hazard, compile_module, keep_freed_memory,
+                       parse_size)
 from .evaluate import evaluate
 from .progress import progress_bar
 from .run_folder import RunLock, RunLog, claim_for_new_run, default_run_folder
@@ -311,19 +312,6 @@ def default_amp(device: torch.device, compile_mode: str = "none") -> str:
     return "none"
 
 
-def compile_step(model: nn.Module, mode: str, keep_layout: bool = False) -> nn.Module:
-    """``torch.compile(model, mode=mode)``; with ``keep_layout``, the same inductor options with
-    its layout optimization off. That optimization runs convolutions channels_last whatever the
-    input's layout, so without it a compiled bf16 CPU step of ESPNet-C still met the wrong
-    channels_last gradients (``bf16_channels_last_hazard``) and went NaN in its first epoch; with
-    it off, its first epoch's loss was eager's (1.4051). The mode is passed as its inductor
-    options because ``torch.compile`` takes a mode or options, not both."""
-    if not keep_layout:
-        return torch.compile(model, mode=mode)
-    from torch._inductor import list_mode_options
-    return torch.compile(model, options={**list_mode_options(mode), "layout_optimization": False})
-
-
 def cpu_has_native_bf16() -> bool:
     """bf16 instructions on this CPU: avx512_bf16 or AMX. (oneDNN's ``_is_mkldnn_bf16_supported``
     says yes on any avx512_core CPU, which only emulates bf16.)"""
@@ -494,7 +482,7 @@ class Trainer:
         but never where the bf16 CPU kernels get this model's gradients wrong
         (``bf16_channels_last_hazard``): ``auto`` falls back to the contiguous layout, which is
         exact there, and an explicit ``channels_last: true`` is refused. A compiled step of such a
-        model then keeps that layout too (``compile_step``); sets ``layout_hazard``."""
+        model then keeps that layout too (``compile_module``'s ``keep_layout``); sets ``layout_hazard``."""
         hazard = self.layout_hazard = bf16_channels_last_hazard(model, self.device, self.amp)
         if hazard is None:
             return True if self.cfg.channels_last is None else self.cfg.channels_last
@@ -530,7 +518,7 @@ class Trainer:
         # AOTAutograd, backward); it shares its parameters with self.model, which is what is
         # saved and validated (eagerly, in eval mode).
         self.step_model = (self.ddp if cfg.compile == "none" else
-                           compile_step(self.ddp, cfg.compile, keep_layout=self.layout_hazard is not None))
+                           compile_module(self.ddp, cfg.compile, keep_layout=self.layout_hazard is not None))
         self.optimizer = build_optimizer(self.model, cfg)
         # fp16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
