@@ -17,8 +17,9 @@ import platform
 
 import torch
 
+from fplnet.diagnostics import bf16_weight_grad_error, dilated_conv_shapes
 from fplnet.models import create_model, list_models
-from fplnet.runtime import bf16_channels_last_hazard, bf16_weight_grad_error, dilated_conv_shapes
+from fplnet.runtime import bf16_channels_last_hazard
 
 BOUND = 0.02
 

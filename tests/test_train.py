@@ -486,8 +486,9 @@ def test_bf16_cpu_steps_get_the_gradients_of_dilated_convolutions_right(name):
     layer) gives every dilated convolution of the model, at the shapes a CamVid crop gives it,
     the weight gradients fp32 gives, within bf16's rounding. ESPNet-C is the model whose run went
     NaN in channels_last; FPLNet keeps channels_last."""
+    from fplnet.diagnostics import bf16_weight_grad_error, dilated_conv_shapes
     from fplnet.models import create_model
-    from fplnet.runtime import bf16_channels_last_hazard, bf16_weight_grad_error, dilated_conv_shapes
+    from fplnet.runtime import bf16_channels_last_hazard
     model = create_model(name, num_classes=11)
     hazard = bf16_channels_last_hazard(model, torch.device("cpu"), "bf16")
     assert (hazard is not None) == (name == "espnet_c")
@@ -503,7 +504,8 @@ def test_a_compiled_bf16_step_keeps_the_contiguous_layout_when_asked():
     """inductor turns convolutions channels_last by itself; ``compile_module(keep_layout=True)``
     turns that off, so a compiled bf16 CPU step of one of ESPNet-C's dilated convolutions (25
     channels, rate 4, at 1/8 of a 360x480 crop: NaN in channels_last) gets fp32's gradient."""
-    from fplnet.runtime import bf16_weight_grad_error, compile_module
+    from fplnet.diagnostics import bf16_weight_grad_error
+    from fplnet.runtime import compile_module
     error = bf16_weight_grad_error((25, 25, (3, 3), (4, 4), 1, 45, 60), channels_last=False,
                                    wrap=lambda conv: compile_module(conv, "default", keep_layout=True))
     assert math.isfinite(error) and error < 0.02, error
