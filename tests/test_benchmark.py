@@ -135,8 +135,10 @@ def test_inference_compile_with_cuda_graphs_is_inductors_own_graphs(monkeypatch)
     for spec in ("fold_bn+channels_last+compile+freeze", "compile"):
         InferenceRunner(torch.nn.Conv2d(3, 4, 1), spec, torch.device("cpu"))
     assert calls == [{"options": {"freezing": True}, "dynamic": False}, {"dynamic": False}]
+    switches = Variant.parse("fold_bn+compile+cuda_graphs+bf16").compile_switches
+    assert switches == {"freeze": False, "cuda_graphs": True}
     from fplnet.runtime import compile_module
-    compile_module(torch.nn.Conv2d(3, 4, 1), cuda_graphs=True, dynamic=False)
+    compile_module(torch.nn.Conv2d(3, 4, 1), dynamic=False, **switches)
     assert calls[-1] == {"options": {"triton.cudagraphs": True}, "dynamic": False}
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
         InferenceRunner(torch.nn.Conv2d(3, 4, 1), "compile+cuda_graphs", torch.device("cpu"))

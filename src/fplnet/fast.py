@@ -271,6 +271,11 @@ class Variant:
         return torch.bfloat16 if "bf16" in self else torch.float16 if "fp16" in self else None
 
     @property
+    def compile_switches(self) -> dict:
+        """``runtime.compile_module``'s inductor switches this variant asks for."""
+        return {"freeze": "freeze" in self, "cuda_graphs": "cuda_graphs" in self}
+
+    @property
     def needs_calibration(self) -> bool:
         """INT8 variants quantize the model on calibration frames when the runner is built."""
         return "int8" in self.switches
@@ -344,8 +349,7 @@ class InferenceRunner:
         self.model = prepare_model(model, self.variant).to(self.device)
         self._compiled = None
         if "compile" in self.variant:
-            self._compiled = compile_module(self.model, dynamic=False, freeze="freeze" in self.variant,
-                                            cuda_graphs="cuda_graphs" in self.variant)
+            self._compiled = compile_module(self.model, dynamic=False, **self.variant.compile_switches)
         self._session = self._onnxruntime_session() if self.variant.backend == "onnxruntime" else None
         self._openvino = None
         if self.variant.backend == "openvino":

@@ -1,5 +1,5 @@
 """Process set-up shared by the library and the commands: devices, precision, sizes, the
-allocator and torchrun.
+allocator, torch.compile and torchrun.
 
 Nothing here changes the process on import. ``keep_freed_memory`` changes glibc's allocator
 for the whole process, so it runs only when asked: the commands that gain from it call it once
