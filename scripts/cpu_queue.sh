@@ -24,8 +24,14 @@
 # docs/recipe.md), and the encoder's until the full stage has its own (sync_runs.py --long-run),
 # and drops the checkpoints of finished ablation runs.
 #
+# The ablation runs go ABLATE_PARALLEL at a time (default 2); `fplnet ablate --parallel` shares
+# the queue's OMP_NUM_THREADS (default 2) out among them, one thread each on the 2-core VM, where
+# two one-thread runs of the ablation recipe trained 1.25x the images per second of one two-thread
+# run (60.9 and 61.2 s per epoch each, against 38.2 s; docs/runs/cpu_2026-11-30/cpu_parallel_runs/).
+#
 # Env: DATA (default ../shared/data/camvid), RECIPE (the ablation recipe, default
-# configs/ablations/camvid_heldout_adam.yaml, the chosen Adam recipe on the held-out protocol).
+# configs/ablations/camvid_heldout_adam.yaml, the chosen Adam recipe on the held-out protocol),
+# OMP_NUM_THREADS (the threads the queue may use), ABLATE_PARALLEL.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -38,6 +44,7 @@ LONG_SPLITS=(heldout trainval)
 TABLE_GROUPS=("vi viii" "vii ix x activation reference")
 # amp auto: bf16 for a compiled step on a CPU with native bf16, fp32 on one that would emulate it.
 LONG_FLAGS="--compile default --amp auto --save-every-minutes 5"
+ABLATE_PARALLEL=${ABLATE_PARALLEL:-2}
 LOCK=runs/cpu_queue.lock
 child=""
 stopping=0
@@ -81,7 +88,8 @@ run_queue() {
     args=()
     for table in $tables; do args+=(--table "$table"); done
     say "ablation tables $tables"
-    run_step "$PYTHON" -m fplnet.cli ablate "${args[@]}" --recipe "$RECIPE" --device cpu --data-root "$DATA" \
+    run_step "$PYTHON" -m fplnet.cli ablate "${args[@]}" --recipe "$RECIPE" \
+      --device cpu --data-root "$DATA" --parallel "$ABLATE_PARALLEL" \
       --doc docs/ablations.md --json docs/runs/ablations/results.json
     code=$?
     if [ "$stopping" = 1 ] || [ "$code" = 130 ]; then say "stopped in tables $tables"; exit 0; fi

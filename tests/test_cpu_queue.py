@@ -29,7 +29,7 @@ echo '{}' > runs/long/${SPLIT}_adam/full/summary.json
 """
 
 FAKE_PYTHON = """#!/usr/bin/env bash
-echo "python $*" >> "$CALLS"
+echo "python $* threads=${OMP_NUM_THREADS:-}" >> "$CALLS"
 # $FAIL names a table whose runs fail, as `fplnet ablate` exits 1 when a run failed.
 if [ -n "${FAIL:-}" ]; then case "$*" in *"--table $FAIL "*) exit 1;; esac; fi
 exit 0
@@ -46,6 +46,7 @@ def queue(tmp_path):
     python.write_text(FAKE_PYTHON)
     python.chmod(0o755)
     env = {**os.environ, "PYTHON": str(python), "CALLS": str(tmp_path / "calls")}
+    env.pop("OMP_NUM_THREADS", None)     # the queue's own default (2 threads) applies
     return repo, env, tmp_path / "calls"
 
 
@@ -64,6 +65,8 @@ def test_long_runs_in_order_then_the_ablation_tables(queue):
     assert "--table vi --table viii" in ablate[0]
     assert "--table vii --table ix --table x --table activation --table reference" in ablate[1]
     assert all("--recipe configs/ablations/camvid_heldout_adam.yaml --device cpu" in line for line in ablate)
+    # Two runs at once (`fplnet ablate` shares the queue's threads out between them).
+    assert all(" --parallel 2 " in line and line.endswith(" threads=2") for line in ablate)
 
 
 def test_a_failed_table_group_does_not_keep_the_next_from_running(queue):

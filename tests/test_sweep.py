@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 
 from fplnet.checkpoint import load_checkpoint
 from fplnet.cli import main as cli
-from fplnet.engine.sweep import load_sweep, run_state, splice
+from fplnet.engine.sweep import Runner, Sweep, load_sweep, run_state, splice
 
 
 def write_sweep(path, root, output, epochs=1):
@@ -89,3 +90,13 @@ def test_splice_appends_markers_when_missing(tmp_path):
     splice(doc, "grid", "| b |")
     text = doc.read_text()
     assert text.count("<!-- sweep:grid -->") == 1 and "| b |" in text and "| a |" not in text
+
+
+def test_runs_at_once_on_the_cpu_share_its_threads(tmp_path, monkeypatch):
+    """--parallel N on the CPU gives each run 1/N of the runner's threads; one run at a time keeps
+    the runner's environment."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    grid = Sweep("threads", tmp_path, {"device": "cpu"}, [0], {"a": {}})
+    assert Runner(grid, parallel=2).child_env()["OMP_NUM_THREADS"] == "2"
+    assert Runner(grid, parallel=8).child_env()["OMP_NUM_THREADS"] == "1"
+    assert Runner(grid, parallel=1).child_env() is None

@@ -360,7 +360,8 @@ def add_arguments(parser):
     parser.add_argument("--recipe", required=True, help="TrainConfig YAML for every run (configs/ablations/*.yaml)")
     parser.add_argument("--seeds", type=int, help="seeds per model (default: 3 for Table VIII, 2 for the others)")
     parser.add_argument("--epochs", type=int, help="overrides the recipe's schedule")
-    parser.add_argument("--parallel", type=int, default=1, help="runs at once (several share one GPU)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="runs at once (several share one GPU, or the CPU's threads between them)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N; overrides the recipe's")
     parser.add_argument("--data-root", dest="data_root", help="overrides the recipe's data_root")
     parser.add_argument("--runs-root", dest="runs_root", default=DEFAULT_RUNS_ROOT,
