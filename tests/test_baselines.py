@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from fplnet.fast import fold_batchnorm
 from fplnet.graph_export import INPUT_NAME, export_onnx_bytes
 from fplnet.models import create_model, get_model_entry
-from fplnet.models.enet import max_unpool
+from fplnet.models.enet import max_pool_2x2, max_unpool_2x2
 
 from _helpers import camvid_image, make_model, normalized
 
@@ -54,11 +54,19 @@ def test_forward_backward_any_size(name, shape):
     assert torch.isfinite(out).all()
 
 
-def test_enet_unpool_matches_torch():
-    x = torch.randn(2, 4, 10, 14)
-    pooled, indices = F.max_pool2d(x, 2, 2, return_indices=True)
-    expected = F.max_unpool2d(pooled, indices, 2, output_size=x.shape[-2:])
-    assert torch.equal(max_unpool(pooled, indices, x.shape[-2:]), expected)
+def test_enet_pool_and_unpool_match_torch_ties_and_gradients_included():
+    """max_pool_2x2 / max_unpool_2x2 against F.max_pool2d(return_indices) / F.max_unpool2d, on a
+    map of small integers (so windows hold ties) and on a random one, values and gradients."""
+    for x in (torch.randint(-2, 3, (2, 4, 10, 14)).float(), torch.randn(2, 4, 10, 14)):
+        ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+        pooled, position = max_pool_2x2(ours)
+        expected, indices = F.max_pool2d(theirs, 2, 2, return_indices=True)
+        assert torch.equal(pooled, expected)
+        assert torch.equal(max_unpool_2x2(pooled, position), F.max_unpool2d(expected, indices, 2))
+        weights = torch.randn_like(x)
+        (max_unpool_2x2(pooled, position) * weights).sum().backward()
+        (F.max_unpool2d(expected, indices, 2) * weights).sum().backward()
+        assert torch.equal(ours.grad, theirs.grad)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # the exporter's constant-folding notes

@@ -35,9 +35,13 @@ Any input size: the image is zero-padded on the right and bottom to a multiple o
 stride) and the logits are cropped back. Padding, rather than cropping inside the network, keeps
 every max-pool's indices the same shape as the map they are unpooled into.
 
-ONNX: the TorchScript exporter (opset 17) has no translation for ``F.max_unpool2d``, so
-``max_unpool`` below writes the same operation as a scatter; the model then exports and
-onnxruntime reproduces the PyTorch logits.
+ONNX and OpenVINO: the TorchScript exporter (opset 17) has no translation for
+``F.max_unpool2d``, and OpenVINO's CPU plugin runs a max-pool that returns indices with its
+reference kernel (the four such layers took 82 % of ENet's OpenVINO f32 time at 360x480,
+``docs/runs/openvino_profile/``). So the pool records, instead of flat indices, which of its
+window's four pixels held the maximum (``max_pool_2x2``), and the unpool puts each value back
+there (``max_unpool_2x2``): plain max-pool, argmax, select and depth-to-space, all exact and all
+native in both runtimes.
 """
 from __future__ import annotations
 
@@ -73,14 +77,22 @@ def _norm(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS)
 
 
-def max_unpool(x: torch.Tensor, indices: torch.Tensor, size) -> torch.Tensor:
-    """Max-unpooling as a scatter: each value goes back to the position its max-pool took it
-    from, zeros elsewhere. Equal to ``F.max_unpool2d(x, indices, 2, output_size=size)``, which
-    the TorchScript ONNX exporter cannot translate; scatter becomes ONNX ScatterElements."""
-    n, c = x.shape[:2]
-    out = x.new_zeros(n, c, size[0] * size[1])
-    out = out.scatter(2, indices.flatten(2), x.flatten(2))
-    return out.view(n, c, size[0], size[1])
+def max_pool_2x2(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2x2 stride-2 max-pool of an even-sized map, and per pooled pixel the window position that
+    held the maximum (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right). On ties the first
+    in that order, which is the pixel ``F.max_pool2d`` takes too (it scans rows, then columns,
+    keeping a value only if strictly larger), so its gradient goes where this position says."""
+    n, c, h, w = x.shape
+    windows = F.pixel_unshuffle(x, 2).view(n, c, 4, h // 2, w // 2)   # channel c*4 + row*2 + col
+    return F.max_pool2d(x, 2, 2), windows.argmax(2)
+
+
+def max_unpool_2x2(x: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """Each value back to the window position ``max_pool_2x2`` recorded, zeros elsewhere: equal
+    to ``F.max_unpool2d`` with the pool's flat indices."""
+    n, c, h, w = x.shape
+    chosen = position.unsqueeze(2) == torch.arange(4, device=x.device).view(1, 1, 4, 1, 1)
+    return F.pixel_shuffle(torch.where(chosen, x.unsqueeze(2), 0.0).view(n, c * 4, h, w), 2)
 
 
 class InitialBlock(nn.Module):
@@ -106,7 +118,8 @@ class Bottleneck(nn.Module):
     ``kind`` is "regular" (3x3), "dilated" (3x3 at rate ``dilation``) or "asymmetric"
     (``dilation`` is then the kernel length, 5 in ENet). ``stride=2`` makes it a downsampling
     bottleneck: the projection becomes a 2x2 stride-2 convolution, the main branch a 2x2 max-pool
-    zero-padded to ``out_chs`` channels, and ``forward`` also returns the pool's indices.
+    zero-padded to ``out_chs`` channels, and ``forward`` also returns where each maximum was
+    (``max_pool_2x2``).
     """
 
     def __init__(self, in_chs: int, out_chs: int, stride: int = 1, dilation: int = 1, act: str = "prelu",
@@ -137,7 +150,7 @@ class Bottleneck(nn.Module):
         branch = self.dropout(self.norm3(self.expand(branch)))
         indices = None
         if self.stride == 2:
-            x, indices = F.max_pool2d(x, 2, 2, return_indices=True)
+            x, indices = max_pool_2x2(x)
         if self.extra_chs:
             x = F.pad(x, (0, 0, 0, 0, 0, self.extra_chs))  # zero maps appended along channels
         out = self.act_out(x + branch)
@@ -147,8 +160,8 @@ class Bottleneck(nn.Module):
 class DecoderBottleneck(nn.Module):
     """Decoder bottleneck (ENet Fig. 2b with a full convolution, stages 4-5): 1x1 projection,
     3x3 convolution (a 3x3 stride-2 transposed convolution when upsampling), 1x1 expansion, BN
-    after each. When upsampling, the main branch is 1x1 conv + BN + max-unpooling with the
-    indices of the matching encoder downsampling bottleneck."""
+    after each. When upsampling, the main branch is 1x1 conv + BN + max-unpooling to the
+    positions the matching encoder downsampling bottleneck recorded."""
 
     def __init__(self, in_chs: int, out_chs: int, stride: int = 1, act: str = "relu"):
         super().__init__()
@@ -173,7 +186,7 @@ class DecoderBottleneck(nn.Module):
         branch = self.norm3(self.expand(branch))
         x = self.shortcut(x)
         if self.upsample:
-            x = max_unpool(x, indices, branch.shape[-2:])
+            x = max_unpool_2x2(x, indices)
         return self.act_out(x + branch)
 
 
