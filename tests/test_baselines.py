@@ -70,6 +70,26 @@ def test_enet_pool_and_unpool_match_torch_ties_and_gradients_included():
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # the exporter's constant-folding notes
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_enet_pool_and_unpool_put_tied_maxima_where_torch_does_in_the_exported_graph(backend):
+    """The exported argmax breaks ties as torch does: pool + unpool of a map of -1, 0 and 1 (ties
+    in almost every window) gives torch's output bit for bit."""
+    pytest.importorskip(backend)
+    import numpy as np
+
+    from fplnet.fast import InferenceRunner
+
+    class PoolUnpool(torch.nn.Module):
+        def forward(self, x):
+            return max_unpool_2x2(*max_pool_2x2(x))
+
+    x = torch.randint(-1, 2, (1, 3, 16, 24), generator=torch.Generator().manual_seed(0)).float()
+    expected = PoolUnpool()(x)
+    out = torch.as_tensor(np.asarray(InferenceRunner(PoolUnpool(), backend, torch.device("cpu"))(x))).float()
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the exporter's constant-folding notes
 @pytest.mark.parametrize("name", ("espnet",) + BASELINES)
 def test_onnx_export_reproduces_the_model(name):
     """The graph `fplnet export` ships (BatchNorms folded) run by onnxruntime gives the PyTorch

@@ -46,7 +46,8 @@ def queue(tmp_path):
     python.write_text(FAKE_PYTHON)
     python.chmod(0o755)
     env = {**os.environ, "PYTHON": str(python), "CALLS": str(tmp_path / "calls")}
-    env.pop("OMP_NUM_THREADS", None)     # the queue's own default (2 threads) applies
+    for name in ("OMP_NUM_THREADS", "ABLATE_PARALLEL"):   # the queue's own defaults apply
+        env.pop(name, None)
     return repo, env, tmp_path / "calls"
 
 

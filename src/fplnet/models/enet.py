@@ -37,11 +37,12 @@ every max-pool's indices the same shape as the map they are unpooled into.
 
 ONNX and OpenVINO: the TorchScript exporter (opset 17) has no translation for
 ``F.max_unpool2d``, and OpenVINO's CPU plugin runs a max-pool that returns indices with its
-reference kernel (the four such layers took 82 % of ENet's OpenVINO f32 time at 360x480,
-``docs/runs/openvino_profile/``). So the pool records, instead of flat indices, which of its
-window's four pixels held the maximum (``max_pool_2x2``), and the unpool puts each value back
-there (``max_unpool_2x2``): plain max-pool, argmax, select and depth-to-space, all exact and all
-native in both runtimes.
+reference kernel (the four such layers took most of ENet's OpenVINO f32 time at 360x480,
+``docs/runs/openvino_profile/enet_360x480_{before,after}.txt``). So the pool records, instead of
+flat indices, which of its window's four pixels held the maximum (``max_pool_2x2``), and the
+unpool puts each value back there (``max_unpool_2x2``): plain max-pool, argmax, select and
+depth-to-space, native in both runtimes. onnxruntime and OpenVINO break tied maxima as torch
+does (tests/test_baselines.py, on a map with ties in almost every window).
 """
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def max_pool_2x2(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """2x2 stride-2 max-pool of an even-sized map, and per pooled pixel the window position that
     held the maximum (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right). On ties the first
     in that order, which is the pixel ``F.max_pool2d`` takes too (it scans rows, then columns,
-    keeping a value only if strictly larger), so its gradient goes where this position says."""
+    keeping a value only if strictly larger), so its gradient goes where this position says.
+    (A window holding NaN is the exception: the pool keeps its last NaN, argmax its first.)"""
     n, c, h, w = x.shape
     windows = F.pixel_unshuffle(x, 2).view(n, c, 4, h // 2, w // 2)   # channel c*4 + row*2 + col
     return F.max_pool2d(x, 2, 2), windows.argmax(2)
