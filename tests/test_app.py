@@ -123,7 +123,7 @@ def test_variant_menu_and_segmenter_cache():
     assert {"eager", "fast"} <= {variant.label for variant in web.available_variants()}
     # One entry per backend variant, each a spec fplnet.fast accepts; OpenVINO's only where it is installed.
     for variant in web.VARIANTS:
-        assert variant.spec is None or Variant.parse(variant.spec).name == variant.label
+        assert (variant.spec == variant.label == "fast") or Variant.parse(variant.spec).name == variant.label
     openvino = {"openvino", "openvino+int8"}
     assert openvino <= set(labels)
     if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):

@@ -12,8 +12,10 @@ from fplnet import Segmenter
 from fplnet.cli import main
 from fplnet.engine.export import load_exported, read_metadata
 from fplnet.checkpoint import load_checkpoint
-from fplnet.fast import InferenceRunner, Variant
-from fplnet.models import load_model
+from fplnet.engine.arguments import variant_spec, variant_specs
+from fplnet.fast import InferenceRunner, Variant, fast_variant, prepare_model, resolve_variant
+from fplnet.models import create_model, load_model
+from fplnet.openvino_backend import OpenVINORunner
 
 from _helpers import SHARED_DATA, camvid_image, normalized
 
@@ -73,6 +75,33 @@ def test_variant_rules(camvid_model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="--calib-data"):
         Segmenter("camvid", variant="openvino+int8")
+
+
+def test_fast_and_the_device_a_variant_runs_on(monkeypatch):
+    """`fast` is a variant wherever one is accepted (the device's fast path), and device "auto"
+    runs the exported-graph backends on the CPU even where a GPU is visible."""
+    assert resolve_variant("fast", "cpu") == (fast_variant("cpu"), torch.device("cpu"))
+    assert resolve_variant("fast", "cpu", keep_memory=True)[0] == fast_variant("cpu", keep_memory=True)
+    assert Segmenter("camvid", variant="fast").variant == fast_variant("cpu")
+    assert variant_spec("fast") == "fast" and variant_specs("eager, fast") == ["eager", "fast"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_variant("openvino+int8", "auto")[1] == torch.device("cpu")
+    assert resolve_variant(Variant.parse("onnxruntime"), "auto")[1] == torch.device("cpu")
+    assert resolve_variant("channels_last", "auto")[1] == torch.device("cuda")
+
+
+def test_openvino_keeps_a_bounded_number_of_compiled_shapes():
+    """One compiled model per input shape, at most max_shapes of them, least recently used out
+    first; an evicted shape compiles again and gives the same logits."""
+    model = prepare_model(create_model("fplnet_encoder", num_classes=11), Variant.parse("openvino"))
+    runner = OpenVINORunner.from_torch(model, threads=1, max_shapes=2)
+    inputs = {size: torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(sum(size)))
+              for size in ((32, 32), (32, 48), (48, 32))}
+    first = {size: runner(x).clone() for size, x in inputs.items()}
+    assert list(runner._compiled) == [(1, 3, 32, 48), (1, 3, 48, 32)]
+    runner(inputs[(32, 48)])                      # used again: now the newest
+    assert torch.equal(runner(inputs[(32, 32)]), first[(32, 32)])
+    assert list(runner._compiled) == [(1, 3, 32, 48), (1, 3, 32, 32)]
 
 
 def test_fplnet_fusions_stay_in_float(camvid_model):

@@ -41,6 +41,8 @@ BAD = [
     (f"{EVALUATE} --json {{tmp}}", "--json"),
     (f"{EVALUATE} --tta 0,1", "--tta"),
     (f"{EVALUATE} --tta 1,big", "--tta"),
+    (f"{EVALUATE} --variant turbo", "--variant"),
+    (f"{EVALUATE} --variant eager --calib-data {{camvid}}", "--calib-data"),   # calibrates INT8 only
     ("evaluate --checkpoint camvid --dataset no_such_set --data-root {camvid}", "--dataset"),
     ("evaluate --checkpoint camvid --dataset camvid --data-root {tmp}/missing", "--data-root"),
     (f"evaluate --checkpoint {{garbage}} {CAMVID_ARGS}", "--checkpoint"),
@@ -55,6 +57,7 @@ BAD = [
     (f"{PREDICT} --output {{tmp}}/out --format jpeg", "--format"),
     (f"{PREDICT} --output {{tmp}}/out --variant channels_last+turbo", "--variant"),
     (f"{PREDICT} --output {{tmp}}/out --variant eager --no-fast", "--variant"),
+    (f"{PREDICT} --output {{tmp}}/out --variant openvino --calib-data {{camvid}}", "--calib-data"),
     ("predict --checkpoint {garbage} {file} --output {tmp}/out", "--checkpoint"),
     ("predict --checkpoint no_such_weights {file} --output {tmp}/out", "--checkpoint"),
     ("predict --checkpoint camvid {tmp}/no_such_image.png --output {tmp}/out", "INPUT"),

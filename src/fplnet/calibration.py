@@ -47,6 +47,14 @@ class CalibrationSet:
     files: list = field(default_factory=list)
 
 
+def refuse_unused_calib_data(calib_data, variant) -> None:
+    """Calibration frames given for a variant that does not quantize are a mistake (the user
+    meant an INT8 variant), not something to ignore silently: a ValueError that says so."""
+    if calib_data is not None and not variant.needs_calibration:
+        raise ValueError(f"--calib-data (calib_data=) {calib_data} calibrates INT8 quantization; variant "
+                         f"{variant} does not quantize (use openvino+int8, or leave --calib-data out)")
+
+
 def recorded_data(ckpt: dict) -> dict:
     """Where a checkpoint says it was trained: dataset, data_root, train_split, val_split (None
     where it does not say; shipped weights record their run config too)."""

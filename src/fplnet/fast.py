@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .graph_export import INPUT_NAME, export_onnx_bytes, trace_torchscript
-from .runtime import compile_module, keep_freed_memory, require_package
+from .runtime import compile_module, keep_freed_memory, require_package, resolve_device
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -293,6 +293,27 @@ def fast_variant(device, keep_memory: bool = False) -> Variant:
     return Variant.parse(f"keep_memory+{CPU_FAST}" if keep_memory else CPU_FAST)
 
 
+def resolve_variant(spec, device="auto", keep_memory: bool = False) -> tuple[Variant, torch.device]:
+    """A variant as every command and ``Segmenter`` accept it -> (the Variant, the device it runs on).
+
+    ``spec`` is a Variant, a spec such as ``openvino+int8``, or ``fast``: the device's fast path
+    (``fast_variant``; ``keep_memory`` as there). ``device`` is a name for ``resolve_device``.
+    ``auto`` means the CPU for the exported-graph backends (onnxruntime, OpenVINO), which run
+    there only, so that ``--variant openvino`` works unchanged on a machine with a GPU; for the
+    others it means CUDA when one is visible, as everywhere."""
+    name = str(device).strip().lower()
+    if isinstance(spec, Variant):
+        variant = spec
+    elif str(spec).strip() == "fast":
+        variant = None
+    else:
+        variant = Variant.parse(str(spec))
+    if name == "auto" and variant is not None and variant.backend in ("onnxruntime", "openvino"):
+        name = "cpu"
+    resolved = resolve_device(name)
+    return (variant or fast_variant(resolved, keep_memory)), resolved
+
+
 def prepare_model(model: nn.Module, variant: Variant) -> nn.Module:
     """The rewrites and memory format of ``variant`` applied to an eval-mode copy of ``model``."""
     model = copy.deepcopy(model).eval()
@@ -357,7 +378,8 @@ class InferenceRunner:
             frames = None if calibration is None else list(getattr(calibration, "frames", calibration))
             self._openvino = OpenVINORunner.from_torch(self.model, self.threads, self.openvino_precision,
                                                        [np.asarray(f, dtype=np.float32) for f in frames]
-                                                       if frames is not None else None, ignored_scope)
+                                                       if frames is not None else None, ignored_scope,
+                                                       max_shapes=self.MAX_SHAPES)
         self.setup_seconds += time.perf_counter() - started
 
     @property
@@ -416,9 +438,10 @@ class InferenceRunner:
             self._compiled = None
             return self._forward(x)
 
-    # At most this many input shapes keep their trace or eager-captured CUDA graph (each such graph
-    # holds its own GPU memory pool; inductor keeps its own graphs for compile+cuda_graphs); the
-    # least recently used goes first. A model run at one ``eval_size`` needs one.
+    # At most this many input shapes keep their trace, eager-captured CUDA graph (each such graph
+    # holds its own GPU memory pool; inductor keeps its own graphs for compile+cuda_graphs) or
+    # OpenVINO compiled model; the least recently used goes first. A model run at one
+    # ``eval_size`` needs one.
     MAX_SHAPES = 8
 
     def _make_room_for_a_shape(self, key: tuple):

@@ -40,12 +40,11 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .calibration import DEFAULT_CALIBRATION_FRAMES, calibration_set
+from .calibration import DEFAULT_CALIBRATION_FRAMES, calibration_set, refuse_unused_calib_data
 from .data.base import read_rgb_image, rgb_array
 from .data.info import blend_overlay, colorize, train_ids_to_label_ids
-from .fast import InferenceRunner, Variant, fast_variant
+from .fast import InferenceRunner, resolve_variant
 from .models import load_model
-from .runtime import resolve_device
 from .spec import InferenceSpec
 from .tta import DEFAULT_SCALES, TestTimeAugmentation
 
@@ -79,7 +78,9 @@ class Segmenter:
                  tta_flip: bool = True, eval_size: Optional[Sequence[int]] = None,
                  short_side: Optional[int] = None):
         """``checkpoint``: a checkpoint file or a shipped weights name (``"camvid"``).
-        ``variant`` overrides ``fast`` with an explicit ``fplnet.fast.Variant`` spec (or Variant);
+        ``variant`` overrides ``fast`` with an explicit ``fplnet.fast.Variant`` spec (or Variant),
+        or ``"fast"`` for the device's fast path; with ``device="auto"`` the onnxruntime and
+        OpenVINO variants run on the CPU, the only device they run on;
         only a variant with ``keep_memory`` changes the process's allocator (module docstring).
         ``calib_data`` and ``calib_size``: the calibration frames of an INT8 variant.
         ``tta``: test-time augmentation (``fplnet.tta``): True for the default scales, or the
@@ -88,7 +89,11 @@ class Segmenter:
         ``short_side``: instead, each image is scaled, aspect ratio kept, to this shorter side (a
         checkpoint that records neither runs each image at its own size: a 12-megapixel photo is
         then 70 times CamVid's pixels, at a scale the model never saw)."""
-        self.device = resolve_device(device)
+        # "fast" (or fast=True) is the device's fast path; device "auto" is the CPU for the
+        # exported-graph backends, which run there only (fplnet.fast.resolve_variant).
+        self.variant, self.device = resolve_variant(variant if variant is not None else "fast" if fast else "eager",
+                                                    device)
+        refuse_unused_calib_data(calib_data, self.variant)
         model, ckpt = load_model(checkpoint, device="cpu")
         self.model_name = ckpt["model_name"]
         self.num_classes = int(ckpt["num_classes"])
@@ -97,10 +102,6 @@ class Segmenter:
         if self.info.num_classes != self.num_classes:
             raise ValueError(f"checkpoint {checkpoint}: its dataset lists {self.info.num_classes} classes "
                              f"but the model has {self.num_classes}")
-        if variant is not None:
-            self.variant = variant if isinstance(variant, Variant) else Variant.parse(variant)
-        else:
-            self.variant = fast_variant(self.device) if fast else Variant.parse("eager")
         calibration = (calibration_set(ckpt, calib_data, calib_size, spec=self.spec)
                        if self.variant.needs_calibration else None)
         self.runner = InferenceRunner(model, self.variant, self.device, calibration=calibration)

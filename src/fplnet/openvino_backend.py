@@ -61,7 +61,7 @@ import io
 import json
 import os
 import tempfile
-from collections import Counter
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -323,20 +323,25 @@ def fake_quantize_count(ov_model) -> int:
 
 class OpenVINORunner:
     """Normalized float32 NCHW tensor -> logits tensor, through an ``openvino.Model`` compiled
-    once per input shape at ``precision``."""
+    once per input shape at ``precision``. At most ``max_shapes`` compiled models are kept, the
+    least recently used dropped first: each holds its own memory (weights repacked, buffers for
+    its shape), and a folder of photos of many aspect ratios, or a long-lived app, would otherwise
+    keep one per shape ever seen."""
 
-    def __init__(self, ov_model, threads: int, precision: str = "f32", quantization: Optional[dict] = None):
+    def __init__(self, ov_model, threads: int, precision: str = "f32", quantization: Optional[dict] = None,
+                 max_shapes: int = 8):
         self.ov_model, self.threads, self.precision = ov_model, threads, precision
         self.quantization = quantization   # quantization_facts of an INT8 model
+        self.max_shapes = max_shapes
         self._runnable = None              # ov_model with an NHWC output (nhwc_output), made once
-        self._compiled: dict = {}
+        self._compiled: OrderedDict = OrderedDict()   # input shape -> compiled model, newest last
 
     @classmethod
     def from_torch(cls, model: nn.Module, threads: int, precision: str = "f32", calibration=None,
-                   ignored_scope: Optional[dict] = None) -> "OpenVINORunner":
+                   ignored_scope: Optional[dict] = None, max_shapes: int = 8) -> "OpenVINORunner":
         """``model`` through ONNX to OpenVINO; quantized to INT8 on ``calibration`` frames if
         given, keeping ``ignored_scope`` (default: ``keep_in_float(model)``) in float."""
-        runner = cls(to_openvino(model), threads, precision)
+        runner = cls(to_openvino(model), threads, precision, max_shapes=max_shapes)
         if calibration is None:
             return runner
         return runner.quantized(calibration, keep_in_float(model) if ignored_scope is None else ignored_scope)
@@ -344,7 +349,7 @@ class OpenVINORunner:
     def quantized(self, calibration: Sequence[np.ndarray], ignored_scope: dict) -> "OpenVINORunner":
         """A runner of this (fp32) model quantized to INT8 on ``calibration``, ``ignored_scope`` in float."""
         return OpenVINORunner(quantize(self.ov_model, calibration, ignored_scope), self.threads, self.precision,
-                              quantization_facts(ignored_scope))
+                              quantization_facts(ignored_scope), self.max_shapes)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         key = tuple(x.shape)
@@ -352,7 +357,11 @@ class OpenVINORunner:
         if compiled is None:
             if self._runnable is None:
                 self._runnable = nhwc_output(self.ov_model)
+            while len(self._compiled) >= self.max_shapes:
+                self._compiled.popitem(last=False)
             compiled = self._compiled[key] = compile_for_shape(self._runnable, key, self.threads, self.precision)
+        else:
+            self._compiled.move_to_end(key)
         # (N, H, W, C) from the plugin, seen as (N, C, H, W) in channels_last: no copy.
         return torch.from_numpy(compiled(x.contiguous().numpy())[0]).permute(0, 3, 1, 2)
 

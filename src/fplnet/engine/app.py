@@ -45,7 +45,7 @@ VIDEO_HINT = "upload an MP4, MOV, AVI or MKV video"
 
 @dataclass(frozen=True)
 class AppVariant:
-    """One entry of the page's variant menu. ``spec`` is a ``fplnet.fast.Variant`` spec, or None
+    """One entry of the page's variant menu. ``spec`` is a ``fplnet.fast.Variant`` spec, or "fast"
     for the device's fast path (what ``Segmenter(fast=True)`` and ``fplnet predict`` run);
     ``requires`` are the modules it needs, and the menu lists it only where they are installed."""
     label: str
@@ -60,7 +60,7 @@ class AppVariant:
 # A new way of running the model is one more entry here once fplnet.fast has it.
 VARIANTS = (
     AppVariant("eager", "eager", "plain fp32 PyTorch; no wait"),
-    AppVariant("fast", None, "fplnet predict's fast path; compiles on the first image of each size "
+    AppVariant("fast", "fast", "fplnet predict's fast path; compiles on the first image of each size "
                              "(up to a minute on a CPU)"),
     AppVariant("onnxruntime", "onnxruntime", "the exported ONNX graph in ONNX Runtime (CPU)",
                requires=("onnx", "onnxruntime")),
@@ -109,7 +109,7 @@ def _load_segmenter(checkpoint: str, variant: str, device: str, stamp: Optional[
     entry = find_variant(variant)
     if not entry.available():
         raise ValueError(f"variant {variant} needs {', '.join(entry.requires)}; install them or pick another variant")
-    return Segmenter(checkpoint, device=device, fast=entry.spec is None, variant=entry.spec)
+    return Segmenter(checkpoint, device=device, variant=entry.spec)
 
 
 # --- the functions behind the page ---------------------------------------------------------------

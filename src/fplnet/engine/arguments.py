@@ -101,25 +101,26 @@ def model_names(text: str) -> list[str]:
     return [model_name(name) for name in names]
 
 
-def variant_spec(text: str):
-    """A ``fplnet.fast.Variant`` spec such as ``channels_last+bf16`` -> the Variant."""
+def variant_spec(text: str) -> str:
+    """A ``fplnet.fast.Variant`` spec such as ``channels_last+bf16``, or ``fast`` (the device's
+    fast path, which the command resolves for its device: ``fplnet.fast.resolve_variant``);
+    checked, and returned as the spec."""
     from ..fast import Variant
-    try:
-        return Variant.parse(text)
-    except ValueError as err:
-        raise Invalid(str(err)) from None
+    spec = text.strip()
+    if spec != "fast":
+        try:
+            Variant.parse(spec)
+        except ValueError as err:
+            raise Invalid(f"{err}; or fast, the device's fast path") from None
+    return spec
 
 
 def variant_specs(text: str) -> list[str]:
-    """Comma-separated variant specs, each valid (``fast`` is allowed and resolved by the
-    command for its device); returned as the list of specs."""
+    """Comma-separated variant specs, each valid (``variant_spec``); returned as the list of specs."""
     specs = [spec.strip() for spec in text.split(",") if spec.strip()]
     if not specs:
         raise Invalid("give at least one variant, e.g. eager,channels_last")
-    for spec in specs:
-        if spec != "fast":
-            variant_spec(spec)
-    return specs
+    return [variant_spec(spec) for spec in specs]
 
 
 # --- files and folders -------------------------------------------------------------------------

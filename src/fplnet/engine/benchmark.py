@@ -55,7 +55,7 @@ import torch.nn.functional as F
 
 from ..calibration import CalibrationSet, calibration_set
 from ..complexity import count_macs, count_params
-from ..fast import InferenceRunner, Variant, fast_variant
+from ..fast import InferenceRunner, Variant, resolve_variant
 from ..io import atomic_write_json, atomic_write_text
 from ..models import create_model, load_model
 from ..runtime import bf16_channels_last_hazard, compile_module, keep_freed_memory, resolve_device
@@ -166,8 +166,7 @@ def _variants(args, device) -> list[Variant]:
             raise ValueError(f"--variants already says how each model runs; drop {', '.join(flags)} "
                              "or add the switches to the variants (e.g. channels_last+bf16)")
         # "fast" is exactly what `fplnet predict` runs on this device, allocator switch included.
-        variants = [fast_variant(device, keep_memory=True) if spec == "fast" else Variant.parse(spec)
-                    for spec in args.variants]
+        variants = [resolve_variant(spec, device, keep_memory=True)[0] for spec in args.variants]
         if len({"keep_memory" in v for v in variants}) > 1:
             raise ValueError("--variants: keep_memory changes the allocator of the whole process, so the variants "
                              "without it would be timed with it too; time variants with and without keep_memory in "

@@ -29,7 +29,7 @@ from ..data.resize import network_input_size, resize_images, resize_logits
 from ..data.transforms import normalize
 from ..io import atomic_write_json
 from ..metrics import ConfusionMatrix
-from ..runtime import autocast, resolve_device
+from ..runtime import autocast
 from ..calibration import DEFAULT_CALIBRATION_FRAMES
 from .arguments import (add_calibration_arguments, add_network_size_arguments, add_tta_arguments,
                         checkpoint_name_or_file, device_name, existing_dir, png_plot_file, positive_int,
@@ -87,10 +87,11 @@ def add_arguments(parser):
     parser.add_argument("--data-root", type=existing_dir, required=True)
     parser.add_argument("--split", default="val", help="a split of the data set (default val)")
     parser.add_argument("--batch-size", type=positive_int, default=4)
-    parser.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N (default auto: CUDA if visible; the CPU for the "
+                             "onnxruntime and openvino variants, which run there only)")
     add_network_size_arguments(parser)
     parser.add_argument("--variant", type=variant_spec, default=None, metavar="SPEC",
-                        help="evaluate the model run this way (default eager), e.g. onnxruntime, openvino, "
+                        help="evaluate the model run this way (default eager), e.g. fast, onnxruntime, openvino, "
                              "openvino+int8; the switches are listed by `fplnet benchmark --help`")
     add_calibration_arguments(parser, "INT8 variants", "the checkpoint's training split under --data-root")
     add_tta_arguments(parser)
@@ -115,15 +116,19 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
                         eval_size=None, variant=None, calib_data=None,
                         calib_size: int = DEFAULT_CALIBRATION_FRAMES, tta_scales=None, tta_flip: bool = True,
                         short_side=None):
-    """Evaluate a checkpoint (file or shipped name) on a split the way `fplnet evaluate` does:
+    """Evaluate a checkpoint (file or shipped name) on a split the way `fplnet evaluate` does, on
+    ``device`` (a torch.device or a name for ``fplnet.fast.resolve_variant``, "auto" included):
     mean, std and network size from the checkpoint's inference spec (``eval_size`` or
     ``short_side`` overrides the size, ``InferenceSpec.with_size``), run as ``variant`` (default
     plain eager), with test-time augmentation at ``tta_scales`` (``fplnet.tta``; None: none)."""
     from ..tta import TestTimeAugmentation
-    from ..calibration import calibration_set
-    from ..fast import InferenceRunner, Variant
+    from ..calibration import calibration_set, refuse_unused_calib_data
+    from ..fast import InferenceRunner, resolve_variant
     from ..models import load_model
     from ..spec import InferenceSpec
+    # "fast" is the device's fast path; device "auto" is the CPU for the exported-graph backends.
+    variant, device = resolve_variant(variant or "eager", device)
+    refuse_unused_calib_data(calib_data, variant)
     # The data set first: a wrong split or folder is reported before the model is built.
     dataset = build_dataset(dataset_name, data_root, split)
     model, ckpt = load_model(checkpoint, device)
@@ -132,7 +137,6 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
         raise ValueError(f"checkpoint {checkpoint} predicts {ckpt['num_classes']} classes but dataset "
                          f"{dataset_name} has {info.num_classes}; evaluate on the dataset it was trained for")
     spec = InferenceSpec.from_checkpoint(ckpt).with_size(eval_size, short_side)
-    variant = Variant.parse(str(variant or "eager"))
     runner, backend = None, {"backend": "torch"}
     if variant.name != "eager":
         # Never calibrated on the frames it is scored on (a train + val model evaluated on val).
@@ -153,7 +157,7 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
 def run(args):
     try:
         evaluation = evaluate_checkpoint(args.checkpoint, args.dataset, args.data_root, args.split,
-                                         resolve_device(args.device), args.batch_size, args.eval_size,
+                                         args.device, args.batch_size, args.eval_size,
                                          args.variant, args.calib_data, args.calib_size, args.tta, args.tta_flip,
                                          args.short_side)
     except DatasetError as err:   # a wrong split or layout, or a broken file: say which flags point there

@@ -102,7 +102,8 @@ def add_arguments(parser):
     how.add_argument("--no-fast", action="store_true",
                      help="plain fp32 NCHW eager PyTorch instead of the fast path (see docs/benchmarks.md)")
     how.add_argument("--variant", type=variant_spec, default=None, metavar="SPEC",
-                     help="run the model another way, e.g. keep_memory+channels_last (no compilation wait); "
+                     help="run the model another way, e.g. keep_memory+channels_last (no compilation wait), "
+                          "openvino, openvino+int8, or fast (the default); "
                           "the switches are listed by `fplnet benchmark --help`")
     add_calibration_arguments(parser, "INT8 variants", "the training split the checkpoint records, if reachable")
     add_tta_arguments(parser)
@@ -320,9 +321,8 @@ class Predictor:
 
 
 def run(args) -> int:
-    from ..fast import fast_variant
+    from ..fast import resolve_variant
     from ..inference import Segmenter, load_rgb
-    from ..runtime import resolve_device
 
     failures: list[str] = []
 
@@ -344,8 +344,9 @@ def run(args) -> int:
                              "which is one of the inputs; choose another --output")
 
     # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
-    variant = args.variant or (None if args.no_fast else fast_variant(resolve_device(args.device), keep_memory=True))
-    segmenter = Segmenter(args.checkpoint, device=args.device, fast=not args.no_fast, variant=variant,
+    variant, device = resolve_variant(args.variant or ("eager" if args.no_fast else "fast"), args.device,
+                                      keep_memory=True)
+    segmenter = Segmenter(args.checkpoint, device=device, variant=variant,
                           calib_data=args.calib_data, calib_size=args.calib_size, tta=args.tta,
                           tta_flip=args.tta_flip, eval_size=args.eval_size, short_side=args.short_side)
     if args.format == "labelid" and segmenter.info.train_to_label_id is None:
