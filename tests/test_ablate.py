@@ -135,6 +135,11 @@ def test_verdict_of_a_table_from_hand_made_runs(tmp_path, capsys, delayed, hasty
     out = capsys.readouterr().out
     assert f"Verdict: **{expected}**" in out and "the paper's: Delayed" in out
     assert table["invoked_as"] == "fplnet " + " ".join(common)
+    # Asked for 3 seeds, the same two per row measure every comparison but judge nothing yet.
+    assert cli([*common, "--seeds", "3"]) == 0
+    table = json.loads((tmp_path / "a.json").read_text())["tables"]["vii"]
+    assert table["verdict"] == "incomplete (4 of 6 runs done)"
+    assert {c["outcome"] for c in table["comparisons"]} != {"not measured"}
 
 
 def test_compare_and_verdict_rules():
@@ -151,7 +156,10 @@ def test_compare_and_verdict_rules():
     assert verdict(["holds", "reversed"]) == "contradicted"
     assert verdict(["holds", "within spread"]) == "not decided at this scale"
     assert verdict(["holds", "not measured"]) == "incomplete (1 of 2 comparisons measured)"
-    assert verdict(["reversed", "not measured"]) == "contradicted"
+    assert verdict(["reversed", "not measured"]) == "incomplete (1 of 2 comparisons measured)"
+    # Every comparison measured on 2 seeds, but the table asks for 3: no verdict yet, not even "contradicted".
+    assert verdict(["reversed", "holds"], runs_done=12, runs_wanted=18) == "incomplete (12 of 18 runs done)"
+    assert verdict(["reversed", "holds"], runs_done=18, runs_wanted=18) == "contradicted"
     assert verdict(["not measured"]) == verdict([]) == "not measured yet"
 
 

@@ -92,6 +92,43 @@ def test_splice_appends_markers_when_missing(tmp_path):
     assert text.count("<!-- sweep:grid -->") == 1 and "| b |" in text and "| a |" not in text
 
 
+@pytest.mark.parametrize("broken", [
+    "# Title\n<!-- sweep:grid -->\n| a |\n\nmore text\n",                                   # end marker lost
+    "<!-- sweep:grid -->\n| a |\n<!-- /sweep:grid -->\n<!-- sweep:grid -->\n",                 # start doubled
+    "<!-- /sweep:grid -->\ntext\n<!-- sweep:grid -->\n",                                        # out of order
+])
+def test_splice_refuses_broken_markers_and_leaves_the_document(tmp_path, broken):
+    doc = tmp_path / "doc.md"
+    doc.write_text(broken)
+    with pytest.raises(ValueError, match=r"doc\.md: the markers .* must appear once each"):
+        splice(doc, "grid", "| b |")
+    assert doc.read_text() == broken
+
+
+def test_a_run_completed_meanwhile_is_not_started(tmp_path, monkeypatch):
+    """A run that became complete after the runner listed it (restored from another machine, or
+    finished by another grid that shares it) is skipped, never started over its results."""
+    import fplnet.engine.sweep as sweep_module
+    grid = Sweep("meanwhile", tmp_path, {"device": "cpu"}, [0], {"a": {}})
+    run = grid.runs()[0]
+    run.folder.mkdir(parents=True)
+    (run.folder / "summary.json").write_text("{}")
+    listed = []
+
+    def state_when_listed_then_real(folder):   # "new" when the runner makes its list, complete after
+        if folder not in listed:
+            listed.append(folder)
+            return "new"
+        return run_state(folder)
+    monkeypatch.setattr(sweep_module, "run_state", state_when_listed_then_real)
+    monkeypatch.setattr(Runner, "_start", lambda self, run: pytest.fail(f"started {run.folder}"))
+    messages = []
+    result = Runner(grid, log=messages.append).run()
+    assert result["failed"] == [] and result["complete"] == 1
+    assert any("complete meanwhile, skipped" in m for m in messages)
+    assert (run.folder / "summary.json").read_text() == "{}"
+
+
 def test_runs_at_once_on_the_cpu_share_its_threads(tmp_path, monkeypatch):
     """--parallel N on the CPU gives each run 1/N of the runner's threads; one run at a time keeps
     the runner's environment."""

@@ -35,9 +35,11 @@ prints, and composite beats "all"); Table VI lists its own pairs. Each compariso
 ``sd_A + sd_B`` rather than a Welch t statistic: with 2-3 seeds a t test has 1-4 degrees of
 freedom and its threshold swings with them, while the summed spread is the plain statement
 "the gap is larger than the two rows' own seed-to-seed variation", conservative for 2 seeds.
-The table's verdict is "contradicted" if any comparison is reversed, "not measured yet" if none
-is measured, "incomplete" if some are not measured, "confirmed" if all hold, and otherwise "not
-decided at this scale".
+The table's verdict is "not measured yet" if no comparison is measured, "incomplete" while
+some comparison is not measured or some row lacks a seed the table asks for (Table VIII's 3:
+two seeds measure a comparison, but the table is not judged on them), and then "contradicted"
+if any comparison is reversed, "confirmed" if all hold, and otherwise "not decided at this
+scale".
 """
 from __future__ import annotations
 
@@ -153,14 +155,19 @@ def compare(better: Optional[dict], worse: Optional[dict]) -> dict:
     return {"difference": difference, "spread": spread, "outcome": outcome}
 
 
-def verdict(outcomes: list[str]) -> str:
+def verdict(outcomes: list[str], runs_done: Optional[int] = None, runs_wanted: Optional[int] = None) -> str:
+    """The table's verdict from its comparisons' outcomes (module docstring); none before every
+    row has the seeds the table asks for (``runs_done`` of ``runs_wanted``), so that a table of 3
+    seeds is not judged, even "contradicted", on 2."""
     if not outcomes or all(o == "not measured" for o in outcomes):
         return "not measured yet"
-    if "reversed" in outcomes:
-        return "contradicted"
     if "not measured" in outcomes:
         measured = sum(o != "not measured" for o in outcomes)
         return f"incomplete ({measured} of {len(outcomes)} comparisons measured)"
+    if runs_wanted is not None and runs_done is not None and runs_done < runs_wanted:
+        return f"incomplete ({runs_done} of {runs_wanted} runs done)"
+    if "reversed" in outcomes:
+        return "contradicted"
     if all(o == "holds" for o in outcomes):
         return "confirmed"
     return "not decided at this scale"
@@ -276,11 +283,12 @@ def table_results(table: AblationTable, grid: Sweep, seeds: list[int], num_class
         comparisons.append({"better": better, "worse": worse, "paper_difference": paper_gap(table, better, worse),
                             **judged})
     runs = [r for row in rows.values() for r in row["runs"] if r["state"] == "complete"]
+    runs_wanted = sum(len(row["runs"]) for row in rows.values())
     return {"table": table.id, "title": table.title, "claim": table.claim, "choice": table.choice,
             "paper_best": paper_best, "our_best": our_best, "command": command, "recipe": recipe_path,
             "runs_folder": str(grid.output), "epochs": grid.base["epochs"], "seeds": seeds,
             "num_classes": num_classes, "rows": rows, "comparisons": comparisons,
-            "verdict": verdict([c["outcome"] for c in comparisons]),
+            "verdict": verdict([c["outcome"] for c in comparisons], len(runs), runs_wanted),
             "hardware": sorted({h for r in runs for h in r["hardware"]}),
             "seconds_by_hardware": seconds_by_hardware(pair for r in runs for pair in r["seconds_by_hardware"].items()),
             "wall_seconds": sum(r["wall_seconds"] for r in runs) if runs else None, "runs_complete": len(runs)}

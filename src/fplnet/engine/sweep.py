@@ -198,6 +198,11 @@ class Runner:
             while (pending or self.children) and not (self.stopping and not self.children):
                 while pending and len(self.children) < self.parallel and not self.stopping:
                     run = pending.pop(0)
+                    if run_state(run.folder) == "complete":
+                        # Finished since the list was made (restored from another machine, or
+                        # trained by another grid sharing the run): starting it would overwrite it.
+                        self.log(f"[sweep {self.sweep.name}] complete meanwhile, skipped: {run.folder.name}")
+                        continue
                     child = self._start(run)
                     self.children.append((run, child))
                     if self.stopping:   # the signal came while the child was starting, before it was listed
@@ -299,7 +304,13 @@ def splice(document: Path, name: str, block: str, writer: str = "fplnet sweep") 
     start, end = f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
     text = document.read_text() if document.exists() else ""
     generated = f"{start}\n<!-- written by `{writer}`; do not edit by hand -->\n{block}\n{end}"
-    if start in text and end in text:
+    counts = (text.count(start), text.count(end))
+    # A marker lost or doubled by a hand edit would make the replacement swallow the text up to
+    # some other block's end: refuse, and leave the document as it is.
+    if counts not in ((0, 0), (1, 1)) or (counts == (1, 1) and text.index(start) > text.index(end)):
+        raise ValueError(f"{document}: the markers {start} and {end} must appear once each, in that order "
+                         f"(found {counts[0]} and {counts[1]}); repair them by hand, then run the command again")
+    if counts == (1, 1):
         text = text[:text.index(start)] + generated + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + ("\n\n" if text else "") + generated + "\n"
