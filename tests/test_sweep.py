@@ -129,6 +129,21 @@ def test_a_run_completed_meanwhile_is_not_started(tmp_path, monkeypatch):
     assert (run.folder / "summary.json").read_text() == "{}"
 
 
+def test_a_failing_runner_stops_its_children_first(tmp_path, monkeypatch):
+    """If the runner itself fails, the runs it started are told to stop (SIGTERM, which makes a
+    trainer save and exit) and waited for, rather than left training in their own sessions."""
+    import subprocess
+    import sys
+    import fplnet.engine.sweep as sweep_module
+    grid = Sweep("crash", tmp_path, {"device": "cpu"}, [0], {"a": {}})
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    monkeypatch.setattr(Runner, "_start", lambda self, run: child)
+    monkeypatch.setattr(sweep_module.time, "sleep", lambda seconds: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        Runner(grid).run()
+    assert child.poll() is not None and child.returncode == -15   # ended by SIGTERM, not left running
+
+
 def test_runs_at_once_on_the_cpu_share_its_threads(tmp_path, monkeypatch):
     """--parallel N on the CPU gives each run 1/N of the runner's threads; one run at a time keeps
     the runner's environment."""

@@ -218,6 +218,14 @@ class Runner:
                                      f"{child.returncode}); see {self.sweep.output / run.folder.name}.log")
                         else:
                             self.log(f"[sweep {self.sweep.name}] {run.folder.name}: {state}")
+        except BaseException:
+            # The runner itself failed: its children run in their own sessions and would train on
+            # unseen (a queue's `pause` would report stopped while they still write checkpoints),
+            # so they are told to save and stop, and waited for, before the error goes on.
+            self._stop_children()
+            for _, child in self.children:
+                child.wait()
+            raise
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
