@@ -105,6 +105,29 @@ def test_splice_refuses_broken_markers_and_leaves_the_document(tmp_path, broken)
     assert doc.read_text() == broken
 
 
+def test_runs_of_another_experiment_are_refused(tmp_path):
+    """Starting from other weights (init_from), or a setting the saved config predates given a
+    non-default value, is another experiment; what only the machine changes is not."""
+    from fplnet.engine.sweep import check_existing_runs
+    from fplnet.engine.train import ConfigError, load_config
+    base = {"data_root": str(tmp_path), "epochs": 1}
+    grid = Sweep("exp", tmp_path / "runs", base, [0], {"a": {}})
+    folder = grid.runs()[0].folder
+    folder.mkdir(parents=True)
+    saved = load_config(None, grid.runs()[0].config).to_dict()
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved))
+    check_existing_runs(grid)
+    check_existing_runs(Sweep("exp", tmp_path / "runs", {**base, "device": "cpu", "data_root": "/elsewhere"},
+                              [0], {"a": {}}))
+    with pytest.raises(ConfigError, match="was trained with init_from=None"):
+        check_existing_runs(Sweep("exp", tmp_path / "runs", base, [0], {"a": {"init_from": "enc.pt"}}))
+    # A config written before a field existed trained with that field's default.
+    (folder / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in saved.items() if k != "poly_power"}))
+    check_existing_runs(grid)
+    with pytest.raises(ConfigError, match="was trained with poly_power=0.9"):
+        check_existing_runs(Sweep("exp", tmp_path / "runs", {**base, "poly_power": 1.0}, [0], {"a": {}}))
+
+
 def test_a_run_completed_meanwhile_is_not_started(tmp_path, monkeypatch):
     """A run that became complete after the runner listed it (restored from another machine, or
     finished by another grid that shares it) is skipped, never started over its results."""

@@ -108,14 +108,20 @@ def check_existing_runs(sweep: Sweep) -> None:
     """Refuse a run folder whose saved config differs from what the sweep now asks for in anything
     that changes the training (the sweep or recipe file was edited after the run, or another
     experiment shares the folder): skipped or resumed, it would be tabulated under a description
-    it was not trained with. An ``epochs`` that a time budget shortened is the run's own."""
+    it was not trained with. An ``epochs`` that a time budget shortened is the run's own.
+
+    What a resume may change (``RESUME_MAY_CHANGE``) is ignored here too, except ``init_from``:
+    a resumed run takes its weights from its checkpoint, but a sweep whose runs now start from
+    other weights is another experiment. A setting the saved config predates (a field added to
+    ``TrainConfig`` since) counts as its default, which is what that run trained with."""
+    defaults = load_config(None, {}).to_dict()
     for run in sweep.runs():
         saved_path = run.folder / "config.yaml"
         if not saved_path.is_file():
             continue
-        saved = yaml.safe_load(saved_path.read_text()) or {}
+        saved = {**defaults, **(yaml.safe_load(saved_path.read_text()) or {})}
         wanted = load_config(None, run.config).to_dict()
-        ignored = set(RESUME_MAY_CHANGE) | ({"epochs"} if saved.get("time_budget_minutes") else set())
+        ignored = (set(RESUME_MAY_CHANGE) - {"init_from"}) | ({"epochs"} if saved.get("time_budget_minutes") else set())
         for key in sorted(set(saved) & set(wanted) - ignored):
             if saved[key] != wanted[key]:
                 raise ConfigError(
