@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CPU work of issues 8 and 10 as one queue that spans sessions, in the order the compute plan
-# sets: the long CamVid runs first, then the ablation tables (VI and VIII first, then VII, IX, X,
+# sets: the long CamVid runs first, then the ablation tables (VI, the FPL reading check and VIII
+# first, then VII, IX, X,
 # the activation and the full-model reference). Of the long runs, heldout (trained without
 # sequence 0006R0 and scored on it) goes first: its last epoch is the generalization figure the
 # project lacks, and the trainval model (all 468 frames, the one that ships) cannot ship without it.
@@ -41,7 +42,9 @@ RECIPE=${RECIPE:-configs/ablations/camvid_heldout_adam.yaml}
 ABLATION_RUNS="runs/ablations/$(basename "$RECIPE" .yaml)"
 ABLATION_SAVED="docs/runs/ablations/$(basename "$RECIPE" .yaml)"
 LONG_SPLITS=(heldout trainval)
-TABLE_GROUPS=("vi viii" "vii ix x activation reference")
+# Table VI, then the check of our FPL reading that bears on it (fpl_reading, docs/ablations.md;
+# its FPLNet and FPLNet-ESP rows are Table VI's runs), then VIII, then the others.
+TABLE_GROUPS=("vi" "fpl_reading" "viii" "vii ix x activation reference")
 # amp auto: bf16 for a compiled step on a CPU with native bf16, fp32 on one that would emulate it.
 LONG_FLAGS="--compile default --amp auto --save-every-minutes 5"
 ABLATE_PARALLEL=${ABLATE_PARALLEL:-2}

@@ -61,7 +61,7 @@ SPLITS = {"heldout": ("heldout_train", "heldout_val"), "trainval": ("trainval", 
 STAGES = (("encoder", "configs/camvid_encoder.yaml", 500), ("full", "configs/camvid.yaml", 1000))
 STAGE1_SHARE = 0.25
 PHASE_A_SHARE = 0.62
-ABLATION_TABLES = ("viii", "vi", "activation", "vii", "x", "ix")
+ABLATION_TABLES = ("viii", "vi", "fpl_reading", "activation", "vii", "x", "ix")
 
 
 def chain_commands(name: str, recipe: str, split: str, args, budget_minutes: float, stage: str) -> list[str]:

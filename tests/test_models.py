@@ -72,8 +72,22 @@ def test_fpl_module_parameter_formula():
 
 def test_pairwise_fusion_adds_neighbouring_rates():
     b = [torch.full((1, 1, 1, 1), v) for v in (1.0, 10.0, 100.0, 1000.0)]
-    assert [t.item() for t in pairwise_fusion(b)] == [1.0, 11.0, 110.0, 1100.0]
+    context = torch.full((1, 1, 1, 1), 5.0)
+    assert [t.item() for t in pairwise_fusion(b, context)] == [1.0, 11.0, 110.0, 1100.0]
+    assert [t.item() for t in pairwise_fusion(b, context, "context")] == [6.0, 15.0, 105.0, 1005.0]
     assert [t.item() for t in hierarchical_fusion(b)] == [1.0, 10.0, 110.0, 1110.0]
+
+
+def test_the_rival_fpl_reading_keeps_the_count_and_changes_the_module():
+    """fplnet_encoder_r16 / _r16_cpff (layers/fpl.py docstring): rates (2, 4, 8, 16), and PFF adding
+    each branch to the first stage's output; no parameter moves, every FPL module changes."""
+    assert params("fplnet_encoder_r16") == params("fplnet_encoder_r16_cpff") == 419_994
+    for name, pff in (("fplnet_encoder_r16", "neighbours"), ("fplnet_encoder_r16_cpff", "context")):
+        modules = [m for m in fplnet.create_model(name).modules() if isinstance(m, FPLModule)]
+        assert len(modules) == 14 and {m.pff for m in modules} == {pff}
+        assert {tuple(b[0].dilation[0] for b in m.branches) for m in modules} == {(2, 4, 8, 16)}
+    with pytest.raises(ValueError, match="pairwise feature fusion 'sum'"):
+        FPLModule(16, 16, pff="sum")
 
 
 def test_fir_channel_order_is_sum_then_deep_then_image():

@@ -24,6 +24,15 @@ Interpretation choices (the paper does not state them; no parameter count settle
 * Nothing follows the 1x1 reduction (the counts leave no room for BN or PReLU there). A
   PReLU(d) follows the symmetric 3x3, and one sits between each 3x1 and 1x3 (the "extra
   layer of non-linearity" of the factorization).
+* Both choices above have a rival reading that the ``fpl_reading`` ablation table trains beside
+  ours (``pff`` and ``dilations`` are arguments; docs/ablations.md). The paper says the two-stage
+  pyramid "enhances the effective receptive field with respect to ESP module" (Sec. III-A-2):
+  a 3x3 followed by rate 8 spans 19x19, less than ESP's 33x33 (rate 16), while rates
+  (2, 4, 8, 16) after the 3x3 span 35x35, i.e. ESP's five rates with rate 1 moved into the first
+  stage. And it says "the pyramid decomposition enables" PFF: adding each branch to the dense
+  first-stage output, ``pff="context"`` ([c + b1, ..., c + b4]), is a two-feature fusion that
+  needs the decomposition, where adding neighbouring branches does not. Neither reading changes
+  a parameter count; the figure that shows the rates is not in our copy of the paper.
 * The residual connection is added before BN + PReLU, as in ESPNet, whenever the input and
   output shapes match (stride 1 and in_chs == out_chs).
 * As a downsampler (stride 2) the 1x1 reduction runs at input resolution and the 3x3 is
@@ -44,6 +53,7 @@ from .activations import create_act
 from .conv import NormAct, conv2d
 
 FACTORIZATIONS = ("composite", "none", "all")
+PFF_MODES = ("neighbours", "context")   # see the module docstring: ours, and the rival reading
 
 
 class FactorizedConv(nn.Sequential):
@@ -58,8 +68,12 @@ class FactorizedConv(nn.Sequential):
         )
 
 
-def pairwise_fusion(branches: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """PFF: [b1, b1 + b2, b2 + b3, ...]; every fused map sums exactly two branch outputs."""
+def pairwise_fusion(branches: Sequence[torch.Tensor], context: torch.Tensor, mode: str = "neighbours"
+                    ) -> list[torch.Tensor]:
+    """PFF, every fused map the sum of two maps. ``neighbours``: [b1, b1 + b2, b2 + b3, ...];
+    ``context``: [c + b1, c + b2, ...], c being the first stage's (dense) output."""
+    if mode == "context":
+        return [context + branch for branch in branches]
     return [branches[0]] + [branches[i - 1] + branches[i] for i in range(1, len(branches))]
 
 
@@ -67,10 +81,14 @@ class FPLModule(nn.Module):
     """One FPL module; with ``stride=2`` it is the FPL-downsampler of Fig. 2."""
 
     def __init__(self, in_chs: int, out_chs: int, stride: int = 1, act: str = "prelu",
-                 dilations: Sequence[int] = (1, 2, 4, 8), factorization: str = "composite"):
+                 dilations: Sequence[int] = (1, 2, 4, 8), factorization: str = "composite",
+                 pff: str = "neighbours"):
         super().__init__()
         if factorization not in FACTORIZATIONS:
             raise ValueError(f"unknown factorization {factorization!r}; choose one of {FACTORIZATIONS}")
+        if pff not in PFF_MODES:
+            raise ValueError(f"unknown pairwise feature fusion {pff!r}; choose one of {PFF_MODES}")
+        self.pff = pff
         if out_chs % len(dilations):
             raise ValueError(f"FPL output channels ({out_chs}) must divide into {len(dilations)} branches")
         width = out_chs // len(dilations)
@@ -90,7 +108,7 @@ class FPLModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         context = self.context(self.reduce(x))
-        out = torch.cat(pairwise_fusion([branch(context) for branch in self.branches]), dim=1)
+        out = torch.cat(pairwise_fusion([branch(context) for branch in self.branches], context, self.pff), dim=1)
         if self.residual:
             out = out + x
         return self.norm_act(out)

@@ -39,6 +39,7 @@ class FPLNetConfig:
     widths: tuple = (64, 128)                  # stage-2 and stage-3 channels        (Table II)
     stem_width: int = 32                       # stage-1 channels                    (Table II)
     dilations: tuple = (1, 2, 4, 8)            # FPL branch rates (our choice, see layers/fpl.py)
+    pff: str = "neighbours"                    # FPL's pairwise fusion (our choice, see layers/fpl.py)
     act: str = "prelu"                         # "prelu" | "relu"                    (Sec. IV-C)
     decoder: bool = True                       # False = encoder + 1x1 + bilinear x8
     decoder_widths: tuple = (64, 16)           # Table II layers 22-27
@@ -46,7 +47,7 @@ class FPLNetConfig:
 
     def block_kwargs(self) -> dict:
         if self.block == "fpl":
-            return {"dilations": self.dilations, "factorization": self.factorization}
+            return {"dilations": self.dilations, "factorization": self.factorization, "pff": self.pff}
         return {}
 
 
@@ -182,6 +183,13 @@ VARIANTS: dict[str, ModelVariant] = {
     "fplnet_encoder_relu": _encoder("ReLU instead of PReLU", None, "Sec. IV-C", None, act="relu"),
     "fplnet_encoder_esp": _encoder("FPLNet encoder with ESP modules (FPLNet-ESP)", 0.38e6, "Table VI", 56.29,
                                    block="esp"),
+    # The rival reading of the FPL module (layers/fpl.py docstring), not a row of the paper: the
+    # same parameters as fplnet_encoder, so the paper's count is its.
+    "fplnet_encoder_r16": _encoder("FPL branch rates (2, 4, 8, 16) instead of (1, 2, 4, 8)", 419_994,
+                                   "Sec. III-A-2 (reading)", None, dilations=(2, 4, 8, 16)),
+    "fplnet_encoder_r16_cpff": _encoder("FPL rates (2, 4, 8, 16), PFF adds each branch to the 3x3's output",
+                                        419_994, "Sec. III-A-2 (reading)", None, dilations=(2, 4, 8, 16),
+                                        pff="context"),
 }
 # Table IX: (#FPL in stage 2, #FPL in stage 3) -> (paper parameters, paper mIoU)
 _TABLE_IX = {(2, 6): (0.32e6, 56.0), (2, 8): (0.40e6, 56.1), (2, 10): (0.47e6, 55.9), (2, 12): (0.57e6, 55.0),
