@@ -87,7 +87,8 @@ def add_arguments(parser):
     parser.add_argument("--data-root", type=existing_dir, required=True)
     parser.add_argument("--split", default="val", help="a split of the data set (default val)")
     parser.add_argument("--batch-size", type=positive_int, default=4)
-    parser.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda or cuda:N (default auto: CUDA if visible; the CPU for the "
+    parser.add_argument("--device", type=device_name, default="auto",
+                        help="auto, cpu, cuda or cuda:N (default auto: CUDA if visible; the CPU for the "
                              "onnxruntime and openvino variants, which run there only)")
     add_network_size_arguments(parser)
     parser.add_argument("--variant", type=variant_spec, default=None, metavar="SPEC",
