@@ -202,3 +202,16 @@ def test_bad_table_is_refused(tmp_path, capsys):
     recipe = write_recipe(tmp_path / "tiny.yaml", tmp_path)
     assert cli(["ablate", "--table", "xi", "--recipe", str(recipe), "--table-only"]) == 2
     assert "--table 'xi': must be one of vi, fpl_reading, vii, viii, ix, x, activation, reference or all" in capsys.readouterr().err
+
+
+def test_a_broken_doc_block_is_refused_before_any_run(tmp_path, capsys, monkeypatch):
+    """A hand edit that lost a table's end marker is found before the grid trains, not after."""
+    from fplnet.engine.sweep import Runner
+    recipe = write_recipe(tmp_path / "tiny.yaml", tmp_path)
+    doc = tmp_path / "ablations.md"
+    doc.write_text("intro\n<!-- sweep:ablation_vii -->\nold table, its end marker lost\n")
+    monkeypatch.setattr(Runner, "run", lambda self: pytest.fail("trained before checking the document"))
+    assert cli(["ablate", "--table", "vii", "--recipe", str(recipe), "--runs-root", str(tmp_path / "runs"),
+                "--doc", str(doc), "--json", str(tmp_path / "a.json")]) == 2
+    assert "<!-- /sweep:ablation_vii --> must appear once each" in capsys.readouterr().err
+    assert doc.read_text().startswith("intro\n") and not (tmp_path / "a.json").exists()

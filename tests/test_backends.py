@@ -12,8 +12,7 @@ from fplnet import Segmenter
 from fplnet.cli import main
 from fplnet.engine.export import load_exported, read_metadata
 from fplnet.checkpoint import load_checkpoint
-from fplnet.engine.arguments import variant_spec, variant_specs
-from fplnet.fast import InferenceRunner, Variant, fast_variant, prepare_model, resolve_variant
+from fplnet.fast import InferenceRunner, Variant, prepare_model
 from fplnet.models import create_model, load_model
 from fplnet.openvino_backend import OpenVINORunner
 
@@ -75,19 +74,6 @@ def test_variant_rules(camvid_model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="--calib-data"):
         Segmenter("camvid", variant="openvino+int8")
-
-
-def test_fast_and_the_device_a_variant_runs_on(monkeypatch):
-    """`fast` is a variant wherever one is accepted (the device's fast path), and device "auto"
-    runs the exported-graph backends on the CPU even where a GPU is visible."""
-    assert resolve_variant("fast", "cpu") == (fast_variant("cpu"), torch.device("cpu"))
-    assert resolve_variant("fast", "cpu", keep_memory=True)[0] == fast_variant("cpu", keep_memory=True)
-    assert Segmenter("camvid", variant="fast").variant == fast_variant("cpu")
-    assert variant_spec("fast") == "fast" and variant_specs("eager, fast") == ["eager", "fast"]
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert resolve_variant("openvino+int8", "auto")[1] == torch.device("cpu")
-    assert resolve_variant(Variant.parse("onnxruntime"), "auto")[1] == torch.device("cpu")
-    assert resolve_variant("channels_last", "auto")[1] == torch.device("cuda")
 
 
 def test_openvino_keeps_a_bounded_number_of_compiled_shapes():

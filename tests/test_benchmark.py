@@ -142,3 +142,17 @@ def test_inference_compile_with_cuda_graphs_is_inductors_own_graphs(monkeypatch)
     assert calls[-1] == {"options": {"triton.cudagraphs": True}, "dynamic": False}
     with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
         InferenceRunner(torch.nn.Conv2d(3, 4, 1), "compile+cuda_graphs", torch.device("cpu"))
+
+
+def test_device_auto_is_the_cpu_for_exported_graph_variants_only(monkeypatch):
+    """As in evaluate and predict, ``--device auto`` runs onnxruntime / OpenVINO variants on the
+    CPU, their only device, even where a GPU is visible; anything else takes the GPU."""
+    from argparse import Namespace
+    import fplnet.engine.benchmark as benchmark
+    monkeypatch.setattr(benchmark, "resolve_device",
+                        lambda name: torch.device("cuda" if str(name) == "auto" else str(name)))
+    device = lambda variants, name="auto": benchmark.benchmark_device(Namespace(device=name, variants=variants))
+    assert device(["openvino", "openvino+int8", "onnxruntime"]).type == "cpu"
+    assert device(["eager", "openvino"]).type == "cuda"     # a mix: check_variants refuses it on the GPU
+    assert device(["fast"]).type == "cuda" and device(None).type == "cuda"
+    assert device(["openvino"], name="cuda").type == "cuda"  # asked for explicitly: refused later, not moved

@@ -81,6 +81,7 @@ BAD = [
     (f"{TINY_BENCHMARK} --models fplnet --variants eager --compile", "--variants"),
     (f"{TINY_BENCHMARK} --models fplnet --variants cuda_graphs", "--device"),
     (f"{TINY_BENCHMARK} --models fplnet --mode train --variants onnxruntime", "--mode train"),
+    (f"{TINY_BENCHMARK} --models fplnet --variants eager,openvino --calib-data {{camvid}}", "--calib-data"),
     ("benchmark --checkpoint camvid --models fplnet", "--checkpoint"),
     (f"{TINY_BENCHMARK} --models fplnet --agreement-images {{tmp}}", "--agreement-images"),
     ("benchmark --agreement-images {tmp}/missing", "--agreement-images"),

@@ -106,8 +106,9 @@ def test_splice_refuses_broken_markers_and_leaves_the_document(tmp_path, broken)
 
 
 def test_runs_of_another_experiment_are_refused(tmp_path):
-    """Starting from other weights (init_from), or a setting the saved config predates given a
-    non-default value, is another experiment; what only the machine changes is not."""
+    """Starting from pretrained weights or not (init_from), or a setting the saved config predates
+    given a non-default value, is another experiment; what only the machine changes (a device, a
+    data or weights path) is not."""
     from fplnet.engine.sweep import check_existing_runs
     from fplnet.engine.train import ConfigError, load_config
     base = {"data_root": str(tmp_path), "epochs": 1}
@@ -119,8 +120,14 @@ def test_runs_of_another_experiment_are_refused(tmp_path):
     check_existing_runs(grid)
     check_existing_runs(Sweep("exp", tmp_path / "runs", {**base, "device": "cpu", "data_root": "/elsewhere"},
                               [0], {"a": {}}))
-    with pytest.raises(ConfigError, match="was trained with init_from=None"):
+    with pytest.raises(ConfigError, match="was trained from scratch but exp now starts it from 'enc.pt'"):
         check_existing_runs(Sweep("exp", tmp_path / "runs", base, [0], {"a": {"init_from": "enc.pt"}}))
+    # The same starting weights under another path (the run moved from a GPU's scratch folder).
+    (folder / "config.yaml").write_text(yaml.safe_dump({**saved, "init_from": "/tmp/gpu/chains/enc/last.pt"}))
+    check_existing_runs(Sweep("exp", tmp_path / "runs", base, [0], {"a": {"init_from": "runs/enc/last.pt"}}))
+    with pytest.raises(ConfigError, match="trained from '/tmp/gpu/chains/enc/last.pt' but exp now starts it from scratch"):
+        check_existing_runs(grid)
+    (folder / "config.yaml").write_text(yaml.safe_dump(saved))
     # A config written before a field existed trained with that field's default.
     (folder / "config.yaml").write_text(yaml.safe_dump({k: v for k, v in saved.items() if k != "poly_power"}))
     check_existing_runs(grid)
@@ -157,14 +164,34 @@ def test_a_failing_runner_stops_its_children_first(tmp_path, monkeypatch):
     trainer save and exit) and waited for, rather than left training in their own sessions."""
     import subprocess
     import sys
-    import fplnet.engine.sweep as sweep_module
     grid = Sweep("crash", tmp_path, {"device": "cpu"}, [0], {"a": {}})
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
     monkeypatch.setattr(Runner, "_start", lambda self, run: child)
-    monkeypatch.setattr(sweep_module.time, "sleep", lambda seconds: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(Runner, "_between_polls", lambda self: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError, match="boom"):
         Runner(grid).run()
     assert child.poll() is not None and child.returncode == -15   # ended by SIGTERM, not left running
+
+
+def test_a_child_that_ignores_sigterm_is_killed_not_waited_for_forever(tmp_path, monkeypatch):
+    """A child that does not stop on SIGTERM (stuck in a compile, a deadlocked loader) must not hang
+    a failed runner: after the grace period it is killed with its process group."""
+    import subprocess
+    import sys
+    import fplnet.engine.sweep as sweep_module
+    grid = Sweep("stuck", tmp_path, {"device": "cpu"}, [0], {"a": {}})
+    ignores_term = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", ignores_term], start_new_session=True,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"   # its SIGTERM handler is in place
+    monkeypatch.setattr(Runner, "_start", lambda self, run: child)
+    monkeypatch.setattr(sweep_module, "STOP_GRACE_SECONDS", 1)
+    monkeypatch.setattr(Runner, "_between_polls", lambda self: (_ for _ in ()).throw(RuntimeError("boom")))
+    messages = []
+    with pytest.raises(RuntimeError, match="boom"):
+        Runner(grid, log=messages.append).run()
+    assert child.returncode == -9                        # killed, after SIGTERM did nothing
+    assert any("did not stop within 1 s" in m for m in messages)
 
 
 def test_runs_at_once_on_the_cpu_share_its_threads(tmp_path, monkeypatch):

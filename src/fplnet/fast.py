@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .graph_export import INPUT_NAME, export_onnx_bytes, trace_torchscript
-from .runtime import compile_module, keep_freed_memory, require_package, resolve_device
+from .runtime import compile_module, keep_freed_memory, make_room, require_package, resolve_device
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -276,6 +276,11 @@ class Variant:
         return {"freeze": "freeze" in self, "cuda_graphs": "cuda_graphs" in self}
 
     @property
+    def cpu_only(self) -> bool:
+        """The exported-graph backends (onnxruntime, OpenVINO) run here on the CPU only."""
+        return self.backend in ("onnxruntime", "openvino")
+
+    @property
     def needs_calibration(self) -> bool:
         """INT8 variants quantize the model on calibration frames when the runner is built."""
         return "int8" in self.switches
@@ -308,7 +313,7 @@ def resolve_variant(spec, device="auto", keep_memory: bool = False) -> tuple[Var
         variant = None
     else:
         variant = Variant.parse(str(spec))
-    if name == "auto" and variant is not None and variant.backend in ("onnxruntime", "openvino"):
+    if name == "auto" and variant is not None and variant.cpu_only:
         name = "cpu"
     resolved = resolve_device(name)
     return (variant or fast_variant(resolved, keep_memory)), resolved
@@ -350,7 +355,7 @@ class InferenceRunner:
         self.device = torch.device(device)
         if "cuda_graphs" in self.variant and self.device.type != "cuda":
             raise ValueError(f"variant {self.variant}: CUDA graphs need a CUDA device")
-        if self.variant.backend in ("onnxruntime", "openvino") and self.device.type != "cpu":
+        if self.variant.cpu_only and self.device.type != "cpu":
             raise ValueError(f"variant {self.variant}: the {self.variant.backend} backend here runs on the CPU only; "
                              "pass --device cpu (device='cpu')")
         if self.variant.needs_calibration and calibration is None:
@@ -445,8 +450,7 @@ class InferenceRunner:
     MAX_SHAPES = 8
 
     def _make_room_for_a_shape(self, key: tuple):
-        while len(self._per_shape) >= self.MAX_SHAPES:
-            self._per_shape.popitem(last=False)
+        make_room(self._per_shape, self.MAX_SHAPES)
         self._shapes_seen.add(key)
         if self._compiled is not None and not self._sizes_warned and len(self._shapes_seen) > self.MAX_SHAPES:
             # torch.compile (dynamic=False) compiles once per shape up to dynamo's limit, then

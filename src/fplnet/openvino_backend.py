@@ -70,7 +70,7 @@ import torch
 from torch import nn
 
 from .graph_export import export_onnx_bytes
-from .runtime import require_package
+from .runtime import make_room, require_package
 
 METADATA_KEY = "fplnet"
 BIN_DIGEST_KEY = "fplnet_bin_sha256"   # rt_info of the .xml: the sha256 of the .bin saved with it
@@ -330,6 +330,8 @@ class OpenVINORunner:
 
     def __init__(self, ov_model, threads: int, precision: str = "f32", quantization: Optional[dict] = None,
                  max_shapes: int = 8):
+        if max_shapes < 1:
+            raise ValueError(f"OpenVINORunner: max_shapes={max_shapes}; keep at least one compiled shape")
         self.ov_model, self.threads, self.precision = ov_model, threads, precision
         self.quantization = quantization   # quantization_facts of an INT8 model
         self.max_shapes = max_shapes
@@ -357,8 +359,7 @@ class OpenVINORunner:
         if compiled is None:
             if self._runnable is None:
                 self._runnable = nhwc_output(self.ov_model)
-            while len(self._compiled) >= self.max_shapes:
-                self._compiled.popitem(last=False)
+            make_room(self._compiled, self.max_shapes)
             compiled = self._compiled[key] = compile_for_shape(self._runnable, key, self.threads, self.precision)
         else:
             self._compiled.move_to_end(key)

@@ -114,6 +114,15 @@ def compile_module(model: torch.nn.Module, mode=None, *, freeze: bool = False, c
     return torch.compile(model, options=options, **kwargs)
 
 
+def make_room(cache, max_items: int) -> None:
+    """Drops the least recently used entries of ``cache`` (an OrderedDict kept newest last) until
+    one more fits within ``max_items``: the per-input-shape caches of the inference runners."""
+    if max_items < 1:
+        raise ValueError(f"a cache of per-shape compiled models needs room for at least one (got {max_items})")
+    while len(cache) >= max_items:
+        cache.popitem(last=False)
+
+
 def parse_size(text) -> tuple[int, int]:
     """'360x480' or [360, 480] -> (360, 480): height first, as tensors are laid out. Both
     sides must be whole numbers of at least 1."""

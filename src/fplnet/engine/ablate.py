@@ -54,7 +54,8 @@ from ..complexity import count_params
 from ..data import get_info
 from ..models import create_model, get_model_entry
 from ..io import atomic_write_text
-from .sweep import Runner, Sweep, check_existing_runs, run_record, seconds_by_hardware, seed_statistics, splice
+from .sweep import (Runner, Sweep, check_existing_runs, check_markers, run_record, seconds_by_hardware,
+                    seed_statistics, splice)
 from .train import ConfigError, load_config
 
 DEFAULT_RUNS_ROOT = "runs/ablations"
@@ -407,6 +408,9 @@ def run(args):
     output = recipe_folder(args.recipe, recipe["epochs"], args.runs_root)
     grid = build_grid(tables, recipe, output, args.seeds)
     check_existing_runs(grid)
+    if args.doc:   # before hours of training, not after: a hand edit may have broken a block
+        for table in tables:
+            check_markers(Path(args.doc), f"ablation_{table.id}")
     outcome = {"failed": [], "stopped": False}
     if not args.table_only:
         outcome = Runner(grid, args.parallel).run()
@@ -420,12 +424,13 @@ def run(args):
         # machine flags (--device, --data-root, --runs-root).
         argv = getattr(args, "_argv", None)
         results[table.id]["invoked_as"] = ("fplnet " + shlex.join(argv)) if argv else None
+    if args.json:   # first: the figures are kept even if the document cannot take them
+        write_json(Path(args.json), results)
+    for table in tables:
         markdown = format_table(results[table.id])
         if args.doc:
             splice(Path(args.doc), f"ablation_{table.id}", markdown, writer="fplnet ablate")
         print(markdown + "\n")
-    if args.json:
-        write_json(Path(args.json), results)
     if outcome["stopped"]:
         print("stopped; run the same `fplnet ablate` command again to resume", file=sys.stderr)
         return 130

@@ -188,7 +188,7 @@ def check_variants(variants: list[Variant], device: torch.device, mode: str) -> 
                              f"switches {extra} (train variants combine {', '.join(sorted(TrainStep.ALLOWED))})")
         if "cuda_graphs" in variant and device.type != "cuda":
             raise ValueError(f"variant {variant}: CUDA graphs need --device cuda")
-        if variant.backend in ("onnxruntime", "openvino") and device.type != "cpu":
+        if variant.cpu_only and device.type != "cpu":
             raise ValueError(f"variant {variant}: the {variant.backend} backend here runs on the CPU only; "
                              "use --device cpu")
 
@@ -302,7 +302,7 @@ def build_entries(args, device, size, variants: list[Variant]) -> list[Entry]:
 def thread_pool(entry: Entry) -> str:
     """The thread pool an entry computes on: torch's OpenMP pool (eager, compiled, TorchScript,
     every training step), onnxruntime's or OpenVINO's."""
-    if entry.runner is not None and entry.runner.variant.backend in ("onnxruntime", "openvino"):
+    if entry.runner is not None and entry.runner.variant.cpu_only:
         return entry.runner.variant.backend
     return "torch"
 
@@ -511,9 +511,24 @@ def draw_plots(args) -> None:
         print(f"wrote {args.camvid_plot}")
 
 
+def benchmark_device(args) -> torch.device:
+    """The one device a run times on. ``auto`` is the CPU when every variant runs on an
+    exported-graph backend (the CPU is where they run, as in evaluate and predict), and otherwise
+    CUDA when one is visible; a GPU run that mixes in such a variant is refused by check_variants."""
+    specs = args.variants or []
+    if (str(args.device).strip().lower() == "auto" and specs
+            and all(spec != "fast" and Variant.parse(spec).cpu_only for spec in specs)):
+        return resolve_device("cpu")
+    return resolve_device(args.device)
+
+
 def check_arguments(args, variants: list[Variant], device: torch.device) -> None:
     """Cross-flag checks, before any model is built (each flag alone is checked by its type)."""
     check_variants(variants, device, args.mode)
+    if args.calib_data is not None and not any(v.needs_calibration for v in variants):
+        raise ValueError(f"--calib-data {args.calib_data} calibrates INT8 quantization, and none of the variants "
+                         f"({', '.join(map(str, variants))}) quantizes; add openvino+int8 to --variants or drop "
+                         "--calib-data")
     if args.agreement_images and not args.checkpoint:
         raise ValueError("--agreement-images needs --checkpoint: on a random network every pixel gets the same "
                          "class, so agreement would say nothing")
@@ -528,7 +543,7 @@ def run(args) -> int:
         draw_plots(args)
     if args.plot_only:
         return 0
-    device = resolve_device(args.device)
+    device = benchmark_device(args)
     variants = _variants(args, device)
     check_arguments(args, variants, device)
     if args.threads:

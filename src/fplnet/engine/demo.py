@@ -52,12 +52,11 @@ def add_arguments(parser):
 
 
 def run(args):
-    from ..fast import fast_variant
+    from ..fast import resolve_variant
     from ..inference import Segmenter
-    from ..runtime import resolve_device
     # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
-    variant = fast_variant(resolve_device(args.device), keep_memory=True) if args.fast else "eager"
-    segmenter = Segmenter(args.checkpoint, device=args.device, variant=variant)
+    variant, device = resolve_variant("fast" if args.fast else "eager", args.device, keep_memory=True)
+    segmenter = Segmenter(args.checkpoint, device=device, variant=variant)
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
     info = segmenter.info

@@ -25,6 +25,7 @@ document between ``<!-- sweep:NAME -->`` and ``<!-- /sweep:NAME -->`` markers.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,6 +43,10 @@ from ..io import atomic_write_text
 from ..runtime import resolve_device
 from .run_folder import is_complete, read_summary
 from .train import RESUME_MAY_CHANGE, ConfigError, load_config
+
+# How long a failed runner waits for a child told to stop (it finishes its step and saves last.pt,
+# seconds on a CPU) before killing it: long enough for a save, short enough not to hang a queue.
+STOP_GRACE_SECONDS = 120
 
 
 @dataclass
@@ -112,7 +117,8 @@ def check_existing_runs(sweep: Sweep) -> None:
 
     What a resume may change (``RESUME_MAY_CHANGE``) is ignored here too, except ``init_from``:
     a resumed run takes its weights from its checkpoint, but a sweep whose runs now start from
-    other weights is another experiment. A setting the saved config predates (a field added to
+    pretrained weights, or no longer do, is another experiment (the path is not compared: it
+    changes when a run moves between machines). A setting the saved config predates (a field added to
     ``TrainConfig`` since) counts as its default, which is what that run trained with."""
     defaults = load_config(None, {}).to_dict()
     for run in sweep.runs():
@@ -123,6 +129,15 @@ def check_existing_runs(sweep: Sweep) -> None:
         wanted = load_config(None, run.config).to_dict()
         ignored = (set(RESUME_MAY_CHANGE) - {"init_from"}) | ({"epochs"} if saved.get("time_budget_minutes") else set())
         for key in sorted(set(saved) & set(wanted) - ignored):
+            if key == "init_from":
+                # The path of the starting weights changes when a run moves between machines
+                # (a GPU's scratch folder, then runs/ here); whether there are any does not.
+                if bool(saved[key]) != bool(wanted[key]):
+                    raise ConfigError(
+                        f"run {run.folder} was trained {'from ' + repr(saved[key]) if saved[key] else 'from scratch'} "
+                        f"but {sweep.name} now starts it {'from ' + repr(wanted[key]) if wanted[key] else 'from scratch'}; "
+                        "write the new experiment under another name (or another output folder)")
+                continue
             if saved[key] != wanted[key]:
                 raise ConfigError(
                     f"run {run.folder} was trained with {key}={saved[key]!r} but {sweep.name} now gives "
@@ -187,6 +202,24 @@ class Runner:
         return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
                                 env=self.child_env())
 
+    def _between_polls(self) -> None:
+        time.sleep(0.5)
+
+    def _wait_or_kill_children(self) -> None:
+        """Waits for the children told to stop; one that has not saved and exited within
+        ``STOP_GRACE_SECONDS`` (stuck in a compile or a data-loader deadlock) is killed with its
+        process group, so that a failed runner never hangs on it. Its last periodic checkpoint stays."""
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for run, child in self.children:
+            try:
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.log(f"[sweep {self.sweep.name}] {run.folder.name} did not stop within "
+                         f"{STOP_GRACE_SECONDS} s of SIGTERM; killed (it resumes from its last checkpoint)")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+
     def _stop_children(self, signum=None, frame=None):
         self.stopping = True
         for _, child in self.children:
@@ -213,7 +246,7 @@ class Runner:
                     self.children.append((run, child))
                     if self.stopping:   # the signal came while the child was starting, before it was listed
                         child.send_signal(signal.SIGTERM)
-                time.sleep(0.5)
+                self._between_polls()
                 for run, child in list(self.children):
                     if child.poll() is not None:
                         self.children.remove((run, child))
@@ -229,8 +262,7 @@ class Runner:
             # unseen (a queue's `pause` would report stopped while they still write checkpoints),
             # so they are told to save and stop, and waited for, before the error goes on.
             self._stop_children()
-            for _, child in self.children:
-                child.wait()
+            self._wait_or_kill_children()
             raise
         finally:
             for sig, handler in previous.items():
@@ -311,20 +343,27 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def splice(document: Path, name: str, block: str, writer: str = "fplnet sweep") -> None:
-    """Replace the text between ``<!-- sweep:NAME -->`` and ``<!-- /sweep:NAME -->`` in ``document``
-    (appended with the markers if they are not there yet); ``writer`` is the command named in the
-    block's do-not-edit line."""
+def check_markers(document: Path, name: str) -> None:
+    """Refuse a document whose ``<!-- sweep:NAME -->`` markers were lost, doubled or swapped by a
+    hand edit: the replacement would swallow the text up to some other block's end. Called before
+    any training too, so that hours of runs never end on a document that cannot take their table."""
     start, end = f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
     text = document.read_text() if document.exists() else ""
-    generated = f"{start}\n<!-- written by `{writer}`; do not edit by hand -->\n{block}\n{end}"
     counts = (text.count(start), text.count(end))
-    # A marker lost or doubled by a hand edit would make the replacement swallow the text up to
-    # some other block's end: refuse, and leave the document as it is.
     if counts not in ((0, 0), (1, 1)) or (counts == (1, 1) and text.index(start) > text.index(end)):
         raise ValueError(f"{document}: the markers {start} and {end} must appear once each, in that order "
                          f"(found {counts[0]} and {counts[1]}); repair them by hand, then run the command again")
-    if counts == (1, 1):
+
+
+def splice(document: Path, name: str, block: str, writer: str = "fplnet sweep") -> None:
+    """Replace the text between ``<!-- sweep:NAME -->`` and ``<!-- /sweep:NAME -->`` in ``document``
+    (appended with the markers if they are not there yet); ``writer`` is the command named in the
+    block's do-not-edit line. Broken markers are refused and the document left as it is."""
+    check_markers(document, name)
+    start, end = f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
+    text = document.read_text() if document.exists() else ""
+    generated = f"{start}\n<!-- written by `{writer}`; do not edit by hand -->\n{block}\n{end}"
+    if start in text:
         text = text[:text.index(start)] + generated + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + ("\n\n" if text else "") + generated + "\n"
@@ -359,6 +398,8 @@ def run(args):
         raise ConfigError(f"--parallel {args.parallel}: must be a positive integer")
     sweep = load_sweep(args.sweep, {"data_root": args.data_root, "device": args.device})
     check_existing_runs(sweep)
+    if args.doc:   # before any training: a hand edit may have broken the block
+        check_markers(Path(args.doc), sweep.name)
     outcome = {"failed": [], "stopped": False}
     if not args.table_only:
         outcome = Runner(sweep, args.parallel).run()

@@ -1,0 +1,32 @@
+"""What a variant name means, without any optional backend installed: ``fast`` wherever a
+variant is accepted, the device a variant runs on, and the bound on per-shape caches."""
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from fplnet import Segmenter
+from fplnet.engine.arguments import variant_spec, variant_specs
+from fplnet.fast import Variant, fast_variant, resolve_variant
+from fplnet.runtime import make_room
+
+
+def test_fast_and_the_device_a_variant_runs_on(monkeypatch):
+    """`fast` is a variant wherever one is accepted (the device's fast path), and device "auto"
+    runs the exported-graph backends on the CPU even where a GPU is visible."""
+    assert resolve_variant("fast", "cpu") == (fast_variant("cpu"), torch.device("cpu"))
+    assert resolve_variant("fast", "cpu", keep_memory=True)[0] == fast_variant("cpu", keep_memory=True)
+    assert Segmenter("camvid", variant="fast").variant == fast_variant("cpu")
+    assert variant_spec("fast") == "fast" and variant_specs("eager, fast") == ["eager", "fast"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_variant("openvino+int8", "auto")[1] == torch.device("cpu")
+    assert resolve_variant(Variant.parse("onnxruntime"), "auto")[1] == torch.device("cpu")
+    assert resolve_variant("channels_last", "auto")[1] == torch.device("cuda")
+
+
+def test_a_per_shape_cache_drops_the_least_recently_used_and_keeps_at_least_one():
+    cache = OrderedDict([("a", 1), ("b", 2), ("c", 3)])
+    make_room(cache, 2)
+    assert list(cache) == ["c"]          # room for one more within two
+    with pytest.raises(ValueError, match="at least one"):
+        make_room(cache, 0)
