@@ -33,9 +33,9 @@ Interpretation choices (the paper does not state them; no parameter count settle
   first-stage output, ``pff="context"`` ([c + b1, ..., c + b4]), is a two-feature fusion that
   needs the decomposition, where adding neighbouring branches does not. Neither reading changes
   a parameter count; the figure that shows the rates is not in our copy of the paper. Trained
-  (2 seeds, 30 epochs, held-out CamVid sequence), ours scored highest: 36.89 against 34.66 for
-  rates (2, 4, 8, 16) and 35.67 with the context PFF too, both beyond the seed spread; so we
-  keep it.
+  (2 seeds, 30 epochs, held-out CamVid sequence), ours scored highest of the three FPL
+  readings: 36.89 against 34.66 for rates (2, 4, 8, 16) and 35.67 with the context PFF too,
+  both beyond the seed spread; so we keep it.
 * The residual connection is added before BN + PReLU, as in ESPNet, whenever the input and
   output shapes match (stride 1 and in_chs == out_chs).
 * As a downsampler (stride 2) the 1x1 reduction runs at input resolution and the 3x3 is
