@@ -149,8 +149,8 @@ def test_device_auto_is_the_cpu_for_exported_graph_variants_only(monkeypatch):
     CPU, their only device, even where a GPU is visible; anything else takes the GPU."""
     from argparse import Namespace
     import fplnet.engine.benchmark as benchmark
-    monkeypatch.setattr(benchmark, "resolve_device",
-                        lambda name: torch.device("cuda" if str(name) == "auto" else str(name)))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)   # a GPU is visible
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     device = lambda variants, name="auto": benchmark.benchmark_device(Namespace(device=name, variants=variants))
     assert device(["openvino", "openvino+int8", "onnxruntime"]).type == "cpu"
     assert device(["eager", "openvino"]).type == "cuda"     # a mix: check_variants refuses it on the GPU

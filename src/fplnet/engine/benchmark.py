@@ -512,14 +512,11 @@ def draw_plots(args) -> None:
 
 
 def benchmark_device(args) -> torch.device:
-    """The one device a run times on. ``auto`` is the CPU when every variant runs on an
-    exported-graph backend (the CPU is where they run, as in evaluate and predict), and otherwise
-    CUDA when one is visible; a GPU run that mixes in such a variant is refused by check_variants."""
-    specs = args.variants or []
-    if (str(args.device).strip().lower() == "auto" and specs
-            and all(spec != "fast" and Variant.parse(spec).cpu_only for spec in specs)):
-        return resolve_device("cpu")
-    return resolve_device(args.device)
+    """The one device a run times on: the device ``resolve_variant`` gives every variant (its
+    ``auto`` is the CPU for the exported-graph backends, as in evaluate and predict); where the
+    variants disagree, ``--device`` as given, and check_variants refuses what cannot run there."""
+    devices = {resolve_variant(spec, args.device)[1] for spec in args.variants or []}
+    return devices.pop() if len(devices) == 1 else resolve_device(args.device)
 
 
 def check_arguments(args, variants: list[Variant], device: torch.device) -> None:

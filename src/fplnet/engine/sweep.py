@@ -132,11 +132,11 @@ def check_existing_runs(sweep: Sweep) -> None:
             if key == "init_from":
                 # The path of the starting weights changes when a run moves between machines
                 # (a GPU's scratch folder, then runs/ here); whether there are any does not.
+                start = lambda weights: f"from {weights!r}" if weights else "from scratch"
                 if bool(saved[key]) != bool(wanted[key]):
                     raise ConfigError(
-                        f"run {run.folder} was trained {'from ' + repr(saved[key]) if saved[key] else 'from scratch'} "
-                        f"but {sweep.name} now starts it {'from ' + repr(wanted[key]) if wanted[key] else 'from scratch'}; "
-                        "write the new experiment under another name (or another output folder)")
+                        f"run {run.folder} was trained {start(saved[key])} but {sweep.name} now starts it "
+                        f"{start(wanted[key])}; write the new experiment under another name (or another output folder)")
                 continue
             if saved[key] != wanted[key]:
                 raise ConfigError(
@@ -343,25 +343,31 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def check_markers(document: Path, name: str) -> None:
+def markers(name: str) -> tuple[str, str]:
+    """The start and end markers of a generated block in a Markdown document."""
+    return f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
+
+
+def check_markers(document: Path, name: str) -> str:
     """Refuse a document whose ``<!-- sweep:NAME -->`` markers were lost, doubled or swapped by a
     hand edit: the replacement would swallow the text up to some other block's end. Called before
-    any training too, so that hours of runs never end on a document that cannot take their table."""
-    start, end = f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
+    any training too, so that hours of runs never end on a document that cannot take their table.
+    Returns the document's text ("" if it does not exist yet)."""
+    start, end = markers(name)
     text = document.read_text() if document.exists() else ""
     counts = (text.count(start), text.count(end))
     if counts not in ((0, 0), (1, 1)) or (counts == (1, 1) and text.index(start) > text.index(end)):
         raise ValueError(f"{document}: the markers {start} and {end} must appear once each, in that order "
                          f"(found {counts[0]} and {counts[1]}); repair them by hand, then run the command again")
+    return text
 
 
 def splice(document: Path, name: str, block: str, writer: str = "fplnet sweep") -> None:
     """Replace the text between ``<!-- sweep:NAME -->`` and ``<!-- /sweep:NAME -->`` in ``document``
     (appended with the markers if they are not there yet); ``writer`` is the command named in the
     block's do-not-edit line. Broken markers are refused and the document left as it is."""
-    check_markers(document, name)
-    start, end = f"<!-- sweep:{name} -->", f"<!-- /sweep:{name} -->"
-    text = document.read_text() if document.exists() else ""
+    text = check_markers(document, name)
+    start, end = markers(name)
     generated = f"{start}\n<!-- written by `{writer}`; do not edit by hand -->\n{block}\n{end}"
     if start in text:
         text = text[:text.index(start)] + generated + text[text.index(end) + len(end):]
