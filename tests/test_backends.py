@@ -5,8 +5,10 @@ NNCF end to end (export, Segmenter, evaluate, benchmark) on a small calibration 
 The frames compared are CamVid val frames (never calibration frames: those come from train)."""
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fplnet import Segmenter
 from fplnet.cli import main
@@ -16,7 +18,7 @@ from fplnet.fast import InferenceRunner, Variant, prepare_model
 from fplnet.models import create_model, load_model
 from fplnet.openvino_backend import OpenVINORunner
 
-from _helpers import SHARED_DATA, camvid_image, normalized
+from _helpers import SHARED_DATA, camvid_image, camvid_images, normalized
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
@@ -42,7 +44,7 @@ def agreement(reference: torch.Tensor, other: torch.Tensor) -> float:
     return (reference.argmax(1) == other.argmax(1)).float().mean().item()
 
 
-@pytest.mark.parametrize("variant", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("variant", ["onnxruntime", "openvino", "torchscript"])
 def test_fp32_backends_match_eager(camvid_model, frames, variant):
     runner = InferenceRunner(camvid_model, variant)
     for x in frames:
@@ -151,7 +153,7 @@ def test_prelu_slopes_have_the_rank_of_their_input(camvid_model):
     assert all(op.get_input_partial_shape(1).rank.get_length() == 4 for op in prelus)
 
 
-def test_int8_export_end_to_end(camvid_model, frames, tmp_path, capsys):
+def test_int8_export_end_to_end(camvid_model, frames, tiny_camvid, tmp_path, capsys):
     path = tmp_path / "camvid_int8.xml"
     assert main(["export", "--checkpoint", "camvid", "--format", "openvino", "--int8", *CALIB,
                  "--check-frames", "2", "--output", str(path), "--no-verify"]) == 0
@@ -181,6 +183,14 @@ def test_int8_export_end_to_end(camvid_model, frames, tmp_path, capsys):
     for x in frames:
         with torch.no_grad():
             assert agreement(camvid_model(x), run(x)) >= 0.97
+    # The IR keeps its quantization facts when loaded (load_ir), and evaluate scores the file itself.
+    assert run.info()["quantization"] == int8
+    report = tmp_path / "int8_file.json"
+    assert main(["evaluate", "--checkpoint", str(path), "--dataset", "camvid", "--data-root", str(tiny_camvid),
+                 "--split", "val", "--json", str(report)]) == 0
+    backend = json.loads(report.read_text())["backend"]
+    assert backend["quantization"]["calibration"] == calibration and backend["exported_file"] == str(path)
+    assert {"u8", "i8"} & set(backend["layers_by_runtime_precision"]), "no layer executed in INT8"
 
 
 def test_int8_variant_in_segmenter_and_evaluate(camvid_model, tiny_camvid, tmp_path):
@@ -219,3 +229,16 @@ def test_benchmark_times_openvino_variants(tmp_path):
     calibration = results["openvino+int8"]["backend"]["calibration"]
     assert (calibration["source"], calibration["frames"]) == ("folder", 4)
     assert report["machine"]["openvino"] and "--calib-size 4" in report["command"]
+
+
+def test_predict_runs_the_openvino_variant(tmp_path):
+    """`fplnet predict --variant openvino` writes the labels eager PyTorch gives (the fp32 bound)."""
+    frame = camvid_images()[5]
+    labels = {}
+    for name, flags in (("eager", ["--no-fast"]), ("openvino", ["--variant", "openvino"])):
+        out = tmp_path / name
+        assert main(["predict", "--checkpoint", "camvid", str(frame), "--output", str(out), "--format", "trainid",
+                     "--overlay", "0", "--quiet", *flags]) == 0
+        labels[name] = np.asarray(Image.open(out / f"{frame.stem}_trainid.png"))
+    assert (labels["openvino"] == labels["eager"]).mean() >= 0.999
+    assert len(np.unique(labels["eager"])) > 3

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fplnet.fast import fold_batchnorm
+from fplnet.fast import InferenceRunner, fold_batchnorm
 from fplnet.graph_export import INPUT_NAME, export_onnx_bytes
 from fplnet.models import create_model, get_model_entry
 from fplnet.models.enet import max_pool_2x2, max_unpool_2x2
@@ -77,7 +77,6 @@ def test_enet_pool_and_unpool_put_tied_maxima_where_torch_does_in_the_exported_g
     pytest.importorskip(backend)
     import numpy as np
 
-    from fplnet.fast import InferenceRunner
 
     class PoolUnpool(torch.nn.Module):
         def forward(self, x):
@@ -105,3 +104,19 @@ def test_onnx_export_reproduces_the_model(name):
     assert (reference - exported).abs().max().item() < 1e-3
     assert (reference.argmax(1) == exported.argmax(1)).float().mean().item() >= 0.999
     assert len(reference.argmax(1).unique()) > 1   # a constant label map would agree trivially
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", ("espnet",) + BASELINES)
+def test_openvino_runs_the_baselines_as_pytorch_does(name):
+    """The OpenVINO variant converts the same graph and rewrites it (split_concat_convs touches
+    ESPNet, CGNet and ERFNet too): the fp32 bound holds for every baseline."""
+    pytest.importorskip("openvino")
+    model = make_model(name, num_classes=11)
+    x = normalized(camvid_image(3)[:120, :168])
+    with torch.no_grad():
+        reference = model(x)
+    out = InferenceRunner(model, "openvino", torch.device("cpu"))(x)
+    assert out.shape == reference.shape
+    assert (reference - out).abs().max().item() < 1e-3
+    assert (reference.argmax(1) == out.argmax(1)).float().mean().item() >= 0.999

@@ -90,7 +90,8 @@ def test_training_step_cuda_graphs_go_through_compile(capsys, monkeypatch):
 
 def test_refusals(tmp_path, capsys):
     assert main(["benchmark", *TINY, "--models", "fplnet", "--variants", "eager,keep_memory"]) == 2
-    assert "keep_memory" in capsys.readouterr().err
+    assert "separate runs" in capsys.readouterr().err
+    assert main(["benchmark", *TINY, "--models", "fplnet", "--variants", "channels_last,keep_memory+channels_last"]) == 2
     assert main(["benchmark", *TINY, "--models", "fplnet", "--variants", "eager", "--compile"]) == 2
     assert main(["benchmark", *TINY, "--models", "fplnet", "--mode", "train", "--variants", "onnxruntime"]) == 2
     with pytest.raises(ValueError, match="unknown variant switch"):
@@ -156,3 +157,15 @@ def test_device_auto_is_the_cpu_for_exported_graph_variants_only(monkeypatch):
     assert device(["eager", "openvino"]).type == "cuda"     # a mix: check_variants refuses it on the GPU
     assert device(["fast"]).type == "cuda" and device(None).type == "cuda"
     assert device(["openvino"], name="cuda").type == "cuda"  # asked for explicitly: refused later, not moved
+
+
+def test_the_issues_variant_list_runs_every_variant_with_keep_memory(tmp_path, capsys):
+    """`fast` brings the process-wide allocator switch on the CPU; the others are timed under it
+    too, so they carry it in their names and the run says so."""
+    # `fast` is keep_memory + the CPU fast path (tests/test_variants.py); one switch without the
+    # compile wait stands in for it here.
+    report = run_json(tmp_path, "--models", "fplnet", "--variants", "eager,keep_memory+channels_last,fold_bn",
+                      "--device", "cpu")
+    assert [r["variant"] for r in report["results"]] == ["keep_memory", "keep_memory+channels_last",
+                                                         "keep_memory+fold_bn"]
+    assert "eager -> keep_memory, fold_bn -> keep_memory+fold_bn" in capsys.readouterr().out

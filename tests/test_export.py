@@ -190,3 +190,40 @@ def test_bn_folding_refuses_what_does_not_commute():
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(fold_batchnorm(model)(x), model(x))
+
+
+@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("openvino", ".xml")])
+def test_evaluate_scores_the_exported_file_as_eager_scores_its_checkpoint(tiny_camvid, tmp_path, fmt, suffix):
+    """`fplnet evaluate --checkpoint FILE` runs the deployed graph itself, with the inference spec
+    it carries: in fp32 it scores what the checkpoint scores in eager PyTorch."""
+    if fmt == "openvino":
+        pytest.importorskip("openvino")
+    path = tmp_path / f"camvid{suffix}"
+    assert main(["export", "--checkpoint", "camvid", "--format", fmt, "--output", str(path), "--no-verify"]) == 0
+    reports = {}
+    for name, source in (("eager", "camvid"), ("file", str(path))):
+        reports[name] = tmp_path / f"{name}.json"
+        assert main(["evaluate", "--checkpoint", source, "--dataset", "camvid", "--data-root", str(tiny_camvid),
+                     "--split", "val", "--device", "cpu", "--json", str(reports[name])]) == 0
+    eager, exported = (json.loads(reports[name].read_text()) for name in ("eager", "file"))
+    assert exported["miou"] == pytest.approx(eager["miou"], abs=0.01)
+    assert exported["variant"] == f"the exported file as it is ({'openvino' if fmt == 'openvino' else 'onnxruntime'})"
+    assert exported["backend"]["exported_file"] == str(path)
+    if fmt == "openvino":
+        assert exported["backend"]["inference_precision_hint"] == "f32"
+
+
+def test_evaluate_refuses_what_an_exported_file_cannot_honour(tiny_camvid, tmp_path, capsys):
+    path = tmp_path / "camvid.onnx"
+    assert main(["export", "--checkpoint", "camvid", "--output", str(path), "--no-verify"]) == 0
+    base = ["evaluate", "--checkpoint", str(path), "--dataset", "camvid", "--data-root", str(tiny_camvid)]
+    for extra, said in ((["--variant", "openvino"], "--variant"), (["--calib-data", str(tiny_camvid)], "--calib-data"),
+                        (["--device", "cuda"], "--device")):
+        capsys.readouterr()
+        assert main([*base, *extra]) == 2
+        assert said in capsys.readouterr().err
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a graph")
+    assert main(["evaluate", "--checkpoint", str(garbage), "--dataset", "camvid", "--data-root", str(tiny_camvid)]) == 2
+    err = capsys.readouterr().err
+    assert str(garbage) in err and len(err.strip().splitlines()) == 1

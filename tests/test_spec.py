@@ -117,6 +117,16 @@ def test_predict_evaluate_and_export_agree(shipped, labels, tmp_path):
     x = spec.preprocess([camvid_image(7)])
     graph_labels = spec.to_input_size(load_exported(exported)(spec.to_network(x)), x.shape[-2:]).argmax(1)[0]
     assert (graph_labels.numpy() == labels).mean() >= 0.999
+    # evaluate runs the exported file itself, at the size its metadata records.
+    assert main(["evaluate", "--checkpoint", str(exported), "--dataset", "camvid", "--data-root", str(root),
+                 "--split", "val", "--json", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert result["eval_size"] == list(EVAL_SIZE) and result["pixel_accuracy"] >= 99.9
+
+    # benchmark times the checkpoint at its network size unless told otherwise.
+    timing = tmp_path / "benchmark.json"
+    assert main(["benchmark", "--checkpoint", str(shipped), "--iters", "1", "--warmup", "0", "--json", str(timing)]) == 0
+    assert json.loads(timing.read_text())["size"] == list(EVAL_SIZE)
 
 
 # --- a short side instead of a fixed size: the aspect ratio is kept ---------------------------

@@ -18,6 +18,9 @@ import warnings
 import torch
 from torch import nn
 
+# Exported graph files that fplnet can run as they are (``fplnet evaluate --checkpoint FILE``):
+# ONNX, and OpenVINO's IR (NAME.xml beside NAME.bin). A .pt is read as a checkpoint.
+RUNNABLE_SUFFIXES = (".onnx", ".xml")
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 

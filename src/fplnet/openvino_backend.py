@@ -422,12 +422,20 @@ def read_ir(path):
 
 def read_ir_metadata(path) -> dict:
     """The JSON ``save_ir`` stored in an IR's rt_info."""
-    model = read_ir(path)
-    if not model.has_rt_info([METADATA_KEY]):
+    metadata = _metadata(read_ir(path))
+    if metadata is None:
         raise ValueError(f"{path} has no '{METADATA_KEY}' rt_info; was it written by `fplnet export`?")
-    return json.loads(model.get_rt_info([METADATA_KEY]).astype(str))
+    return metadata
+
+
+def _metadata(model) -> Optional[dict]:
+    """The JSON ``save_ir`` stored in a model's rt_info, or None."""
+    return json.loads(model.get_rt_info([METADATA_KEY]).astype(str)) if model.has_rt_info([METADATA_KEY]) else None
 
 
 def load_ir(path, threads: int, precision: str = "f32") -> OpenVINORunner:
-    """An IR file as a callable float32 NCHW tensor -> logits tensor."""
-    return OpenVINORunner(read_ir(path), threads, precision)
+    """An IR file as a callable float32 NCHW tensor -> logits tensor. An INT8 IR's quantization
+    facts (method, layers kept in float, calibration set, accuracy delta: the metadata's "int8")
+    travel with it, so ``info()`` reports them as it does for a model quantized in this process."""
+    model = read_ir(path)
+    return OpenVINORunner(model, threads, precision, quantization=(_metadata(model) or {}).get("int8"))

@@ -16,6 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from ..graph_export import RUNNABLE_SUFFIXES
 from ..runtime import parse_size, resolve_device
 
 Invalid = argparse.ArgumentTypeError
@@ -162,6 +163,14 @@ def checkpoint_name_or_file(text: str) -> str:
     except CheckpointError as err:
         raise Invalid(str(err)) from None
     return str(Path(text).expanduser())
+
+
+def checkpoint_or_exported_file(text: str) -> str:
+    """``checkpoint_name_or_file``, or an exported graph (.onnx, OpenVINO .xml) that exists; the
+    command reads its metadata and says what is wrong with it (``export.ExportedModel``)."""
+    if Path(text).suffix in RUNNABLE_SUFFIXES:
+        return str(existing_file(text))
+    return checkpoint_name_or_file(text)
 
 
 def _check_can_create_in(path: Path, text: str) -> None:

@@ -80,7 +80,8 @@ def add_arguments(parser):
                              "cuda_graphs, torchscript, onnxruntime, openvino, int8 (with openvino), keep_memory, "
                              "freeze (with compile), or 'fast' "
                              "(what predict runs on this device), e.g. eager,channels_last,channels_last+bf16. "
-                             "Replaces the single-variant flags below")
+                             "keep_memory is process-wide: when one variant has it (fast does on the CPU), all "
+                             "are timed with it and named so. Replaces the single-variant flags below")
     parser.add_argument("--size", type=image_size, default=None,
                         help="input HEIGHTxWIDTH (default: the --checkpoint's eval size if it records one, else 512x1024)")
     add_calibration_arguments(parser, "INT8 variants", "the training split the --checkpoint records, if reachable")
@@ -167,16 +168,30 @@ def _variants(args, device) -> list[Variant]:
                              "or add the switches to the variants (e.g. channels_last+bf16)")
         # "fast" is exactly what `fplnet predict` runs on this device, allocator switch included.
         variants = [resolve_variant(spec, device, keep_memory=True)[0] for spec in args.variants]
-        if len({"keep_memory" in v for v in variants}) > 1:
-            raise ValueError("--variants: keep_memory changes the allocator of the whole process, so the variants "
-                             "without it would be timed with it too; time variants with and without keep_memory in "
-                             "separate runs (`fast` includes keep_memory on the CPU)")
-        return variants
+        return _share_keep_memory(variants)
     switches = [args.backend] if args.backend != "torch" else []
     switches += [args.dtype] if args.dtype != "fp32" else []
     switches += [s for s, on in (("channels_last", args.channels_last), ("fold_bn", args.fold_bn),
                                  ("cuda_graphs", args.cuda_graphs), ("compile", args.compile)) if on]
     return [Variant.parse("+".join(switches) or "eager")]
+
+
+def _share_keep_memory(variants: list[Variant]) -> list[Variant]:
+    """keep_memory changes the allocator of the whole process, so once one variant of a run has it
+    (``fast`` does, on the CPU) every variant is timed with it. Rather than time ``eager`` under a
+    switch its name does not show, every variant gets the switch in its name, and the run says so:
+    ``--variants eager,fast,openvino,openvino+int8`` works and reports what it timed. A pair that
+    differs only by keep_memory (``eager,keep_memory``) cannot be compared within one process: refused."""
+    if len({"keep_memory" in v for v in variants}) < 2:
+        return variants
+    shared = [Variant(v.switches | {"keep_memory"}) for v in variants]
+    if len(set(shared)) < len(shared):
+        raise ValueError("--variants: keep_memory changes the allocator of the whole process, so a variant and the "
+                         "same variant with keep_memory cannot be told apart in one run; time them in separate runs")
+    renamed = ", ".join(f"{v} -> {s}" for v, s in zip(variants, shared) if v != s)
+    print(f"keep_memory changes the allocator of the whole process, so every variant of this run has it: {renamed}",
+          flush=True)
+    return shared
 
 
 def check_variants(variants: list[Variant], device: torch.device, mode: str) -> None:

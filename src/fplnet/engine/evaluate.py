@@ -9,9 +9,12 @@ the label's size, and one confusion matrix accumulates every pixel that is not
 inference spec (``fplnet.spec``), as ``Segmenter`` and ``fplnet predict`` do.
 
 ``--variant`` evaluates the model the way a deployment runs it (``fplnet.fast.Variant``: e.g.
-``onnxruntime``, ``openvino``, ``openvino+int8``), so the mIoU is that of what is deployed. An
-INT8 variant calibrates on frames of the checkpoint's training split under ``--data-root`` (or
-``--calib-data``), never on the split being evaluated.
+``onnxruntime``, ``openvino``, ``openvino+int8``). An INT8 variant calibrates on frames of the
+checkpoint's training split under ``--data-root`` (or ``--calib-data``), never on the split
+being evaluated. ``--checkpoint`` also takes the file deployed, an .onnx or OpenVINO .xml that
+``fplnet export`` wrote: it runs as it is, so the mIoU is that of the very file (an INT8 IR
+keeps the calibration it was exported with; ``--variant openvino+int8`` quantizes again, on
+frames chosen for this split).
 
 ``--json`` records the confusion matrix's pixel counts beside the IoU, so any other metric can be
 computed from the file; ``--plot`` draws it with the per-class IoU (``figures.draw_evaluation``).
@@ -19,6 +22,7 @@ computed from the file; ``--plot`` draws it with the per-class IoU (``figures.dr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
@@ -29,10 +33,10 @@ from ..data.resize import network_input_size, resize_images, resize_logits
 from ..data.transforms import normalize
 from ..io import atomic_write_json
 from ..metrics import ConfusionMatrix
-from ..runtime import autocast
+from ..runtime import autocast, resolve_device
 from ..calibration import DEFAULT_CALIBRATION_FRAMES
 from .arguments import (add_calibration_arguments, add_network_size_arguments, add_tta_arguments,
-                        checkpoint_name_or_file, device_name, existing_dir, png_plot_file, positive_int,
+                        checkpoint_or_exported_file, device_name, existing_dir, png_plot_file, positive_int,
                         variant_spec, writable_file)
 
 
@@ -81,8 +85,9 @@ def evaluate(model, images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor
 
 
 def add_arguments(parser):
-    parser.add_argument("--checkpoint", type=checkpoint_name_or_file, required=True,
-                        help="checkpoint file or shipped weights name (camvid)")
+    parser.add_argument("--checkpoint", type=checkpoint_or_exported_file, required=True,
+                        help="checkpoint file or shipped weights name (camvid), or a file `fplnet export` wrote "
+                             "(.onnx, OpenVINO .xml), run as it is on the CPU")
     parser.add_argument("--dataset", required=True, choices=list_datasets())
     parser.add_argument("--data-root", type=existing_dir, required=True)
     parser.add_argument("--split", default="val", help="a split of the data set (default val)")
@@ -121,25 +126,42 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     ``device`` (a torch.device or a name for ``fplnet.fast.resolve_variant``, "auto" included):
     mean, std and network size from the checkpoint's inference spec (``eval_size`` or
     ``short_side`` overrides the size, ``InferenceSpec.with_size``), run as ``variant`` (default
-    plain eager), with test-time augmentation at ``tta_scales`` (``fplnet.tta``; None: none)."""
+    plain eager), with test-time augmentation at ``tta_scales`` (``fplnet.tta``; None: none).
+
+    ``checkpoint`` may also be an exported .onnx or OpenVINO .xml file (``fplnet export``): it
+    runs as it is, on the CPU, with the inference spec in its metadata (``export.ExportedModel``),
+    so an INT8 IR is scored with the quantization it was exported with; ``variant`` and
+    ``calib_data`` are refused for it."""
     from ..tta import TestTimeAugmentation
     from ..calibration import calibration_set, refuse_unused_calib_data
     from ..fast import InferenceRunner, resolve_variant
     from ..models import load_model
     from ..spec import InferenceSpec
-    # "fast" is the device's fast path; device "auto" is the CPU for the exported-graph backends.
-    variant, device = resolve_variant(variant or "eager", device)
-    refuse_unused_calib_data(calib_data, variant)
+    from ..graph_export import RUNNABLE_SUFFIXES
+    from .export import ExportedModel
+    exported = Path(str(checkpoint)).suffix in RUNNABLE_SUFFIXES
+    if exported:
+        device = _exported_file_device(checkpoint, variant, calib_data, device)
+    else:
+        # "fast" is the device's fast path; device "auto" is the CPU for the exported-graph backends.
+        variant, device = resolve_variant(variant or "eager", device)
+        refuse_unused_calib_data(calib_data, variant)
     # The data set first: a wrong split or folder is reported before the model is built.
     dataset = build_dataset(dataset_name, data_root, split)
-    model, ckpt = load_model(checkpoint, device)
+    model = runner = None
+    if exported:
+        runner = ExportedModel(checkpoint)
+        num_classes, spec, variant_name = runner.num_classes, runner.spec, f"the exported file as it is ({runner.backend})"
+    else:
+        model, ckpt = load_model(checkpoint, device)
+        num_classes, spec, variant_name = ckpt["num_classes"], InferenceSpec.from_checkpoint(ckpt), variant.name
     info = dataset.info
-    if info.num_classes != ckpt["num_classes"]:
-        raise ValueError(f"checkpoint {checkpoint} predicts {ckpt['num_classes']} classes but dataset "
+    if info.num_classes != num_classes:
+        raise ValueError(f"checkpoint {checkpoint} predicts {num_classes} classes but dataset "
                          f"{dataset_name} has {info.num_classes}; evaluate on the dataset it was trained for")
-    spec = InferenceSpec.from_checkpoint(ckpt).with_size(eval_size, short_side)
-    runner, backend = None, {"backend": "torch"}
-    if variant.name != "eager":
+    spec = spec.with_size(eval_size, short_side)
+    backend = {"backend": "torch"}
+    if not exported and variant.name != "eager":
         # Never calibrated on the frames it is scored on (a train + val model evaluated on val).
         calibration = (calibration_set(ckpt, calib_data or data_root, calib_size,
                                        exclude=[image for image, _ in dataset.files], spec=spec)
@@ -152,7 +174,22 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
                       eval_size=spec.eval_size, short_side=spec.eval_short_side, ignore_index=info.ignore_index)
     if runner is not None:
         backend = runner.backend_info()   # after the pass: it reports what the compiled model executed
-    return CheckpointEvaluation(matrix, dataset, variant.name, backend, spec, tta)
+    return CheckpointEvaluation(matrix, dataset, variant_name, backend, spec, tta)
+
+
+def _exported_file_device(path, variant, calib_data, device) -> torch.device:
+    """An exported file runs as it is, on the CPU (``ExportedModel``): the flags that would change
+    how it runs are refused, not ignored."""
+    if variant is not None:
+        raise ValueError(f"--variant {variant}: {path} is an exported model and runs as it is; --variant applies "
+                         "to checkpoints (leave it out, or export the variant you want)")
+    if calib_data is not None:
+        raise ValueError(f"--calib-data: {path} is an exported model; an INT8 one was calibrated when it was "
+                         "exported (leave --calib-data out)")
+    resolved = torch.device("cpu") if str(device).strip().lower() == "auto" else resolve_device(str(device))
+    if resolved.type != "cpu":
+        raise ValueError(f"--device {device}: {path} runs on the CPU (onnxruntime, OpenVINO); use --device cpu or auto")
+    return resolved
 
 
 def run(args):

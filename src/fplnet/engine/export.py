@@ -38,7 +38,7 @@ from torch import nn
 from .. import __version__
 from ..calibration import calibration_set, evenly_spaced, recorded_data, training_files
 from ..fast import find_conv_bn_pairs, fold_batchnorm
-from ..graph_export import INPUT_NAME, OUTPUT_NAME, export_onnx_bytes, trace_torchscript
+from ..graph_export import INPUT_NAME, OUTPUT_NAME, RUNNABLE_SUFFIXES, export_onnx_bytes, trace_torchscript
 from ..io import atomic_write, atomic_write_bytes
 from ..models import load_model
 from ..runtime import require_package
@@ -166,6 +166,43 @@ def load_exported(path, threads: int = 0):
         with torch.no_grad():
             return module(x)
     return run
+
+
+class ExportedModel:
+    """An exported .onnx or OpenVINO .xml file, run as it is, with the inference spec it carries:
+    what ``fplnet evaluate --checkpoint FILE.xml`` scores, so that the mIoU reported is that of the
+    very file deployed (an INT8 IR keeps the calibration it was exported with, where ``--variant
+    openvino+int8`` would quantize the checkpoint again in its own process). Both run on the CPU:
+    onnxruntime's CPU provider, OpenVINO's CPU plugin at f32 inference precision."""
+
+    def __init__(self, path, threads: int = 0):
+        self.path = Path(path)
+        if self.path.suffix not in RUNNABLE_SUFFIXES:
+            raise ValueError(f"{self.path}: an exported model to run must be an .onnx or OpenVINO .xml file")
+        try:
+            self.metadata = read_metadata(self.path)
+        except ValueError:
+            raise
+        except Exception as error:   # the backends' own parse errors (RuntimeError, protobuf's DecodeError)
+            raise ValueError(f"{self.path} is not a readable exported model: {error}") from error
+        if "inference_spec" not in self.metadata:
+            raise ValueError(f"{self.path} records no inference spec (exported by an older fplnet?); "
+                             "export it again with `fplnet export`")
+        self.spec = InferenceSpec.from_dict(self.metadata["inference_spec"])
+        self.num_classes = int(self.metadata["num_classes"])
+        self.backend = "openvino" if self.path.suffix == ".xml" else "onnxruntime"
+        self._run = load_exported(self.path, threads)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x)
+
+    def backend_info(self) -> dict:
+        """The file, its backend and (OpenVINO, after a pass) the precision its layers executed in;
+        for an INT8 IR, its quantization, calibration set and accuracy delta as exported."""
+        info = {"backend": self.backend, "exported_file": str(self.path), "model_name": self.metadata["model_name"]}
+        if hasattr(self._run, "info"):
+            info.update(self._run.info())
+        return info
 
 
 def compare(reference: torch.Tensor, exported: torch.Tensor) -> dict:
@@ -338,7 +375,10 @@ def run(args) -> int:
             worst = max(worst, result["max_abs_diff"])
             print(f"  check {'x'.join(map(str, shape))}: max |logit| {result['max_abs_logit']:.1f}, "
                   f"max |logits diff| {result['max_abs_diff']:.2e}, "
-                  f"argmax agreement {100 * result['argmax_agreement']:.3f}%")
+                  f"argmax agreement {100 * result['argmax_agreement']:.3f}%"
+                  # Random input tells whether the graph runs at any shape; INT8's accuracy is measured
+                  # on real frames (the line above), not on noise, where its argmax drifts further.
+                  + (" (random input: INT8's accuracy is the check-frames line)" if args.int8 else ""))
         if worst > 1e-3 and not args.int8:
             print(f"warning: the exported model differs from PyTorch by up to {worst:.2e}", flush=True)
     return 0
