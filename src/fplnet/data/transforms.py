@@ -18,8 +18,8 @@ flipping are our choice, the common one for Cityscapes and CamVid.
 Resizing: the deterministic resize to the network's size (``train_size``, e.g. Cityscapes at half
 resolution) is ``fplnet.data.resize``'s antialiased bilinear, the call evaluation and inference
 make, so a model sees at train time the same resampled pixels it sees deployed. The random scale
-on top of it is plain bilinear sampling (``grid_sample`` has no antialiasing): it shrinks by at
-most 1/0.75, where bilinear reads every source pixel at least partly and aliasing stays small,
+on top of it is plain bilinear sampling (``grid_sample`` has no antialiasing): it shrinks to no
+less than 0.75 of the size (samples 1.33 px apart), where bilinear reads every source pixel at least partly and aliasing stays small,
 whereas the half-resolution resize that must match inference exactly skips half the pixels without
 a low-pass filter. It is a random perturbation, not the inference path, so we keep the one
 resampling of the batch rather than a second, antialiased pass.
