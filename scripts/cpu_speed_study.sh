@@ -17,7 +17,7 @@ if [ "${FORCE:-0}" != 1 ] && awk "BEGIN{exit !($load > 1.0)}"; then
   echo "cpu_speed_study: load average $load; stop other work first (FORCE=1 to run anyway)" >&2; exit 2
 fi
 run() { echo "== $*" >&2; "$FPLNET" benchmark "$@"; }
-PARTS=${PARTS:-1 2 3 4 5 6 7 8 9 10 11}
+PARTS=${PARTS:-1 2 3 4 5 6 7 8 9 10 11 12}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # 1. Plain eager, default allocator: the reference every speed-up is measured against.
@@ -115,4 +115,16 @@ if want 11; then
 run --models fplnet --size 360x480 --batch-size 8 --device cpu --mode train --warmup 2 --iters 6 \
   --variants keep_memory+channels_last+compile,keep_memory+channels_last+bf16+compile --num-classes 11 \
   --json "$OUT_DIR/train_step_compile_bf16.json" --markdown "$OUT_DIR/train_step_compile_bf16.md"
+fi
+# 12. The shipped CamVid FPLNet on every path the deployment issue lists, in one process per size
+#     (`eager,fast,...`: `fast` brings keep_memory, so every variant runs with it and says so).
+#     INT8 is a speed figure here, calibrated on 60 frames (its accuracy, with 300, is measured by
+#     `fplnet evaluate` on the exported file: docs/runs/openvino/exported_int8/); the quantized graph,
+#     and so its speed, does not depend on the frames.
+if want 12; then
+for size in ${SIZES:-512x1024 360x480}; do
+run --checkpoint camvid --size $size --batch-size 1 --device cpu --warmup ${WARMUP:-5} --iters ${ITERS:-20} \
+  --variants eager,fast,onnxruntime,openvino,openvino+int8 --calib-data "$DATA" --calib-size ${CALIB_SIZE:-60} \
+  --json "$OUT_DIR/fplnet_camvid_issue_variants_$size.json" --markdown "$OUT_DIR/fplnet_camvid_issue_variants_$size.md"
+done
 fi
