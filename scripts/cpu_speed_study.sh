@@ -5,6 +5,9 @@
 #
 #   OUT_DIR=docs/runs/cpu_2026-11-29 bash scripts/cpu_speed_study.sh
 #   PARTS="5 6" OUT_DIR=... bash scripts/cpu_speed_study.sh     # only some of the numbered parts
+#
+# Part 12 also reads SIZES (default "512x1024 360x480"), WARMUP (5), ITERS (20) and CALIB_SIZE (60),
+# so that it can be tried end to end at a tiny size before a real run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${OUT_DIR:-docs/runs/cpu_$(date +%Y-%m-%d)}

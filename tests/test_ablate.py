@@ -121,8 +121,12 @@ def test_verdict_of_a_table_from_hand_made_runs(tmp_path, capsys, delayed, hasty
     assert cli(common) == 0
     out = capsys.readouterr().out
     assert "Verdict: **-**" in out and "| 0/2 | - |" in out and "not measured" in out
-    for seed, (a, b) in enumerate(zip(delayed, hasty)):
+    for seed, a in enumerate(delayed):
         fake_run(grid / f"fplnet_encoder__seed{seed}", a)
+    assert cli(common) == 0   # one row measured: nothing to beat, so no best row yet
+    assert json.loads((tmp_path / "a.json").read_text())["tables"]["vii"]["our_best"] is None
+    assert "Our best row: -;" in capsys.readouterr().out
+    for seed, b in enumerate(hasty):
         fake_run(grid / f"fplnet_encoder_hasty__seed{seed}", b)
     assert cli(common) == 0
     table = json.loads((tmp_path / "a.json").read_text())["tables"]["vii"]

@@ -190,6 +190,8 @@ def test_int8_export_end_to_end(camvid_model, frames, tiny_camvid, tmp_path, cap
                  "--split", "val", "--json", str(report)]) == 0
     backend = json.loads(report.read_text())["backend"]
     assert backend["quantization"]["calibration"] == calibration and backend["exported_file"] == str(path)
+    # The first 4 val frames are not among the 8 calibration frames spread over train (+ val).
+    assert backend["calibration_overlap"] == {"scored_frames_in_calibration": 0, "scored_frames": 4}
     assert {"u8", "i8"} & set(backend["layers_by_runtime_precision"]), "no layer executed in INT8"
 
 

@@ -1,6 +1,7 @@
 """`fplnet export` and BN folding: ONNX (onnxruntime), TorchScript and OpenVINO IR reproduce the
 PyTorch logits on a real CamVid image at two input sizes, and the metadata travels with the file."""
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,8 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import fplnet.data.info
+from fplnet.checkpoint import CheckpointError, load_checkpoint
 from fplnet.models import load_model
 from fplnet.cli import main
+from fplnet.engine.evaluate import calibration_overlap
 from fplnet.engine.export import load_exported, read_metadata
 from fplnet.fast import find_conv_bn_pairs, find_shuffle_deconvs, fold_batchnorm, pixel_shuffle_deconvs
 
@@ -213,17 +216,48 @@ def test_evaluate_scores_the_exported_file_as_eager_scores_its_checkpoint(tiny_c
         assert exported["backend"]["inference_precision_hint"] == "f32"
 
 
-def test_evaluate_refuses_what_an_exported_file_cannot_honour(tiny_camvid, tmp_path, capsys):
+def test_evaluate_refuses_what_an_exported_file_cannot_honour(tiny_camvid, tmp_path, capsys, monkeypatch):
     path = tmp_path / "camvid.onnx"
     assert main(["export", "--checkpoint", "camvid", "--output", str(path), "--no-verify"]) == 0
     base = ["evaluate", "--checkpoint", str(path), "--dataset", "camvid", "--data-root", str(tiny_camvid)]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)   # a GPU is visible
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     for extra, said in ((["--variant", "openvino"], "--variant"), (["--calib-data", str(tiny_camvid)], "--calib-data"),
-                        (["--device", "cuda"], "--device")):
+                        (["--device", "cuda"], "runs on the CPU")):
         capsys.readouterr()
         assert main([*base, *extra]) == 2
         assert said in capsys.readouterr().err
+    # With a GPU visible, auto still runs the file on the CPU (as --variant onnxruntime would).
+    assert main([*base, "--device", "auto"]) == 0
+    # A TorchScript export is named as such, not as a broken checkpoint.
+    scripted = tmp_path / "camvid_script.pt"
+    assert main(["export", "--checkpoint", "camvid", "--format", "torchscript", "--output", str(scripted),
+                 "--no-verify"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(scripted), "--dataset", "camvid", "--data-root", str(tiny_camvid)]) == 2
+    assert "is a TorchScript export (`fplnet export" in capsys.readouterr().err
+    # Any TorchScript archive is refused from its listing, before torch.load (which would hand it to
+    # torch.jit.load even with weights_only=True).
+    foreign = tmp_path / "foreign.pt"
+    torch.jit.save(torch.jit.script(torch.nn.ReLU()), str(foreign))
+    with pytest.raises(CheckpointError, match="is a TorchScript export, not a checkpoint"):
+        load_checkpoint(foreign)
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"not a graph")
     assert main(["evaluate", "--checkpoint", str(garbage), "--dataset", "camvid", "--data-root", str(tiny_camvid)]) == 2
     err = capsys.readouterr().err
     assert str(garbage) in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibration_overlap_matches_frames_by_their_path_under_the_root(tmp_path):
+    """An INT8 file records calibration frames relative to its data root; the frames scored are
+    matched by their path under the evaluated root, symlinks included (tiny data sets are links)."""
+    (tmp_path / "val").mkdir()
+    files = []
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / "val" / name).symlink_to(tmp_path / name)
+        files.append((tmp_path / "val" / name, None))
+    dataset = SimpleNamespace(root=tmp_path, files=files)
+    assert calibration_overlap(["train/a.png", "val/b.png", "val/c.png"], dataset) == {
+        "scored_frames_in_calibration": 2, "scored_frames": 3}
+    assert calibration_overlap([], dataset) is None

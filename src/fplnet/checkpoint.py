@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -99,7 +100,28 @@ def resolve_weights_path(name_or_path: Union[str, Path]) -> Path:
     return path
 
 
+def _torchscript_archive(path: Path) -> Optional[bool]:
+    """None for a file that is not a TorchScript archive; else whether fplnet exported it (the
+    extra file fplnet.json). Read from the zip's listing, without loading anything: given a
+    TorchScript archive, ``torch.load`` hands it to ``torch.jit.load`` even with
+    ``weights_only=True``, which would load the archive's compiled code."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    if not any("/code/" in name or name.endswith("/constants.pkl") for name in names):
+        return None
+    return any(name.endswith("/extra/fplnet.json") for name in names)
+
+
 def _torch_load(path: Path, map_location) -> Any:
+    scripted = _torchscript_archive(path)
+    if scripted is not None:
+        made_by = " (`fplnet export --format torchscript`)" if scripted else ""
+        raise CheckpointError(f"{path} is a TorchScript export{made_by}, not a checkpoint, and fplnet does not load "
+                              "TorchScript from a file it was given: use the checkpoint it was exported from, or an "
+                              ".onnx / OpenVINO .xml export, which `fplnet evaluate` runs as it is")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:

@@ -18,9 +18,11 @@ import warnings
 import torch
 from torch import nn
 
-# Exported graph files that fplnet can run as they are (``fplnet evaluate --checkpoint FILE``):
-# ONNX, and OpenVINO's IR (NAME.xml beside NAME.bin). A .pt is read as a checkpoint.
-RUNNABLE_SUFFIXES = (".onnx", ".xml")
+# The file suffix of each graph format ``fplnet export`` writes (TorchScript: any other, e.g. .pt).
+# These files fplnet also runs as they are (``fplnet evaluate --checkpoint FILE``); a .pt is read
+# as a checkpoint there.
+GRAPH_SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
+RUNNABLE_SUFFIXES = tuple(GRAPH_SUFFIXES.values())
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 

@@ -4,9 +4,10 @@
   (``F.interpolate(..., mode="bilinear", align_corners=False, antialias=True)``): when it
   shrinks an image, every source pixel under the triangle filter widened by the scale factor
   contributes, as in Pillow's ``Image.resize(..., BILINEAR)``, which ``antialias=True`` was
-  written to reproduce (tests/test_spec.py checks it on a CamVid frame). Without antialiasing a
-  2048x1024 Cityscapes frame shrunk to 1024x512 would read only a quarter of its pixels, and
-  the network would see aliased edges it never saw in training.
+  written to reproduce (tests/test_spec.py checks it on a CamVid frame). Without antialiasing,
+  bilinear reads two source pixels per output pixel along each axis whatever the factor: enough
+  down to 1/2, but a 2048x1024 Cityscapes frame shrunk to 512x256 would read only a quarter of
+  its pixels, and the network would see aliased edges it never saw in training.
 * ``resize_uint8_image``: the same call for an H x W x 3 uint8 image, rounded back to uint8.
   This is how ``train_size`` shrinks training images once before augmentation
   (``SegmentationDataset.load_raw``); evaluation, ``Segmenter`` and export metadata use

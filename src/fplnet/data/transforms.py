@@ -15,20 +15,15 @@ off by several pixels at Cityscapes widths (4.5 px measured for a 2048-wide sour
 The FPLNet paper gives no augmentation ranges; the default scale range (0.75, 1.5) and random
 flipping are our choice, the common one for Cityscapes and CamVid.
 
-Resizing: the deterministic resize to the network's size (``train_size``, e.g. Cityscapes at half
-resolution) is ``fplnet.data.resize``'s antialiased bilinear, the call evaluation and inference
-make, so a model sees at train time the same resampled pixels it sees deployed. The random scale
-on top of it is plain bilinear sampling (``grid_sample`` has no antialiasing): it shrinks to no
-less than 0.75 of the size (samples 1.33 px apart), where bilinear reads every source pixel at least partly and aliasing stays small,
-whereas the half-resolution resize that must match inference exactly skips half the pixels without
-a low-pass filter. It is a random perturbation, not the inference path, so we keep the one
-resampling of the batch rather than a second, antialiased pass.
-
-Photometric jitter (``AugmentConfig.color_jitter``, off by default; our addition for CamVid,
-whose sequences differ in light and exposure) changes brightness, contrast, saturation and hue
-per sample with kornia's colour operations, after the geometric resampling. Its factors are drawn
-from the same generator, and only when jitter is on, so runs without it draw exactly the numbers
-they drew before it existed.
+Resizing: the deterministic resize to the network's size (``train_size``, e.g. Cityscapes at
+half resolution) is ``fplnet.data.resize``'s antialiased bilinear, the call evaluation and
+inference make, so a model sees at train time the same resampled pixels it sees deployed. The
+random scale on top of it is plain bilinear sampling (``grid_sample`` has no antialiasing). That
+is close enough for a random perturbation: down to a factor of 1/2 (the default range stops at
+0.75; the widest recipe here, ``configs/sweeps/recipe_camvid_long.yaml``'s ``[0.5, 2.0]``, at
+1/2) samples are at most 2 px apart, so bilinear's two taps per axis still reach every source
+pixel; it would alias below 1/2, which no recipe draws. A second, antialiased pass per sample
+would cost a resampling of the batch for little.
 """
 from __future__ import annotations
 

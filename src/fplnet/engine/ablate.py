@@ -286,7 +286,8 @@ def table_results(table: AblationTable, grid: Sweep, seeds: list[int], num_class
                        "paper_source": entry.paper_source, "runs": runs, **seed_statistics(runs)}
     paper_best = max((m for m in rows if paper_miou(m) is not None), key=paper_miou)
     measured = [m for m in rows if rows[m]["mean"] is not None]
-    our_best = max(measured, key=lambda m: rows[m]["mean"]) if measured else None
+    # A best row needs a second row to beat: with one measured, none is named yet.
+    our_best = max(measured, key=lambda m: rows[m]["mean"]) if len(measured) > 1 else None
     for model, row in rows.items():
         row["paper_diff_to_best"] = paper_gap(table, model, paper_best)
         row["paper_diff_from_text"] = row["paper_miou"] is None and row["paper_diff_to_best"] is not None

@@ -185,9 +185,13 @@ def _share_keep_memory(variants: list[Variant]) -> list[Variant]:
     if len({"keep_memory" in v for v in variants}) < 2:
         return variants
     shared = [Variant(v.switches | {"keep_memory"}) for v in variants]
-    if len(set(shared)) < len(shared):
-        raise ValueError("--variants: keep_memory changes the allocator of the whole process, so a variant and the "
-                         "same variant with keep_memory cannot be told apart in one run; time them in separate runs")
+    first = {}
+    for given, variant in zip(variants, shared):
+        if variant in first:
+            raise ValueError(f"--variants: {first[variant]} and {given} both run as {variant} here: keep_memory changes "
+                             "the allocator of the whole process, so a variant with and without it cannot be told "
+                             "apart in one run; time them in separate runs")
+        first[variant] = given
     renamed = ", ".join(f"{v} -> {s}" for v, s in zip(variants, shared) if v != s)
     print(f"keep_memory changes the allocator of the whole process, so every variant of this run has it: {renamed}",
           flush=True)

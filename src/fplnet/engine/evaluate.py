@@ -14,13 +14,16 @@ checkpoint's training split under ``--data-root`` (or ``--calib-data``), never o
 being evaluated. ``--checkpoint`` also takes the file deployed, an .onnx or OpenVINO .xml that
 ``fplnet export`` wrote: it runs as it is, so the mIoU is that of the very file (an INT8 IR
 keeps the calibration it was exported with; ``--variant openvino+int8`` quantizes again, on
-frames chosen for this split).
+frames chosen for this split). Export calibrates on the training split without only its check
+frames, so for a model trained on the split scored some scored frames may be calibration frames:
+evaluate counts them (``calibration_overlap`` in the JSON's ``backend``) and says so.
 
 ``--json`` records the confusion matrix's pixel counts beside the IoU, so any other metric can be
 computed from the file; ``--plot`` draws it with the per-class IoU (``figures.draw_evaluation``).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -33,7 +36,7 @@ from ..data.resize import network_input_size, resize_images, resize_logits
 from ..data.transforms import normalize
 from ..io import atomic_write_json
 from ..metrics import ConfusionMatrix
-from ..runtime import autocast, resolve_device
+from ..runtime import autocast
 from ..calibration import DEFAULT_CALIBRATION_FRAMES
 from .arguments import (add_calibration_arguments, add_network_size_arguments, add_tta_arguments,
                         checkpoint_or_exported_file, device_name, existing_dir, png_plot_file, positive_int,
@@ -112,7 +115,8 @@ def add_arguments(parser):
 class CheckpointEvaluation:
     matrix: ConfusionMatrix
     dataset: object                   # the SegmentationDataset evaluated
-    variant: str                      # how the model ran (fplnet.fast.Variant name)
+    variant: str                      # how the model ran: a fplnet.fast.Variant name, or for an
+                                      # exported file, that it ran as it is and on which backend
     backend: dict                     # InferenceRunner.backend_info(): precision that ran, calibration
     spec: object                      # the InferenceSpec as run (its sizes, after any override)
     tta: Optional[object] = None      # the TestTimeAugmentation that ran, if any
@@ -138,10 +142,15 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     from ..models import load_model
     from ..spec import InferenceSpec
     from ..graph_export import RUNNABLE_SUFFIXES
-    from .export import ExportedModel
+    from .export import ExportedModel, exported_backend
     exported = Path(str(checkpoint)).suffix in RUNNABLE_SUFFIXES
     if exported:
-        device = _exported_file_device(checkpoint, variant, calib_data, device)
+        _refuse_for_exported_file(checkpoint, variant, calib_data)
+        # The file's backend as a variant: "auto" means the CPU for it, as for --variant openvino.
+        file_variant, device = resolve_variant(exported_backend(checkpoint), device)
+        if device.type != "cpu":
+            raise ValueError(f"--device {device}: {checkpoint} runs on the CPU ({file_variant.backend}); "
+                             "use --device cpu or auto")
     else:
         # "fast" is the device's fast path; device "auto" is the CPU for the exported-graph backends.
         variant, device = resolve_variant(variant or "eager", device)
@@ -174,22 +183,39 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
                       eval_size=spec.eval_size, short_side=spec.eval_short_side, ignore_index=info.ignore_index)
     if runner is not None:
         backend = runner.backend_info()   # after the pass: it reports what the compiled model executed
+    if exported:
+        # An INT8 file calibrated on frames of the scored split (export leaves out only its check
+        # frames): said, since such frames flatter the INT8 loss.
+        overlap = calibration_overlap(runner.calibration_files(), dataset)
+        if overlap is not None:
+            backend["calibration_overlap"] = overlap
     return CheckpointEvaluation(matrix, dataset, variant_name, backend, spec, tta)
 
 
-def _exported_file_device(path, variant, calib_data, device) -> torch.device:
-    """An exported file runs as it is, on the CPU (``ExportedModel``): the flags that would change
-    how it runs are refused, not ignored."""
+def _refuse_for_exported_file(path, variant, calib_data) -> None:
+    """An exported file runs as it is (``ExportedModel``): the flags that would change how it runs
+    are refused, not ignored."""
     if variant is not None:
         raise ValueError(f"--variant {variant}: {path} is an exported model and runs as it is; --variant applies "
                          "to checkpoints (leave it out, or export the variant you want)")
     if calib_data is not None:
         raise ValueError(f"--calib-data: {path} is an exported model; an INT8 one was calibrated when it was "
                          "exported (leave --calib-data out)")
-    resolved = torch.device("cpu") if str(device).strip().lower() == "auto" else resolve_device(str(device))
-    if resolved.type != "cpu":
-        raise ValueError(f"--device {device}: {path} runs on the CPU (onnxruntime, OpenVINO); use --device cpu or auto")
-    return resolved
+
+
+def calibration_overlap(calibration_files: Sequence[str], dataset) -> Optional[dict]:
+    """How many of the frames scored are among an INT8 file's calibration frames (None: it records
+    none). Calibration names are relative to the data root they came from, so frames are matched
+    by their path relative to the evaluated data set's root (the same data set, maybe elsewhere)."""
+    if not calibration_files:
+        return None
+    root = Path(os.path.abspath(dataset.root))   # abspath, not resolve: a root of symlinks stays that root
+
+    def relative(image) -> str:
+        path = Path(os.path.abspath(image))
+        return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    scored = {relative(image) for image, _ in dataset.files}
+    return {"scored_frames_in_calibration": len(scored & set(calibration_files)), "scored_frames": len(scored)}
 
 
 def run(args):
@@ -207,6 +233,10 @@ def run(args):
           f"network at {evaluation.spec.describe_size()}, "
           f"variant {evaluation.variant}" + (f", {evaluation.tta}" if evaluation.tta else "")
           + (f", executed in {backend['inference_precision_hint']}" if "inference_precision_hint" in backend else ""))
+    if "calibration_overlap" in backend:
+        overlap = backend["calibration_overlap"]
+        print(f"note: {overlap['scored_frames_in_calibration']} of these {overlap['scored_frames']} frames are among "
+              f"the file's INT8 calibration frames")
     table = matrix.format_table(info.class_names).splitlines()
     print("\n".join(table[:-1]))
     print(f"pixel accuracy: {float(result['pixel_accuracy']) * 100:.2f}")

@@ -38,7 +38,8 @@ from torch import nn
 from .. import __version__
 from ..calibration import calibration_set, evenly_spaced, recorded_data, training_files
 from ..fast import find_conv_bn_pairs, fold_batchnorm
-from ..graph_export import INPUT_NAME, OUTPUT_NAME, RUNNABLE_SUFFIXES, export_onnx_bytes, trace_torchscript
+from ..graph_export import (GRAPH_SUFFIXES, INPUT_NAME, OUTPUT_NAME, RUNNABLE_SUFFIXES, export_onnx_bytes,
+                            trace_torchscript)
 from ..io import atomic_write, atomic_write_bytes
 from ..models import load_model
 from ..runtime import require_package
@@ -53,7 +54,6 @@ TORCHSCRIPT_METADATA_FILE = "fplnet.json"
 # The TorchScript-based ONNX exporter (graph_export) supports these opsets.
 ONNX_OPSETS = range(9, 21)
 FORMATS = ("onnx", "torchscript", "openvino")
-SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}   # anything else: TorchScript
 
 
 def add_arguments(parser):
@@ -173,25 +173,26 @@ class ExportedModel:
     what ``fplnet evaluate --checkpoint FILE.xml`` scores, so that the mIoU reported is that of the
     very file deployed (an INT8 IR keeps the calibration it was exported with, where ``--variant
     openvino+int8`` would quantize the checkpoint again in its own process). Both run on the CPU:
-    onnxruntime's CPU provider, OpenVINO's CPU plugin at f32 inference precision."""
+    onnxruntime's CPU provider, OpenVINO's CPU plugin at f32 inference precision. Any failure to
+    read or load the file is a ValueError that names it."""
 
     def __init__(self, path, threads: int = 0):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         if self.path.suffix not in RUNNABLE_SUFFIXES:
             raise ValueError(f"{self.path}: an exported model to run must be an .onnx or OpenVINO .xml file")
+        self.backend = exported_backend(self.path)
         try:
             self.metadata = read_metadata(self.path)
-        except ValueError:
-            raise
-        except Exception as error:   # the backends' own parse errors (RuntimeError, protobuf's DecodeError)
-            raise ValueError(f"{self.path} is not a readable exported model: {error}") from error
-        if "inference_spec" not in self.metadata:
-            raise ValueError(f"{self.path} records no inference spec (exported by an older fplnet?); "
-                             "export it again with `fplnet export`")
-        self.spec = InferenceSpec.from_dict(self.metadata["inference_spec"])
-        self.num_classes = int(self.metadata["num_classes"])
-        self.backend = "openvino" if self.path.suffix == ".xml" else "onnxruntime"
-        self._run = load_exported(self.path, threads)
+            self.spec = InferenceSpec.from_dict(self.metadata["inference_spec"])
+            self.num_classes = int(self.metadata["num_classes"])
+            self._run = load_exported(self.path, threads)
+        except KeyError as missing:
+            raise ValueError(f"{self.path}: its fplnet metadata has no {missing} (exported by an older fplnet?); "
+                             "export it again with `fplnet export`") from None
+        except Exception as error:   # the backends' own errors (RuntimeError, protobuf's DecodeError, JSON)
+            message = " ".join(str(error).splitlines())
+            raise ValueError(message if str(self.path) in message
+                             else f"{self.path} is not a readable exported model: {message}") from error
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x)
@@ -199,10 +200,19 @@ class ExportedModel:
     def backend_info(self) -> dict:
         """The file, its backend and (OpenVINO, after a pass) the precision its layers executed in;
         for an INT8 IR, its quantization, calibration set and accuracy delta as exported."""
-        info = {"backend": self.backend, "exported_file": str(self.path), "model_name": self.metadata["model_name"]}
+        info = {"backend": self.backend, "exported_file": str(self.path), "model_name": self.metadata.get("model_name")}
         if hasattr(self._run, "info"):
             info.update(self._run.info())
         return info
+
+    def calibration_files(self) -> list[str]:
+        """The calibration frames an INT8 IR records, relative to its calibration root ([] if none)."""
+        return list(((self.metadata.get("int8") or {}).get("calibration") or {}).get("files") or [])
+
+
+def exported_backend(path) -> str:
+    """The runtime that runs an exported graph file, named as the variant of the same backend."""
+    return "openvino" if Path(path).suffix == GRAPH_SUFFIXES["openvino"] else "onnxruntime"
 
 
 def compare(reference: torch.Tensor, exported: torch.Tensor) -> dict:
@@ -313,8 +323,8 @@ def quantize_for_export(deploy: nn.Module, ckpt: dict, args) -> tuple[object, di
 
 def run(args) -> int:
     # Readers tell the formats apart by the suffix (read_metadata, load_exported).
-    wanted_suffix = SUFFIXES.get(args.format)
-    if (args.output.suffix != wanted_suffix) if wanted_suffix else args.output.suffix in SUFFIXES.values():
+    wanted_suffix = GRAPH_SUFFIXES.get(args.format)
+    if (args.output.suffix != wanted_suffix) if wanted_suffix else args.output.suffix in RUNNABLE_SUFFIXES:
         wanted = f"end in {wanted_suffix}" if wanted_suffix else "not end in .onnx or .xml (e.g. NAME.pt)"
         raise ValueError(f"--output {args.output}: a --format {args.format} file must {wanted}")
     if args.int8 and args.format != "openvino":
