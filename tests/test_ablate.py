@@ -146,6 +146,23 @@ def test_verdict_of_a_table_from_hand_made_runs(tmp_path, capsys, delayed, hasty
     assert {c["outcome"] for c in table["comparisons"]} != {"not measured"}
 
 
+def test_a_table_names_each_machine_and_the_precision_its_steps_ran_in(tmp_path, capsys):
+    """A run resumed on another machine, where `amp: auto` chose fp32 instead of bf16, is listed
+    under both, each with its precision and its share of the time."""
+    recipe = write_recipe(tmp_path / "tiny.yaml", tmp_path)
+    grid = tmp_path / "runs" / "tiny-1ep"
+    sessions = [{"hardware": "CPU A", "amp": "bf16", "seconds": 1800.0}, {"hardware": "CPU B", "amp": "none", "seconds": 3600.0}]
+    for model, miou in [("fplnet_encoder", 60.0), ("fplnet_encoder_hasty", 58.0)]:
+        fake_run(grid / f"{model}__seed0", miou)
+        summary = json.loads((grid / f"{model}__seed0" / "summary.json").read_text())
+        (grid / f"{model}__seed0" / "summary.json").write_text(json.dumps({**summary, "sessions": sessions}))
+    assert cli(["ablate", "--table", "vii", "--recipe", str(recipe), "--runs-root", str(tmp_path / "runs"),
+                "--seeds", "1", "--table-only"]) == 0
+    out = capsys.readouterr().out
+    assert "Hardware: CPU A, bf16 steps; CPU B, fp32 steps." in out
+    assert "(1.00 h on CPU A, bf16 steps; 2.00 h on CPU B, fp32 steps)" in out
+
+
 def test_compare_and_verdict_rules():
     def estimate(mean, std, n=3):
         return {"mean": mean, "std": std, "n": n}

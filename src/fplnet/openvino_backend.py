@@ -329,11 +329,12 @@ class OpenVINORunner:
     keep one per shape ever seen."""
 
     def __init__(self, ov_model, threads: int, precision: str = "f32", quantization: Optional[dict] = None,
-                 max_shapes: int = 8):
+                 max_shapes: int = 8, metadata: Optional[dict] = None):
         if max_shapes < 1:
             raise ValueError(f"OpenVINORunner: max_shapes={max_shapes}; keep at least one compiled shape")
         self.ov_model, self.threads, self.precision = ov_model, threads, precision
         self.quantization = quantization   # quantization_facts of an INT8 model
+        self.metadata = metadata           # the fplnet metadata of the IR file it was loaded from, if any
         self.max_shapes = max_shapes
         self._runnable = None              # ov_model with an NHWC output (nhwc_output), made once
         self._compiled: OrderedDict = OrderedDict()   # input shape -> compiled model, newest last
@@ -436,6 +437,9 @@ def _metadata(model) -> Optional[dict]:
 def load_ir(path, threads: int, precision: str = "f32") -> OpenVINORunner:
     """An IR file as a callable float32 NCHW tensor -> logits tensor. An INT8 IR's quantization
     facts (method, layers kept in float, calibration set, accuracy delta: the metadata's "int8")
-    travel with it, so ``info()`` reports them as it does for a model quantized in this process."""
+    travel with it, so ``info()`` reports them as it does for a model quantized in this process;
+    the whole metadata is the runner's ``metadata`` (None if the file has none), so a caller that
+    needs both does not parse the file twice."""
     model = read_ir(path)
-    return OpenVINORunner(model, threads, precision, quantization=(_metadata(model) or {}).get("int8"))
+    metadata = _metadata(model)
+    return OpenVINORunner(model, threads, precision, quantization=(metadata or {}).get("int8"), metadata=metadata)

@@ -182,10 +182,12 @@ class ExportedModel:
             raise ValueError(f"{self.path}: an exported model to run must be an .onnx or OpenVINO .xml file")
         self.backend = exported_backend(self.path)
         try:
-            self.metadata = read_metadata(self.path)
+            self._run = load_exported(self.path, threads)
+            # An IR's runner parsed its metadata already; an .onnx (or an IR without it) is read
+            # here, which also raises the "written by `fplnet export`?" error.
+            self.metadata = getattr(self._run, "metadata", None) or read_metadata(self.path)
             self.spec = InferenceSpec.from_dict(self.metadata["inference_spec"])
             self.num_classes = int(self.metadata["num_classes"])
-            self._run = load_exported(self.path, threads)
         except KeyError as missing:
             raise ValueError(f"{self.path}: its fplnet metadata has no {missing} (exported by an older fplnet?); "
                              "export it again with `fplnet export`") from None

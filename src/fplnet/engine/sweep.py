@@ -278,15 +278,22 @@ def run_record(seed: int, folder: Path) -> dict:
     summary = read_summary(folder)
     if summary is None:
         return {"seed": seed, "folder": str(folder), "state": run_state(folder)}
-    # A run resumed elsewhere (GPU then CPU) lists every machine it ran on, with its share of the time.
-    by_hardware = seconds_by_hardware((s["hardware"], s["seconds"]) for s in summary.get("sessions") or [])
+    # A run resumed elsewhere (GPU then CPU) lists every machine it ran on, with its share of the time,
+    # and the precision its steps ran in there: `amp: auto` picks bf16 on one CPU and fp32 on another.
+    by_hardware = seconds_by_hardware((machine_label(s), s["seconds"]) for s in summary.get("sessions") or [])
     if not by_hardware and summary.get("hardware"):
-        by_hardware[summary["hardware"]] = summary["wall_seconds"]
+        by_hardware[machine_label(summary)] = summary["wall_seconds"]
     return {"seed": seed, "folder": str(folder), "state": "complete",
             "val_miou": summary["last"].get("val_miou"), "epochs": summary["epochs"],
             "wall_seconds": summary["wall_seconds"], "hardware": list(by_hardware),
             "seconds_by_hardware": by_hardware,
             "val_iou": summary.get("last_val_iou"), "git_commit": summary.get("git_commit", "")}
+
+
+def machine_label(session: dict) -> str:
+    """A training session's machine and the precision of its steps, e.g. "..., 2 cores (torch 2.13.0+cpu), bf16 steps"."""
+    amp = session.get("amp")
+    return session["hardware"] + (f", {'fp32' if amp == 'none' else amp} steps" if amp else "")
 
 
 def seconds_by_hardware(pairs: Iterable[tuple[str, float]]) -> dict[str, float]:
