@@ -54,6 +54,9 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:   # --help (0) or a bad argument (2), already reported
         return int(stop.code or 0)
+    # Before any tensor work starts torch's thread pool, whose threads inherit the switch.
+    from .runtime import flush_denormals
+    flush_denormals()
     # The words the command was given, for commands that record how their output was made.
     args._argv = list(sys.argv[1:] if argv is None else argv)
     try:
