@@ -244,3 +244,36 @@ def test_predict_runs_the_openvino_variant(tmp_path):
         labels[name] = np.asarray(Image.open(out / f"{frame.stem}_trainid.png"))
     assert (labels["openvino"] == labels["eager"]).mean() >= 0.999
     assert len(np.unique(labels["eager"])) > 3
+
+
+# Each in a child process of its own (a backend may set the switch in the thread that calls it,
+# and no fplnet command may have set it already): a graph that doubles its input runs on a batch
+# of subnormal numbers, and the child prints how many outputs stayed nonzero.
+_DOUBLE_SUBNORMALS = """
+import sys, numpy as np, onnxruntime, torch
+from fplnet.graph_export import export_onnx_bytes, onnxruntime_session
+from fplnet.openvino_backend import compile_for_shape, to_openvino
+
+class Double(torch.nn.Module):
+    def forward(self, x):
+        return x * 2
+
+x = np.full((1, 3, 64, 64), 1e-39, dtype=np.float32)
+if sys.argv[1] == "plain onnxruntime":
+    out = onnxruntime.InferenceSession(export_onnx_bytes(Double()), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+elif sys.argv[1] == "fplnet onnxruntime":
+    out = onnxruntime_session(export_onnx_bytes(Double()), 2, "the test").run(None, {"image": x})[0]
+else:
+    out = compile_for_shape(to_openvino(Double()), x.shape, 2)([x])[0]
+print(int(np.count_nonzero(out)))
+"""
+
+
+@pytest.mark.parametrize("backend, nonzero", [("plain onnxruntime", 3 * 64 * 64),   # the control
+                                              ("fplnet onnxruntime", 0), ("fplnet openvino", 0)])
+def test_onnxruntime_and_openvino_backends_flush_subnormals_whatever_the_process_set(backend, nonzero):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _DOUBLE_SUBNORMALS, backend], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert int(out.stdout.split()[-1]) == nonzero

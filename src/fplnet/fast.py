@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graph_export import INPUT_NAME, export_onnx_bytes, trace_torchscript
-from .runtime import compile_module, keep_freed_memory, make_room, require_package, resolve_device
+from .graph_export import INPUT_NAME, export_onnx_bytes, onnxruntime_session, trace_torchscript
+from .runtime import compile_module, keep_freed_memory, make_room, resolve_device
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -403,13 +403,7 @@ class InferenceRunner:
 
     # -- backends --
     def _onnxruntime_session(self):
-        onnxruntime = require_package("onnxruntime", "the onnxruntime variant")
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        return onnxruntime.InferenceSession(export_onnx_bytes(self.model), options,
-                                            providers=["CPUExecutionProvider"])
+        return onnxruntime_session(export_onnx_bytes(self.model), self.threads, "the onnxruntime variant")
 
     def _torchscript(self, x: torch.Tensor):
         traced = trace_torchscript(self.model, x)

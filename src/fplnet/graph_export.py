@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
+from typing import Union
 
 import torch
 from torch import nn
+
+from .runtime import require_package
 
 # The file suffix of each graph format ``fplnet export`` writes (TorchScript: any other, e.g. .pt).
 # These files fplnet also runs as they are (``fplnet evaluate --checkpoint FILE``); a .pt is read
@@ -48,3 +52,20 @@ def trace_torchscript(model: nn.Module, example: torch.Tensor) -> torch.jit.Scri
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         return torch.jit.trace(model, example, check_trace=False)
+
+
+def onnxruntime_session(graph: Union[bytes, str, Path], threads: int, needed_for: str):
+    """An onnxruntime CPU session for ONNX bytes or an .onnx file, with every graph optimization,
+    ``threads`` intra-op threads and one inter-op thread.
+
+    Subnormal floats are flushed to zero in the session's own threads
+    (``session.set_denormal_as_zero``), whatever the calling process has set: trained weights hold
+    thousands of them, and Intel cores slow down on each (``fplnet.runtime.flush_denormals``)."""
+    onnxruntime = require_package("onnxruntime", needed_for)
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    source = graph if isinstance(graph, bytes) else str(graph)
+    return onnxruntime.InferenceSession(source, options, providers=["CPUExecutionProvider"])

@@ -280,8 +280,10 @@ def compile_for_shape(ov_model, shape: Sequence[int], threads: int, precision: s
         raise ValueError(f"OpenVINO inference precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     model = ov_model.clone()
     model.reshape([int(v) for v in shape])
+    # CPU_DENORMALS_OPTIMIZATION: flush subnormal floats to zero in the plugin's own threads,
+    # whatever the process has set (fplnet.runtime.flush_denormals says why it matters).
     properties = {"INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": int(threads),
-                  "PERFORMANCE_HINT": "LATENCY", **(config or {})}
+                  "PERFORMANCE_HINT": "LATENCY", "CPU_DENORMALS_OPTIMIZATION": True, **(config or {})}
     return core().compile_model(model, "CPU", properties)
 
 

@@ -39,7 +39,7 @@ from .. import __version__
 from ..calibration import calibration_set, evenly_spaced, recorded_data, training_files
 from ..fast import find_conv_bn_pairs, fold_batchnorm
 from ..graph_export import (GRAPH_SUFFIXES, INPUT_NAME, OUTPUT_NAME, RUNNABLE_SUFFIXES, export_onnx_bytes,
-                            trace_torchscript)
+                            onnxruntime_session, trace_torchscript)
 from ..io import atomic_write, atomic_write_bytes
 from ..models import load_model
 from ..runtime import require_package
@@ -155,10 +155,7 @@ def load_exported(path, threads: int = 0):
         from ..openvino_backend import load_ir
         return load_ir(path, threads or torch.get_num_threads(), "f32")
     if path.suffix == ".onnx":
-        onnxruntime = require_package("onnxruntime", f"running {path}")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = onnxruntime_session(path, threads or torch.get_num_threads(), f"running {path}")
         return lambda x: torch.from_numpy(session.run(None, {INPUT_NAME: x.contiguous().numpy()})[0])
     module = torch.jit.load(str(path), map_location="cpu").eval()
 
