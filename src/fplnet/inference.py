@@ -28,7 +28,7 @@ channels_last+compile+freeze"``, which is what ``fplnet predict`` runs on CPU) o
 
 On Intel CPUs, call ``fplnet.runtime.flush_denormals()`` first thing in your program, before any
 tensor work: trained weights hold thousands of subnormal floats, each a slow microcode assist
-there (the shipped CamVid model's eager 512x1024 forward on a 2-core Xeon: 2.5 s without, 0.37 s
+there (the shipped CamVid model's eager 512x1024 forward on a 2-core Xeon: 2.8 s without, 0.34 s
 with). The ``fplnet`` commands do it at start-up; a ``Segmenter`` does not, since the switch is
 per thread and only takes hold in torch's worker threads if set before they start. The
 onnxruntime and OpenVINO variants flush in their own threads whatever the process has set.

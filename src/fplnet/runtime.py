@@ -180,11 +180,12 @@ def flush_denormals() -> bool:
     """Treat subnormal floats (below 1.2e-38 in fp32 and bf16) as zero in this process's CPU maths.
 
     Training with weight decay leaves many weights in the subnormal range: the shipped CamVid
-    FPLNet holds 29,136 of them, and its activations make more. Intel cores take a microcode
+    FPLNet holds 29,141 of them, and its activations make more. Intel cores take a microcode
     assist for every arithmetic operation that meets one, AMD's Zen cores mostly do not: on the
     2-core Intel Xeon VM of docs/benchmarks.md (Emerald Rapids) the trained model's eager 512x1024
-    forward took 2,521 ms against 303 ms for the same network with random weights, and 374 ms
-    once flush-to-zero was on (docs/runs/cpu_2026-12-02_xeon/). Training is slowed the same way.
+    forward took 2,789 ms, 342 ms once flush-to-zero was on, and 364 ms for the same network with
+    random weights (scripts/subnormal_probe.py; docs/runs/cpu_2026-12-02_xeon/). Training is
+    slowed too: 167 s per ablation epoch before, 117 s after.
     The values flushed are 38 orders of magnitude below anything the network's outputs depend on,
     which is why GPUs' fast paths and TensorFlow's CPU kernels flush them by default.
 
