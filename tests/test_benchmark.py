@@ -36,6 +36,9 @@ def test_two_models_side_by_side(tmp_path, capsys):
     assert report["results"][0]["speedup_vs_first"] == 1.0
     assert "| fplnet | eager |" in markdown.read_text()
     assert "rotated" in report["method"]
+    # The command flushed subnormals first thing, and the report says so.
+    assert report["machine"]["subnormals_flushed"] is True
+    assert "subnormals flushed to zero" in markdown.read_text().splitlines()[0]
 
 
 def test_variants_of_one_model(tmp_path):

@@ -199,6 +199,11 @@ def flush_denormals() -> bool:
     return bool(torch.set_flush_denormal(True))
 
 
+def subnormals_flushed() -> bool:
+    """Whether this thread's CPU arithmetic flushes subnormal floats to zero just now."""
+    return bool((torch.tensor([1e-39]) * 2).item() == 0.0)
+
+
 class Distributed:
     """torchrun environment: rank, world size, local rank; a no-op outside torchrun."""
 

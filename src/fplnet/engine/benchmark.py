@@ -58,7 +58,7 @@ from ..complexity import count_macs, count_params
 from ..fast import InferenceRunner, Variant, resolve_variant
 from ..io import atomic_write_json, atomic_write_text
 from ..models import create_model, load_model
-from ..runtime import bf16_channels_last_hazard, compile_module, keep_freed_memory, resolve_device
+from ..runtime import bf16_channels_last_hazard, compile_module, keep_freed_memory, resolve_device, subnormals_flushed
 from .arguments import (add_calibration_arguments, checkpoint_name_or_file, device_name, existing_path, image_size, measured_point,
                         model_names, non_negative_int, positive_int, variant_specs, writable_file)
 from .figures import draw_camvid, draw_cityscapes
@@ -386,6 +386,8 @@ def machine_info(device) -> dict:
         "python": platform.python_version(), "platform": platform.platform(),
         "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "load_average_1min_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        # On Intel cores subnormal weights cost up to 8x (fplnet.runtime.flush_denormals).
+        "subnormals_flushed": subnormals_flushed(),
     }
     try:
         import onnxruntime
@@ -477,7 +479,9 @@ def report_text(report: dict) -> str:
                f"{', ' + '/'.join(m['cpu_bf16']) if m['cpu_bf16'] else ''}; torch {m['torch']}"
                f"{', onnxruntime ' + m['onnxruntime'] if m['onnxruntime'] else ''}; python {m['python']}; "
                f"device {m['device']}{' (' + m['gpu'] + ')' if m['gpu'] else ''}; 1-min load average "
-               f"{m['load_average_1min_start']} at start, {m.get('load_average_1min_end')} at end")
+               f"{m['load_average_1min_start']} at start, {m.get('load_average_1min_end')} at end"
+               + {True: "; subnormals flushed to zero", False: "; subnormals kept (IEEE)"}.get(
+                   m.get("subnormals_flushed"), ""))
     return "\n".join([f"Machine: {machine}", f"Date: {report['date']}", f"Command: `{report['command']}`",
                       f"Method: {report['method']}", "", markdown_table(report["results"], report["mode"])])
 
