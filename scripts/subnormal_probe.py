@@ -1,5 +1,6 @@
 """How much subnormal floats cost this CPU: the shipped CamVid FPLNet's eager forward with and
-without flush-to-zero, beside the same network with random weights (which hold none).
+without flush-to-zero, with its subnormal weights zeroed instead (what ``load_model`` does), and
+the same network with random weights (which hold none).
 
     .venv/bin/python scripts/subnormal_probe.py --size 512x1024 --iters 5 > OUT.txt
 
@@ -16,17 +17,25 @@ import time
 
 CASES = {"trained, subnormals kept": ("camvid", False),
          "trained, flushed to zero": ("camvid", True),
+         "trained, subnormal weights zeroed (load_model), not flushed": ("camvid-zeroed", False),
          "random weights, subnormals kept": ("random", False)}
 
 
 def child(weights: str, flush: bool, size: str, iters: int) -> None:
     import torch
-    from fplnet.runtime import flush_denormals, parse_size
+    from fplnet.runtime import flush_denormals, parse_size, zero_subnormals
     if flush:
         flush_denormals()
-    from fplnet.models import create_model, load_model
+    from fplnet.checkpoint import load_checkpoint
+    from fplnet.models import build_model, create_model
     torch.manual_seed(0)
-    model = load_model("camvid")[0] if weights == "camvid" else create_model("fplnet", num_classes=11)
+    # build_model, not load_model: load_model zeroes the subnormal weights this probe is about.
+    if weights == "random":
+        model = create_model("fplnet", num_classes=11)
+    else:
+        model = build_model(load_checkpoint("camvid"))
+        if weights == "camvid-zeroed":
+            zero_subnormals(model)
     model.eval()
     x = torch.randn(1, 3, *parse_size(size))
     times = []
@@ -42,8 +51,9 @@ def child(weights: str, flush: bool, size: str, iters: int) -> None:
 
 def count_subnormals() -> tuple[int, int]:
     import torch
-    from fplnet.models import load_model
-    model = load_model("camvid")[0]
+    from fplnet.checkpoint import load_checkpoint
+    from fplnet.models import build_model
+    model = build_model(load_checkpoint("camvid"))
     tiny = torch.finfo(torch.float32).tiny
     tensors = list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]
     subnormal = sum(int(((t.abs() < tiny) & (t != 0)).sum()) for t in tensors)

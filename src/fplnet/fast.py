@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .graph_export import INPUT_NAME, export_onnx_bytes, onnxruntime_session, trace_torchscript
-from .runtime import compile_module, keep_freed_memory, make_room, resolve_device
+from .runtime import compile_module, keep_freed_memory, make_room, resolve_device, zero_subnormals
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -134,7 +134,10 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 @torch.no_grad()
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` with every foldable BN merged into its convolution and
-    replaced by ``nn.Identity``. ``len(find_conv_bn_pairs(model))`` says how many that is."""
+    replaced by ``nn.Identity``. ``len(find_conv_bn_pairs(model))`` says how many that is.
+
+    Scaling a tiny weight by a BN's factor can make it subnormal: the copy's are zeroed
+    (``fplnet.runtime.zero_subnormals``), as ``load_model`` zeroes the checkpoint's."""
     model = copy.deepcopy(model).eval()
     for conv_name, bn_name in find_conv_bn_pairs(model):
         conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
@@ -148,6 +151,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         conv.weight.copy_(conv.weight * scale.view(shape))
         conv.bias = nn.Parameter(bias * scale + shift)
         _set_submodule(model, bn_name, nn.Identity())
+    zero_subnormals(model)
     return model
 
 

@@ -13,6 +13,7 @@ from typing import Optional, Union
 from torch import nn
 
 from ..checkpoint import CheckpointError, config_overrides, load_checkpoint
+from ..runtime import zero_subnormals
 from ..spec import InferenceSpec
 from ._registry import DEFAULT_NUM_CLASSES, get_model_entry
 
@@ -48,6 +49,7 @@ def _load_pretrained(name: str, pretrained: str, num_classes: Optional[int], ove
                               "the encoder with `fplnet train --init-from`")
     model = create_model(name, num_classes=ckpt["num_classes"], **{**config_overrides(ckpt), **overrides})
     model.load_state_dict(ckpt["state_dict"])
+    zero_subnormals(model)  # as load_model does, for the same reason
     # Ready for inference, as torch.hub users expect of pretrained weights: in training mode the
     # BatchNorms would normalize with the statistics of each input batch. model.train() to fine-tune.
     model.eval()
@@ -66,7 +68,13 @@ def build_model(ckpt: dict, load_weights: bool = True) -> nn.Module:
 
 
 def load_model(name_or_path: Union[str, Path], device="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model from a checkpoint or shipped weights, in eval mode; returns (model, checkpoint)."""
+    """Rebuild a model from a checkpoint or shipped weights, in eval mode; returns (model, checkpoint).
+
+    Its subnormal weights are set to zero (``fplnet.runtime.zero_subnormals``): trained weights
+    hold thousands, which slow Intel CPUs down several times in a process that has not switched on
+    flush-to-zero, and change no output. ``build_model`` keeps a checkpoint's values exactly, and
+    the file itself is untouched."""
     ckpt = load_checkpoint(name_or_path)
-    model = build_model(ckpt).to(device).eval()
-    return model, ckpt
+    model = build_model(ckpt)
+    zero_subnormals(model)
+    return model.to(device).eval(), ckpt
