@@ -26,12 +26,14 @@ docs/benchmarks.md), is opt-in: name it in the variant (``variant="keep_memory+f
 channels_last+compile+freeze"``, which is what ``fplnet predict`` runs on CPU) or call
 ``keep_freed_memory()`` yourself. It is not undone: the process keeps its peak memory.
 
-On Intel CPUs, call ``fplnet.runtime.flush_denormals()`` first thing in your program, before any
-tensor work: trained weights hold thousands of subnormal floats, each a slow microcode assist
-there (the shipped CamVid model's eager 512x1024 forward on a 2-core Xeon: 2.8 s without, 0.34 s
-with). The ``fplnet`` commands do it at start-up; a ``Segmenter`` does not, since the switch is
-per thread and only takes hold in torch's worker threads if set before they start. The
-onnxruntime and OpenVINO variants flush in their own threads whatever the process has set.
+Subnormal floats: trained weights hold thousands, each a slow microcode assist on Intel CPUs (the
+shipped CamVid model's eager 512x1024 forward on a 2-core Xeon: 2.8 s kept, 0.34 s flushed).
+``load_model`` sets the weights' ones to zero, so a ``Segmenter`` is spared the bulk of it. On
+Intel CPUs also call ``fplnet.runtime.flush_denormals()`` first thing in your program, before any
+tensor work, for the subnormal activations: the ``fplnet`` commands do it at start-up; a
+``Segmenter`` does not, since the switch is per thread and only takes hold in torch's worker
+threads if set before they start. The onnxruntime and OpenVINO variants flush in their own threads
+whatever the process has set.
 
 ``variant="openvino"`` runs the exported graph in OpenVINO (fp32, precision set explicitly);
 ``variant="openvino+int8"`` quantizes it first with NNCF on ``calib_size`` frames of the model's
