@@ -9,6 +9,7 @@ import fplnet.data.info
 from fplnet import Segmenter
 from fplnet.models import load_model
 from fplnet.cli import main
+from fplnet.fast import CPU_FAST_TORCH
 
 from _helpers import CITYSCAPES_SAMPLE, camvid_image, camvid_images, make_checkpoint, normalized, write_video
 
@@ -43,8 +44,10 @@ def test_eager_prediction_is_the_models_argmax(camvid_ckpt, eager):
     assert len(np.unique(labels)) > 3  # a constant map would make the agreement tests below empty
 
 
-def test_fast_path_agrees_with_eager(camvid_ckpt, eager):
-    fast = Segmenter(camvid_ckpt, fast=True)
+@pytest.mark.parametrize("variant", [None, CPU_FAST_TORCH], ids=["fast", "compiled_torch"])
+def test_fast_path_agrees_with_eager(camvid_ckpt, eager, variant):
+    """fast=True (OpenVINO f32 where installed) and the compiled torch path it falls back to."""
+    fast = Segmenter(camvid_ckpt, fast=True, variant=variant)
     assert fast.variant.name != "eager"
     image = camvid_image(2)
     agreement = (fast.predict(image) == eager.predict(image)).mean()

@@ -7,7 +7,8 @@ import torch
 
 from fplnet import Segmenter
 from fplnet.engine.arguments import variant_spec, variant_specs
-from fplnet.fast import Variant, fast_variant, resolve_variant
+import fplnet.fast
+from fplnet.fast import CPU_FAST, CPU_FAST_TORCH, CUDA_FAST, Variant, fast_variant, resolve_variant
 from fplnet.runtime import make_room
 
 
@@ -22,6 +23,21 @@ def test_fast_and_the_device_a_variant_runs_on(monkeypatch):
     assert resolve_variant("openvino+int8", "auto")[1] == torch.device("cpu")
     assert resolve_variant(Variant.parse("onnxruntime"), "auto")[1] == torch.device("cpu")
     assert resolve_variant("channels_last", "auto")[1] == torch.device("cuda")
+
+
+def test_the_cpu_fast_path_is_openvino_where_installed_else_compiled_torch(monkeypatch):
+    """fast=True on the CPU is OpenVINO f32 when onnx and openvino can be imported, else the best
+    torch path; CUDA's does not depend on it. The switch is looked up, never imported."""
+    monkeypatch.setattr(fplnet.fast.importlib.util, "find_spec", lambda name: object())
+    assert fast_variant("cpu") == Variant.parse(CPU_FAST) == Variant.parse("openvino")
+    assert fast_variant("cpu", keep_memory=True) == Variant.parse("keep_memory+openvino")
+    assert fast_variant("cpu").backend == "openvino" and "bf16" not in fast_variant("cpu")
+    missing = []
+    monkeypatch.setattr(fplnet.fast.importlib.util, "find_spec",
+                        lambda name: missing.append(name) if name == "openvino" else object())
+    assert fast_variant("cpu") == Variant.parse(CPU_FAST_TORCH) and missing == ["openvino"]
+    assert "compile" in fast_variant("cpu") and fast_variant("cpu").backend == "torch"
+    assert fast_variant("cuda") == Variant.parse(CUDA_FAST)
 
 
 def test_a_per_shape_cache_drops_the_least_recently_used_and_keeps_at_least_one():

@@ -27,6 +27,7 @@ that names ``keep_memory`` touches the allocator, and the library's ``fast=True`
 from __future__ import annotations
 
 import copy
+import importlib.util
 import operator
 import time
 import warnings
@@ -218,13 +219,23 @@ VARIANT_TOKENS = {
 }
 BACKENDS = ("torchscript", "onnxruntime", "openvino")
 
-# What fast=True means (``Segmenter``, ``fplnet predict``), from the variant study of
-# docs/benchmarks.md: FPLNet at 512x1024, batch 1, 2-core AMD EPYC. bf16 autocast is faster
-# still, but on a trained CamVid FPLNet it changes the argmax of more of the pixels than the
-# 0.1% that fast=True may change (docs/benchmarks.md), so it is left to an explicit variant.
-# keep_memory is not part of it: it changes the whole process, so the library leaves it to its
-# caller, and the commands add it (``fast_variant(device, keep_memory=True)``).
-CPU_FAST = "fold_bn+channels_last+compile+freeze"
+# What fast=True means on the CPU (``Segmenter``, ``fplnet predict``, ``fplnet demo``), from the
+# variant studies of docs/benchmarks.md (FPLNet at 512x1024, batch 1, 2-core VMs): the exported
+# graph in OpenVINO at f32, where OpenVINO is installed. It was the fastest fp32 path on every
+# CPU measured (AMD EPYC 137.2 ms against the compiled torch path's 147.8; Intel Xeon without AMX
+# 130.7 against 177.0; Xeon with AMX 111.8 against 125.6), its first call takes half a second
+# where inductor's takes 35 s per input shape, and it flushes subnormal floats in its own threads
+# whatever the embedding program has set (docs/benchmarks.md: trained activations that turn
+# subnormal cost an unflushed Intel core 3.5x in eager torch). Its logits stay within 1e-3 of eager
+# fp32 (tests/test_predict.py). Without OpenVINO (it is the ``openvino`` extra) the fast path is
+# the best torch one: BN folding, channels_last, torch.compile with freezing. bf16 (autocast, or
+# OpenVINO's bf16) is faster still on CPUs with native bf16, but on a trained CamVid FPLNet it
+# changes the argmax of more of the pixels than the 0.1% that fast=True may change
+# (docs/benchmarks.md), so it is left to an explicit variant. keep_memory is not part of either:
+# it changes the whole process, so the library leaves it to its caller, and the commands add it
+# (``fast_variant(device, keep_memory=True)``).
+CPU_FAST = "openvino"
+CPU_FAST_TORCH = "fold_bn+channels_last+compile+freeze"
 # On CUDA, FPLNet's ~180 small kernels make the eager forward launch-bound: replaying a CUDA
 # graph took an H200 from 8.6 ms to 4.3 ms at 512x1024 (docs/benchmarks.md, GPU section).
 CUDA_FAST = "fold_bn+channels_last+cuda_graphs"
@@ -293,13 +304,22 @@ class Variant:
         return self.name
 
 
+def openvino_installed() -> bool:
+    """Whether the ``openvino`` variant can run here: OpenVINO and onnx (the export it converts)
+    importable, both in the ``openvino`` extra. Looked up without importing them."""
+    return all(importlib.util.find_spec(module) is not None for module in ("onnx", "openvino"))
+
+
 def fast_variant(device, keep_memory: bool = False) -> Variant:
-    """The variant ``fast=True`` means on ``device``. ``keep_memory=True`` adds the process-wide
-    allocator switch on the CPU, where it pays (docs/benchmarks.md); the commands ask for it,
-    the library does not. On CUDA the activations live on the GPU and it changes nothing."""
+    """The variant ``fast=True`` means on ``device``: ``CUDA_FAST`` on a GPU; on the CPU
+    ``CPU_FAST`` (OpenVINO f32) where OpenVINO is installed, else ``CPU_FAST_TORCH``.
+    ``keep_memory=True`` adds the process-wide allocator switch on the CPU, where it pays
+    (docs/benchmarks.md); the commands ask for it, the library does not. On CUDA the activations
+    live on the GPU and it changes nothing."""
     if torch.device(device).type == "cuda":
         return Variant.parse(CUDA_FAST)
-    return Variant.parse(f"keep_memory+{CPU_FAST}" if keep_memory else CPU_FAST)
+    cpu_fast = CPU_FAST if openvino_installed() else CPU_FAST_TORCH
+    return Variant.parse(f"keep_memory+{cpu_fast}" if keep_memory else cpu_fast)
 
 
 def resolve_variant(spec, device="auto", keep_memory: bool = False) -> tuple[Variant, torch.device]:

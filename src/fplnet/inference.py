@@ -13,27 +13,30 @@ resized back to the image's size before the argmax, as ``fplnet evaluate`` does.
 (palette, train id -> Cityscapes label id) comes from the checkpoint's ``DatasetInfo``.
 
 ``fast=True`` runs the fastest variant measured for the device that stays in float32
-(``fplnet.fast.fast_variant``; on CPU: BN folding, channels_last, torch.compile with freezing;
-on CUDA: a CUDA graph per input size; see docs/benchmarks.md). Compilation happens on the first
-image of each size: tens of seconds the first time on a machine, a few seconds once inductor's
-cache is warm, so it pays off for folders and videos, not for a single image; pass
-``variant="channels_last"`` for no wait at all. ``fast=False`` is plain fp32 NCHW eager PyTorch.
-Fast and plain agree on the argmax of at least 99.9% of the pixels (tests/test_predict.py).
+(``fplnet.fast.fast_variant``; see docs/benchmarks.md). On a CPU that is the exported graph in
+OpenVINO at f32 where OpenVINO is installed (the ``openvino`` extra; ``make install`` has it):
+the fastest fp32 path on every CPU we measured, ready in half a second per input size. Without
+OpenVINO it is BN folding, channels_last and torch.compile with freezing, which compiles on the
+first image of each size (tens of seconds the first time on a machine, a few once inductor's
+cache is warm); pass ``variant="channels_last"`` for no wait at all. On CUDA it is a CUDA graph
+per input size. ``fast=False`` is plain fp32 NCHW eager PyTorch. Fast and plain agree on the
+argmax of at least 99.9% of the pixels (tests/test_predict.py).
 
 Building a ``Segmenter`` changes nothing outside it. The one process-wide switch, glibc keeping
-freed memory (``fplnet.runtime.keep_freed_memory``; about 30% off a CPU forward at 512x1024,
-docs/benchmarks.md), is opt-in: name it in the variant (``variant="keep_memory+fold_bn+
-channels_last+compile+freeze"``, which is what ``fplnet predict`` runs on CPU) or call
-``keep_freed_memory()`` yourself. It is not undone: the process keeps its peak memory.
+freed memory (``fplnet.runtime.keep_freed_memory``; about 30% off a torch CPU forward at
+512x1024, docs/benchmarks.md), is opt-in: name it in the variant (``variant="keep_memory+
+openvino"``, which is what ``fplnet predict`` runs on CPU) or call ``keep_freed_memory()``
+yourself. It is not undone: the process keeps its peak memory.
 
-Subnormal floats: trained weights hold thousands, each a slow microcode assist on Intel CPUs (the
-shipped CamVid model's eager 512x1024 forward on a 2-core Xeon: 2.8 s kept, 0.34 s flushed).
-``load_model`` sets the weights' ones to zero, so a ``Segmenter`` is spared the bulk of it. On
-Intel CPUs also call ``fplnet.runtime.flush_denormals()`` first thing in your program, before any
-tensor work, for the subnormal activations: the ``fplnet`` commands do it at start-up; a
-``Segmenter`` does not, since the switch is per thread and only takes hold in torch's worker
-threads if set before they start. The onnxruntime and OpenVINO variants flush in their own threads
-whatever the process has set.
+Subnormal floats: trained weights hold thousands, and a trained network's activations turn
+subnormal at run time; each is a slow microcode assist on Intel CPUs (the shipped CamVid model's
+eager 512x1024 forward on a 2-core Xeon: 2.1-2.8 s as IEEE has it, 0.26-0.34 s flushed).
+``load_model`` sets the weights' ones to zero, which halves the cost, not more (about 1.0 s:
+the activations are the rest). The OpenVINO variants (the CPU fast path) and onnxruntime flush
+in their own threads whatever the process has set. With a torch variant on an Intel CPU, call
+``fplnet.runtime.flush_denormals()`` first thing in your program, before any tensor work: the
+``fplnet`` commands do it at start-up; a ``Segmenter`` cannot, since the switch is per thread and
+only takes hold in torch's worker threads if set before they start.
 
 ``variant="openvino"`` runs the exported graph in OpenVINO (fp32, precision set explicitly);
 ``variant="openvino+int8"`` quantizes it first with NNCF on ``calib_size`` frames of the model's

@@ -60,8 +60,8 @@ class AppVariant:
 # A new way of running the model is one more entry here once fplnet.fast has it.
 VARIANTS = (
     AppVariant("eager", "eager", "plain fp32 PyTorch; no wait"),
-    AppVariant("fast", "fast", "fplnet predict's fast path; compiles on the first image of each size "
-                             "(up to a minute on a CPU)"),
+    AppVariant("fast", "fast", "fplnet predict's fast path: on a CPU OpenVINO fp32 where it is installed, "
+                             "else torch.compile, which compiles on the first image of each size (up to a minute)"),
     AppVariant("onnxruntime", "onnxruntime", "the exported ONNX graph in ONNX Runtime (CPU)",
                requires=("onnx", "onnxruntime")),
     AppVariant("openvino", "openvino", "the exported graph in OpenVINO (CPU), fp32 precision set explicitly",

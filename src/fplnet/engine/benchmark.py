@@ -168,7 +168,7 @@ def _variants(args, device) -> list[Variant]:
                              "or add the switches to the variants (e.g. channels_last+bf16)")
         # "fast" is exactly what `fplnet predict` runs on this device, allocator switch included.
         variants = [resolve_variant(spec, device, keep_memory=True)[0] for spec in args.variants]
-        return _share_keep_memory(variants)
+        return _share_keep_memory(args.variants, variants)
     switches = [args.backend] if args.backend != "torch" else []
     switches += [args.dtype] if args.dtype != "fp32" else []
     switches += [s for s, on in (("channels_last", args.channels_last), ("fold_bn", args.fold_bn),
@@ -176,22 +176,32 @@ def _variants(args, device) -> list[Variant]:
     return [Variant.parse("+".join(switches) or "eager")]
 
 
-def _share_keep_memory(variants: list[Variant]) -> list[Variant]:
+def _refuse_repeats(specs: list[str], variants: list[Variant]) -> list[Variant]:
+    """Two entries of ``--variants`` that run as the same variant would time one thing twice:
+    refused, naming the pair and why they coincide (``fast`` is a name for another variant; or
+    the process-wide keep_memory, which once one variant has it, all have)."""
+    first = {}
+    for spec, variant in zip(specs, variants):
+        if variant in first:
+            other = first[variant]
+            why = (f"'fast' is {variant} on this device" if "fast" in (spec, other) else
+                   "keep_memory changes the allocator of the whole process, so a variant with and without it "
+                   "cannot be told apart in one run; time them in separate runs")
+            raise ValueError(f"--variants: {other} and {spec} both run as {variant} here ({why}); list one of them")
+        first[variant] = spec
+    return variants
+
+
+def _share_keep_memory(specs: list[str], variants: list[Variant]) -> list[Variant]:
     """keep_memory changes the allocator of the whole process, so once one variant of a run has it
     (``fast`` does, on the CPU) every variant is timed with it. Rather than time ``eager`` under a
     switch its name does not show, every variant gets the switch in its name, and the run says so:
-    ``--variants eager,fast,openvino,openvino+int8`` works and reports what it timed. A pair that
-    differs only by keep_memory (``eager,keep_memory``) cannot be compared within one process: refused."""
+    ``--variants eager,fast,onnxruntime,openvino+int8`` works and reports what it timed. A pair
+    that differs only by keep_memory (``eager,keep_memory``) cannot be compared within one process:
+    ``_refuse_repeats`` refuses it, as it refuses any two ``specs`` that run as one variant."""
     if len({"keep_memory" in v for v in variants}) < 2:
-        return variants
-    shared = [Variant(v.switches | {"keep_memory"}) for v in variants]
-    first = {}
-    for given, variant in zip(variants, shared):
-        if variant in first:
-            raise ValueError(f"--variants: {first[variant]} and {given} both run as {variant} here: keep_memory changes "
-                             "the allocator of the whole process, so a variant with and without it cannot be told "
-                             "apart in one run; time them in separate runs")
-        first[variant] = given
+        return _refuse_repeats(specs, variants)
+    shared = _refuse_repeats(specs, [Variant(v.switches | {"keep_memory"}) for v in variants])
     renamed = ", ".join(f"{v} -> {s}" for v, s in zip(variants, shared) if v != s)
     print(f"keep_memory changes the allocator of the whole process, so every variant of this run has it: {renamed}",
           flush=True)

@@ -48,7 +48,7 @@ def add_arguments(parser):
     parser.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     parser.add_argument("--repeats", type=non_negative_int, default=5, help="timed forward passes per image")
     parser.add_argument("--no-fast", dest="fast", action="store_false",
-                        help="plain eager fp32 instead of the fast CPU path (no compile wait)")
+                        help="plain eager fp32 instead of the fast path (OpenVINO f32 on a CPU that has it)")
 
 
 def run(args):

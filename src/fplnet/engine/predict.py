@@ -25,8 +25,9 @@ accepted and score close to zero. No overlays are written in this mode unless ``
 given, so the output folder can be zipped as it is.
 
 The model runs on the fast path of ``Segmenter`` unless ``--no-fast`` (plain eager) or
-``--variant`` says otherwise; on CPU that path compiles the model on the first image of each
-size, which pays off over a folder or a video (docs/benchmarks.md). ``--variant openvino`` and
+``--variant`` says otherwise; on CPU that path is OpenVINO at f32 where it is installed (ready in
+half a second per image size), else torch.compile, which compiles the model on the first image of
+each size and pays off over a folder or a video (docs/benchmarks.md). ``--variant openvino`` and
 ``openvino+int8`` run OpenVINO (INT8 calibrated on ``--calib-data`` or the checkpoint's
 training split; the summary says which precision ran). Whatever the variant, every image is run
 at the checkpoint's network size (a fixed ``eval_size``, or its ``eval_short_side`` with the
