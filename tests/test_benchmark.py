@@ -97,9 +97,11 @@ def test_refusals(tmp_path, capsys, monkeypatch):
     assert main(["benchmark", *TINY, "--models", "fplnet", "--variants", "channels_last,keep_memory+channels_last"]) == 2
     capsys.readouterr()
     # `fast` is a name for another variant (OpenVINO f32 on a CPU that has it): listed twice, refused.
-    monkeypatch.setattr("fplnet.fast.openvino_installed", lambda: True)
+    monkeypatch.setattr("fplnet.openvino_backend.runs_here", lambda: True)
     assert main(["benchmark", *TINY, "--models", "fplnet", "--variants", "eager,fast,openvino"]) == 2
     assert "fast and openvino both run as keep_memory+openvino here ('fast' is" in capsys.readouterr().err
+    assert main(["benchmark", *TINY, "--models", "fplnet", "--variants", "fold_bn+channels_last,channels_last+fold_bn"]) == 2
+    assert "both run as fold_bn+channels_last here (the same switches)" in capsys.readouterr().err
     assert main(["benchmark", *TINY, "--models", "fplnet", "--variants", "eager", "--compile"]) == 2
     assert main(["benchmark", *TINY, "--models", "fplnet", "--mode", "train", "--variants", "onnxruntime"]) == 2
     with pytest.raises(ValueError, match="unknown variant switch"):

@@ -1,5 +1,6 @@
 """What a variant name means, without any optional backend installed: ``fast`` wherever a
 variant is accepted, the device a variant runs on, and the bound on per-shape caches."""
+import importlib.util
 from collections import OrderedDict
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 
 from fplnet import Segmenter
 from fplnet.engine.arguments import variant_spec, variant_specs
-import fplnet.fast
+from fplnet import openvino_backend
 from fplnet.fast import CPU_FAST, CPU_FAST_TORCH, CUDA_FAST, Variant, fast_variant, resolve_variant
 from fplnet.runtime import make_room
 
@@ -25,19 +26,42 @@ def test_fast_and_the_device_a_variant_runs_on(monkeypatch):
     assert resolve_variant("channels_last", "auto")[1] == torch.device("cuda")
 
 
-def test_the_cpu_fast_path_is_openvino_where_installed_else_compiled_torch(monkeypatch):
-    """fast=True on the CPU is OpenVINO f32 when onnx and openvino can be imported, else the best
-    torch path; CUDA's does not depend on it. The switch is looked up, never imported."""
-    monkeypatch.setattr(fplnet.fast.importlib.util, "find_spec", lambda name: object())
+def test_the_cpu_fast_path_is_openvino_where_it_runs_else_compiled_torch(monkeypatch):
+    """fast=True on the CPU is OpenVINO f32 where onnx and OpenVINO import and its CPU plugin
+    loads, else the best torch path (a broken install says why); CUDA's does not depend on it."""
+    monkeypatch.setattr(openvino_backend, "runs_here", lambda: True)
     assert fast_variant("cpu") == Variant.parse(CPU_FAST) == Variant.parse("openvino")
     assert fast_variant("cpu", keep_memory=True) == Variant.parse("keep_memory+openvino")
     assert fast_variant("cpu").backend == "openvino" and "bf16" not in fast_variant("cpu")
-    missing = []
-    monkeypatch.setattr(fplnet.fast.importlib.util, "find_spec",
-                        lambda name: missing.append(name) if name == "openvino" else object())
-    assert fast_variant("cpu") == Variant.parse(CPU_FAST_TORCH) and missing == ["openvino"]
+    monkeypatch.setattr(openvino_backend, "runs_here", lambda: False)
+    assert fast_variant("cpu") == Variant.parse(CPU_FAST_TORCH)
     assert "compile" in fast_variant("cpu") and fast_variant("cpu").backend == "torch"
     assert fast_variant("cuda") == Variant.parse(CUDA_FAST)
+
+
+def broken_plugin():
+    raise OSError("plugin libopenvino_intel_cpu_plugin.so failed")
+
+
+def test_whether_openvino_runs_here(monkeypatch):
+    check = openvino_backend.runs_here
+    find_spec = importlib.util.find_spec
+    try:
+        for missing in ("onnx", "openvino"):     # not installed: silently no
+            check.cache_clear()
+            monkeypatch.setattr(importlib.util, "find_spec", lambda name, m=missing: None if name == m else find_spec(name))
+            assert check() is False
+        monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+        if find_spec("openvino") is None or find_spec("onnx") is None:
+            pytest.skip("OpenVINO is not installed here")
+        check.cache_clear()
+        assert check() is True
+        check.cache_clear()                      # installed but broken: no, and a warning that says why
+        monkeypatch.setattr(openvino_backend, "core", broken_plugin)
+        with pytest.warns(RuntimeWarning, match="OpenVINO is installed but does not load here .*plugin.*compiled torch"):
+            assert check() is False
+    finally:
+        check.cache_clear()
 
 
 def test_a_per_shape_cache_drops_the_least_recently_used_and_keeps_at_least_one():

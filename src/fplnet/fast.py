@@ -27,7 +27,6 @@ that names ``keep_memory`` touches the allocator, and the library's ``fast=True`
 from __future__ import annotations
 
 import copy
-import importlib.util
 import operator
 import time
 import warnings
@@ -304,21 +303,17 @@ class Variant:
         return self.name
 
 
-def openvino_installed() -> bool:
-    """Whether the ``openvino`` variant can run here: OpenVINO and onnx (the export it converts)
-    importable, both in the ``openvino`` extra. Looked up without importing them."""
-    return all(importlib.util.find_spec(module) is not None for module in ("onnx", "openvino"))
-
-
 def fast_variant(device, keep_memory: bool = False) -> Variant:
     """The variant ``fast=True`` means on ``device``: ``CUDA_FAST`` on a GPU; on the CPU
-    ``CPU_FAST`` (OpenVINO f32) where OpenVINO is installed, else ``CPU_FAST_TORCH``.
+    ``CPU_FAST`` (OpenVINO f32) where OpenVINO is installed and loads
+    (``fplnet.openvino_backend.runs_here``), else ``CPU_FAST_TORCH``.
     ``keep_memory=True`` adds the process-wide allocator switch on the CPU, where it pays
     (docs/benchmarks.md); the commands ask for it, the library does not. On CUDA the activations
     live on the GPU and it changes nothing."""
     if torch.device(device).type == "cuda":
         return Variant.parse(CUDA_FAST)
-    cpu_fast = CPU_FAST if openvino_installed() else CPU_FAST_TORCH
+    from .openvino_backend import runs_here   # imports OpenVINO only when it is installed
+    cpu_fast = CPU_FAST if runs_here() else CPU_FAST_TORCH
     return Variant.parse(f"keep_memory+{cpu_fast}" if keep_memory else cpu_fast)
 
 

@@ -57,10 +57,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import io
 import json
 import os
 import tempfile
+import warnings
 from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Optional, Sequence
@@ -92,6 +94,28 @@ def require(module: str):
 @functools.lru_cache(maxsize=None)
 def core():
     return require("openvino").Core()
+
+
+@functools.lru_cache(maxsize=None)
+def runs_here() -> bool:
+    """Whether the ``openvino`` variant can run in this process: onnx and OpenVINO import and
+    OpenVINO's CPU plugin loads. False, with a warning that says why, where OpenVINO is installed
+    but broken (a wheel for another platform, a plugin that fails to load); False silently where
+    it is not installed. Checked once per process."""
+    if any(importlib.util.find_spec(module) is None for module in ("onnx", "openvino")):
+        return False
+    try:
+        require("onnx")
+        devices = core().available_devices
+    except Exception as err:   # noqa: BLE001 - any failure of a third-party import or plugin load
+        warnings.warn(f"OpenVINO is installed but does not load here ({type(err).__name__}: {err}); "
+                      "the CPU fast path falls back to compiled torch", RuntimeWarning, stacklevel=2)
+        return False
+    if "CPU" not in devices:
+        warnings.warn(f"OpenVINO lists no CPU device here (only {devices}); the CPU fast path falls back to "
+                      "compiled torch", RuntimeWarning, stacklevel=2)
+        return False
+    return True
 
 
 def to_openvino(model: nn.Module):

@@ -85,9 +85,9 @@ def find_variant(label: str) -> AppVariant:
 
 def load_segmenter(checkpoint: str, variant: str = "eager", device: str = "cpu"):
     """The ``Segmenter`` for a weights name or checkpoint path and a menu variant, kept between
-    requests: the fast path compiles once per input size, not once per image. A checkpoint file
-    rewritten since (a training run's ``best.pt``) is loaded again: its modification time is part
-    of the key."""
+    requests: the fast path builds (OpenVINO) or compiles (torch) once per input size, not once per
+    image. A checkpoint file rewritten since (a training run's ``best.pt``) is loaded again: its
+    modification time is part of the key."""
     checkpoint = str(checkpoint).strip().strip("'\"")
     if checkpoint not in PRETRAINED:
         checkpoint = str(Path(checkpoint).expanduser())

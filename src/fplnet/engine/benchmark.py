@@ -184,9 +184,13 @@ def _refuse_repeats(specs: list[str], variants: list[Variant]) -> list[Variant]:
     for spec, variant in zip(specs, variants):
         if variant in first:
             other = first[variant]
-            why = (f"'fast' is {variant} on this device" if "fast" in (spec, other) else
-                   "keep_memory changes the allocator of the whole process, so a variant with and without it "
-                   "cannot be told apart in one run; time them in separate runs")
+            if "fast" in (spec, other):
+                why = f"'fast' is {variant} on this device"
+            elif ("keep_memory" in Variant.parse(spec)) != ("keep_memory" in Variant.parse(other)):
+                why = ("keep_memory changes the allocator of the whole process, so a variant with and without it "
+                       "cannot be told apart in one run; time them in separate runs")
+            else:
+                why = "the same switches"
             raise ValueError(f"--variants: {other} and {spec} both run as {variant} here ({why}); list one of them")
         first[variant] = spec
     return variants

@@ -103,8 +103,9 @@ def add_arguments(parser):
     how.add_argument("--no-fast", action="store_true",
                      help="plain fp32 NCHW eager PyTorch instead of the fast path (see docs/benchmarks.md)")
     how.add_argument("--variant", type=variant_spec, default=None, metavar="SPEC",
-                     help="run the model another way, e.g. keep_memory+channels_last (no compilation wait), "
-                          "openvino, openvino+int8, or fast (the default); "
+                     help="run the model another way, e.g. keep_memory+channels_last, openvino+int8, "
+                          "keep_memory+fold_bn+channels_last+compile+freeze (compiled torch), or fast (the "
+                          "default: OpenVINO f32 on a CPU where it is installed, else compiled torch); "
                           "the switches are listed by `fplnet benchmark --help`")
     add_calibration_arguments(parser, "INT8 variants", "the training split the checkpoint records, if reachable")
     add_tta_arguments(parser)
