@@ -58,9 +58,9 @@ run --models fplnet_encoder,fplnet --mode train --size 360x480 --batch-size 8 --
   --json "$OUT_DIR/train_step_360x480.json" --markdown "$OUT_DIR/train_step_360x480.md"
 fi
 # 5. Which torch variant of the shipped FPLNet is the CPU fast path without OpenVINO
-#    (fplnet.fast.CPU_FAST_TORCH; the fast path itself is OpenVINO f32, parts 9 and 12), with argmax
-#    agreement: every candidate, once with the default allocator and once with freed memory kept (a process-wide
-#    switch, hence two runs).
+#    (fplnet.fast.CPU_FAST_TORCH; the fast path itself is OpenVINO f32, parts 9 and 12), with
+#    argmax agreement: every candidate, once with the default allocator and once with freed
+#    memory kept (a process-wide switch, hence two runs).
 if want 5; then
 run --checkpoint camvid --size 512x1024 --batch-size 1 --device cpu --warmup 3 --iters 20 \
   --variants eager,channels_last,fold_bn+shuffle_deconv,bf16,channels_last+bf16,torchscript,onnxruntime,channels_last+compile,fold_bn+channels_last+compile+freeze,fold_bn+channels_last+bf16+compile+freeze \

@@ -26,7 +26,8 @@ Building a ``Segmenter`` changes nothing outside it. The one process-wide switch
 freed memory (``fplnet.runtime.keep_freed_memory``; about 30% off a torch CPU forward at
 512x1024, docs/benchmarks.md), is opt-in: name it in the variant (``variant="keep_memory+
 openvino"``, which is what ``fplnet predict`` runs on CPU where OpenVINO is installed, else
-``keep_memory+fold_bn+channels_last+compile+freeze``) or call ``keep_freed_memory()`` yourself. It is not undone: the process keeps its peak memory.
+``keep_memory+fold_bn+channels_last+compile+freeze``) or call ``keep_freed_memory()`` yourself.
+It is not undone: the process keeps its peak memory.
 
 Subnormal floats: trained weights hold thousands, and a trained network's activations turn
 subnormal at run time; each is a slow microcode assist on Intel CPUs (the shipped CamVid model's
