@@ -1,7 +1,12 @@
 """Where OpenVINO's CPU plugin spends the time of one FPLNet forward: per-layer execution times
-(``PERF_COUNT``), summed by layer type and listed for the slowest layers, fp32 and INT8.
+(``PERF_COUNT``), summed by layer type and listed for the slowest layers, float and INT8.
 
     python scripts/openvino_profile.py --checkpoint camvid --size 512x1024 --int8 --calib-data ../shared/data/camvid
+
+The graph is the one ``OpenVINORunner`` compiles (``to_openvino``'s rewrites and the NHWC output
+of ``nhwc_output``); ``--precision bf16`` runs the float layers in bf16 (AMX / AVX512-BF16 CPUs),
+and ``--int8-scope all`` quantizes every layer, to see what the layers ``quantize`` keeps in float
+cost (a speed probe only: that model loses more than issue 9's 0.5 mIoU points).
 
 A diagnosis tool for issue 9 (why the INT8 model is far from 40 ms at 512x1024), not a benchmark:
 profiling adds its own overhead, so the totals it prints are not latencies; `fplnet benchmark`
@@ -19,7 +24,7 @@ import torch
 from fplnet.calibration import calibration_set
 from fplnet.fast import Variant, prepare_model
 from fplnet.models._factory import create_model, load_model
-from fplnet.openvino_backend import compile_for_shape, keep_in_float, quantize, to_openvino
+from fplnet.openvino_backend import PRECISIONS, compile_for_shape, keep_in_float, nhwc_output, quantize, to_openvino
 
 
 def profile(compiled, x: np.ndarray, iters: int) -> tuple[list[float], dict]:
@@ -65,6 +70,11 @@ def main() -> None:
     parser.add_argument("--int8", action="store_true", help="also profile the NNCF INT8 model")
     parser.add_argument("--calib-data", help="calibration frames for --int8 (default: the checkpoint's data)")
     parser.add_argument("--calib-size", type=int, default=30)
+    parser.add_argument("--precision", choices=PRECISIONS, default="f32", help="precision of the float layers")
+    parser.add_argument("--int8-scope", choices=("float-islands", "all"), default="float-islands",
+                        help="float-islands: keep what `quantize` keeps in float (the default); all: quantize every layer")
+    parser.add_argument("--shuffle-deconv", action="store_true",
+                        help="the transposed convolutions as sub-pixel convolutions (the shuffle_deconv switch)")
     parser.add_argument("--nhwc-input", action="store_true",
                         help="declare the input tensor NHWC (OpenVINO pre-processing adds the transpose)")
     parser.add_argument("--property", action="append", default=[], metavar="KEY=VALUE",
@@ -75,7 +85,8 @@ def main() -> None:
         model, ckpt = load_model(args.checkpoint)
     else:
         model, ckpt = create_model(args.model, num_classes=args.num_classes).eval(), None
-    model = prepare_model(model, Variant.parse("openvino"))   # what the openvino variant exports
+    # What the openvino variant (with --shuffle-deconv, openvino+shuffle_deconv) exports.
+    model = prepare_model(model, Variant.parse("openvino+shuffle_deconv" if args.shuffle_deconv else "openvino"))
     ov_model = to_openvino(model)
     x = torch.randn(1, 3, height, width).numpy()
     if args.nhwc_input:
@@ -87,18 +98,22 @@ def main() -> None:
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     shape = x.shape
     extra = {"PERF_COUNT": True, **dict(item.split("=", 1) for item in args.property)}
-    walls, layers = profile(compile_for_shape(ov_model, shape, args.threads, config=extra), x, args.iters)
-    shown = " ".join(args.property)
-    report(f"{args.checkpoint or args.model} {args.size} OpenVINO f32 {shown}", walls, layers, args.top)
+    walls, layers = profile(compile_for_shape(nhwc_output(ov_model), shape, args.threads, args.precision, extra),
+                            x, args.iters)
+    shown = " ".join(args.property + (["shuffle_deconv"] if args.shuffle_deconv else []))
+    report(f"{args.checkpoint or args.model} {args.size} OpenVINO {args.precision} {shown}", walls, layers, args.top)
     if args.int8:
         if ckpt is None:
             raise SystemExit("--int8 needs --checkpoint (calibration frames come from its data)")
         frames = [torch.nn.functional.interpolate(torch.from_numpy(f), size=(height, width), mode="bilinear",
                                                   align_corners=False).numpy()
                   for f in calibration_set(ckpt, args.calib_data, args.calib_size).frames]
-        int8 = quantize(ov_model, frames, keep_in_float(model))
-        walls, layers = profile(compile_for_shape(int8, shape, args.threads, config=extra), x, args.iters)
-        report(f"{args.checkpoint} {args.size} OpenVINO INT8 (fusions in float) {shown}", walls, layers, args.top)
+        scope = keep_in_float(model) if args.int8_scope == "float-islands" else {}
+        int8 = quantize(ov_model, frames, scope)
+        walls, layers = profile(compile_for_shape(nhwc_output(int8), shape, args.threads, args.precision, extra),
+                                x, args.iters)
+        kept = "float islands in " + args.precision if scope else "every layer quantized"
+        report(f"{args.checkpoint} {args.size} OpenVINO INT8 ({kept}) {shown}", walls, layers, args.top)
 
 
 if __name__ == "__main__":
