@@ -1,5 +1,6 @@
-"""What ``split_concat_convs`` and ``nhwc_output`` (fplnet.openvino_backend) are worth: one
-FPLNet, converted without and with the rewrite, and with an NHWC output as well, in fp32 and INT8
+"""What ``split_concat_convs``, ``nhwc_output`` and ``narrow_pools_as_convs`` (fplnet.openvino_backend)
+are worth: one FPLNet, converted without and with the split, then with an NHWC output as well, then
+with the image pyramid's pools as convolutions too (the graph ``to_openvino`` makes), in fp32 and INT8
 (the same calibration frames and float scope for each), timed side by side in one process with
 the calls interleaved, at each size asked for.
 
@@ -25,19 +26,25 @@ from fplnet.calibration import calibration_set
 from fplnet.fast import Variant, prepare_model
 from fplnet.graph_export import export_onnx_bytes
 from fplnet.models import load_model
-from fplnet.openvino_backend import (compile_for_shape, executed_precision, keep_in_float, nhwc_output, quantize,
-                                     rank4_prelu_slopes, require, split_concat_convs)
+from fplnet.openvino_backend import (compile_for_shape, executed_precision, keep_in_float, narrow_pools_as_convs,
+                                     nhwc_output, quantize, rank4_prelu_slopes, require, split_concat_convs)
 from fplnet.runtime import parse_size
 
 
 def graphs(model) -> dict:
-    """The converted graph without and with the rewrite (both with rank-4 PReLU slopes), and the
-    rewritten one with the NHWC output ``OpenVINORunner`` runs (``nhwc_output``)."""
+    """Name -> (converted graph, whether it runs with the NHWC output): without and with the split
+    (both with rank-4 PReLU slopes), the split one with the NHWC output ``OpenVINORunner`` runs
+    (``nhwc_output``), and that with the pools as convolutions as well, the graph ``to_openvino``
+    makes. The NHWC output is added after quantization, as ``OpenVINORunner`` does."""
     onnx = export_onnx_bytes(prepare_model(model, Variant.parse("openvino")))
     plain = rank4_prelu_slopes(require("openvino").convert_model(io.BytesIO(onnx)))
     split = plain.clone()
     count = split_concat_convs(split)
-    return {"plain": plain, f"split ({count} concatenations)": split, "split + NHWC output": nhwc_output(split)}
+    pools = split.clone()
+    pooled = narrow_pools_as_convs(pools)
+    return {"plain": (plain, False), f"split ({count} concatenations)": (split, False),
+            "split + NHWC output": (split, True),
+            f"split + NHWC output + pools as convolutions ({pooled})": (pools, True)}
 
 
 def main():
@@ -51,11 +58,13 @@ def main():
     args = parser.parse_args()
     threads = torch.get_num_threads()
     model, ckpt = load_model(args.checkpoint)
-    fp32 = graphs(model)
+    converted = graphs(model)
     frames = calibration_set(ckpt, args.calib_data, args.calib_size).frames
     scope = keep_in_float(model)
-    int8 = {name: quantize(graph, frames, scope) for name, graph in fp32.items() if "NHWC" not in name}
-    int8["split + NHWC output"] = nhwc_output(next(graph for name, graph in int8.items() if name.startswith("split")))
+    fp32 = {name: nhwc_output(graph) if nhwc else graph for name, (graph, nhwc) in converted.items()}
+    quantized = {id(graph): quantize(graph, frames, scope) for graph, _ in converted.values()}
+    int8 = {name: nhwc_output(quantized[id(graph)]) if nhwc else quantized[id(graph)]
+            for name, (graph, nhwc) in converted.items()}
     for size in (parse_size(s) for s in args.sizes.split(",")):
         x = np.random.default_rng(0).standard_normal((1, 3, *size)).astype(np.float32)
         for precision, models in (("fp32", fp32), ("int8", int8)):

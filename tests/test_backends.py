@@ -44,7 +44,9 @@ def agreement(reference: torch.Tensor, other: torch.Tensor) -> float:
     return (reference.argmax(1) == other.argmax(1)).float().mean().item()
 
 
-@pytest.mark.parametrize("variant", ["onnxruntime", "openvino", "torchscript"])
+# shuffle_deconv: the classifier's kernel == stride transposed convolution as a 1x1 convolution and a
+# pixel shuffle (fplnet.fast), through the ONNX export into OpenVINO.
+@pytest.mark.parametrize("variant", ["onnxruntime", "openvino", "torchscript", "openvino+shuffle_deconv"])
 def test_fp32_backends_match_eager(camvid_model, frames, variant):
     runner = InferenceRunner(camvid_model, variant)
     for x in frames:
@@ -55,7 +57,7 @@ def test_fp32_backends_match_eager(camvid_model, frames, variant):
         diff = (reference - out).abs().max().item()
         assert diff < 1e-3, f"{variant}: max |logit diff| {diff:.2e} (logits up to {reference.abs().max():.1f})"
         assert agreement(reference, out) >= 0.999
-    if variant == "openvino":
+    if variant.startswith("openvino"):
         # NHWC out of the plugin, handed back as channels_last without a copy (nhwc_output).
         assert out.is_contiguous(memory_format=torch.channels_last)
         info = runner.backend_info()
@@ -151,6 +153,41 @@ def test_prelu_slopes_have_the_rank_of_their_input(camvid_model):
               if op.get_type_name() == "PRelu"]
     assert len(prelus) > 100
     assert all(op.get_input_partial_shape(1).rank.get_length() == 4 for op in prelus)
+
+
+class _Pools(torch.nn.Module):
+    """Three average pools: over the 3-channel image counting the padding (the image pyramid's,
+    rewritten), the same excluding it (a border divisor a convolution cannot express), and over
+    16 channels (blocked layouts fit; left alone)."""
+
+    def forward(self, x):
+        wide = torch.cat([x] * 6, 1)[:, :16]
+        return torch.cat([torch.nn.functional.avg_pool2d(x, 3, 2, 1),
+                          torch.nn.functional.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
+                          torch.nn.functional.avg_pool2d(wide, 3, 2, 1)], 1)
+
+
+def test_narrow_average_pools_become_depthwise_convolutions(camvid_model, frames):
+    """narrow_pools_as_convs rewrites the image pyramid's pools (3 channels, padding counted) as
+    depthwise convolutions and nothing else; the result is the pool's, at odd sizes too, and
+    FPLNet's three pools keep their names (NNCF's scopes)."""
+    import io
+
+    import openvino
+    from fplnet.fast import prepare_model
+    from fplnet.graph_export import export_onnx_bytes
+    from fplnet.openvino_backend import compile_for_shape, narrow_pools_as_convs, to_openvino
+    graph = openvino.convert_model(io.BytesIO(export_onnx_bytes(_Pools().eval())))
+    assert narrow_pools_as_convs(graph) == 1
+    assert [op.get_type_name() for op in graph.get_ordered_ops()].count("AvgPool") == 2
+    for x in frames:
+        reference = _Pools()(x)
+        out = torch.from_numpy(compile_for_shape(graph, tuple(x.shape), 2)(x.numpy())[0])
+        assert out.shape == reference.shape
+        assert (reference - out).abs().max().item() < 1e-5
+    ops = to_openvino(prepare_model(camvid_model, Variant.parse("openvino"))).get_ordered_ops()
+    pools = [op for op in ops if op.get_friendly_name().startswith("/encoder/AveragePool")]
+    assert [op.get_type_name() for op in pools] == ["GroupConvolution"] * 3
 
 
 def test_int8_export_end_to_end(camvid_model, frames, tiny_camvid, tmp_path, capsys):

@@ -11,9 +11,12 @@ touched, so the same object can still be trained or exported as is.
 * ``pixel_shuffle_deconvs``: a transposed convolution whose kernel equals its stride (FPLNet's
   and ENet's final 2x2 stride-2 "deconvolution") writes every output pixel exactly once, so it
   is a 1x1 convolution to ``out * s * s`` channels followed by ``pixel_shuffle(s)``. Exact, but
-  not faster on the CPU we measured (docs/benchmarks.md): the 1x1 convolution writes as many
-  bytes as the deconvolution, and in NHWC the pixel shuffle is a strided copy. It stays a
-  switch of the variant study.
+  not faster on the CPUs we timed (docs/benchmarks.md): the 1x1 convolution writes as many
+  bytes as the deconvolution, and in NHWC the pixel shuffle is a strided copy; under OpenVINO
+  f32 and INT8 it was 1-3 % slower. It stays a switch: under OpenVINO bf16 on an AMX CPU the
+  plugin runs the transposed convolution in f32 and 24 decoder layers around it with it, and
+  with the switch all but the pixel shuffle run in bf16 (layer counts in
+  docs/runs/openvino/shuffle_deconv/; its speed there is not yet timed on an idle machine).
 
 ``Variant`` names a combination of these with a memory format, a precision, a backend and,
 optionally, the process-wide allocator switch ``keep_memory`` (``fplnet.runtime.keep_freed_memory``),

@@ -124,6 +124,7 @@ def to_openvino(model: nn.Module):
     ov = require("openvino")
     ov_model = rank4_prelu_slopes(ov.convert_model(io.BytesIO(export_onnx_bytes(model))))
     split_concat_convs(ov_model)
+    narrow_pools_as_convs(ov_model)
     return ov_model
 
 
@@ -260,6 +261,48 @@ def split_concat_convs(ov_model) -> int:
         for target in list(conv.output(0).get_target_inputs()):
             target.replace_source_output(total.output(0))
         _read_shape_from_part(ops, [concat] + chain, parts[0], channels_total)
+        count += 1
+    ov_model.validate_nodes_and_infer_types()
+    return count
+
+
+def narrow_pools_as_convs(ov_model) -> int:
+    """Rewrite every average pool over fewer than 16 channels that counts the padding (ONNX
+    ``count_include_pad=1``, as ``torch.nn.functional.avg_pool2d`` by default) as a depthwise
+    convolution with every weight 1 / (kernel area) and the pool's strides and pads. Exact up to
+    float rounding (the sum is scaled term by term instead of once). Returns how many.
+
+    Why: FPLNet's, ESPNet's and CGNet's image pyramid halves the 3-channel input image with such
+    pools (``fplnet.layers.avg_pool_image``). The CPU plugin runs a pool in its 16-channel blocked
+    layout, so it first copies the full-size image into 16 channels, 13 of them padding: at
+    512x1024 that reorder took 4.4 ms and the pool 1.8 of a 97 ms f32 forward
+    (``scripts/openvino_profile.py``), more than any layer but the stem's two 3x3 convolutions.
+    A depthwise convolution runs in the NHWC layout the stem's first convolution reads the image
+    in (timings: docs/benchmarks.md, "The image pyramid's pools as convolutions"). Pools over 16
+    or more channels fill the blocks and are left alone; so are max pools (ENet's) and pools
+    that exclude the padding (their divisor changes at the border, which a convolution cannot
+    express). The convolution keeps the pool's name, so NNCF's ignored scopes match it as
+    before."""
+    ops = require("openvino").opset13
+    count = 0
+    for pool in list(ov_model.get_ordered_ops()):
+        if pool.get_type_name() != "AvgPool":
+            continue
+        attrs = pool.get_attributes()
+        channels = pool.get_input_partial_shape(0)[1] if pool.get_input_partial_shape(0).rank.is_static else None
+        # A ceil-mode pool's last window can start in the padding, where its divisor differs.
+        if (attrs["exclude-pad"] or attrs["auto_pad"] != "explicit" or attrs["rounding_type"] != "floor"
+                or len(attrs["kernel"]) != 2 or pool.get_input_element_type(0).get_type_name() != "f32"
+                or channels is None or not channels.is_static or channels.get_length() >= 16):
+            continue
+        kernel = list(attrs["kernel"])
+        weight = np.full([channels.get_length(), 1, 1, *kernel], 1.0 / (kernel[0] * kernel[1]), dtype=np.float32)
+        conv = ops.group_convolution(pool.input(0).get_source_output(), ops.constant(weight), attrs["strides"],
+                                     attrs["pads_begin"], attrs["pads_end"], [1, 1])
+        conv.set_friendly_name(pool.get_friendly_name())
+        conv.output(0).add_names(pool.output(0).get_names())
+        for target in list(pool.output(0).get_target_inputs()):
+            target.replace_source_output(conv.output(0))
         count += 1
     ov_model.validate_nodes_and_infer_types()
     return count
