@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument("--int8-scope", choices=("float-islands", "all"), default="float-islands",
                         help="float-islands: keep what `quantize` keeps in float (the default); all: quantize every layer")
     parser.add_argument("--shuffle-deconv", action="store_true",
-                        help="the transposed convolutions as sub-pixel convolutions (the shuffle_deconv switch)")
+                        help="kernel == stride transposed convolutions (FPLNet's classifier) as 1x1 conv + pixel shuffle "
+                             "(the shuffle_deconv switch)")
     parser.add_argument("--nhwc-input", action="store_true",
                         help="declare the input tensor NHWC (OpenVINO pre-processing adds the transpose)")
     parser.add_argument("--property", action="append", default=[], metavar="KEY=VALUE",

@@ -13,7 +13,7 @@ touched, so the same object can still be trained or exported as is.
   is a 1x1 convolution to ``out * s * s`` channels followed by ``pixel_shuffle(s)``. Exact, but
   not faster on the CPUs we timed (docs/benchmarks.md): the 1x1 convolution writes as many
   bytes as the deconvolution, and in NHWC the pixel shuffle is a strided copy; under OpenVINO
-  f32 and INT8 it was 1-3 % slower. It stays a switch: under OpenVINO bf16 on an AMX CPU the
+  f32 and INT8 it was level to 3 % slower. It stays a switch: under OpenVINO bf16 on an AMX CPU the
   plugin runs the transposed convolution in f32 and 24 decoder layers around it with it, and
   with the switch all but the pixel shuffle run in bf16 (layer counts in
   docs/runs/openvino/shuffle_deconv/; its speed there is not yet timed on an idle machine).
