@@ -60,3 +60,21 @@ def test_a_data_set_root_is_refused_when_the_checkpoint_names_no_data_set(tiny_c
     with pytest.raises(ValueError, match="looks like a data set root, but the checkpoint records no data set"):
         calibration_set({**CKPT, "run_config": {}}, tiny_camvid, count=2)
     assert calibration_set({**CKPT, "run_config": {}}, tiny_camvid / "train", count=2).description["source"] == "folder"
+
+
+def test_a_folder_of_photos_is_calibrated_the_way_up_predict_reads_it(tmp_path):
+    """A phone photo stored landscape with EXIF orientation 6 is upright portrait in predict
+    (``read_rgb_image(upright=True)``); calibrating on it sideways would fit the ranges to another image."""
+    exif = Image.Exif()
+    exif[0x0112] = 6                                  # rotate 90 degrees clockwise to view
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(tmp_path / "photo.jpg", exif=exif)
+    assert calibration_set(CKPT, tmp_path, count=1).frames[0].shape == (1, 3, 32, 24)
+
+
+def test_a_calibration_size_for_a_variant_that_does_not_quantize_is_refused():
+    from fplnet.calibration import refuse_unused_calib_data
+    from fplnet.fast import Variant
+    refuse_unused_calib_data(None, Variant.parse("openvino"), None)
+    refuse_unused_calib_data(None, Variant.parse("openvino+int8"), 5)
+    with pytest.raises(ValueError, match="--calib-size .* 5 sets INT8 calibration; variant openvino does not"):
+        refuse_unused_calib_data(None, Variant.parse("openvino"), 5)

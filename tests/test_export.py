@@ -261,3 +261,91 @@ def test_calibration_overlap_matches_frames_by_their_path_under_the_root(tmp_pat
     assert calibration_overlap(["train/a.png", "val/b.png", "val/c.png"], dataset) == {
         "scored_frames_in_calibration": 2, "scored_frames": 3}
     assert calibration_overlap([], dataset) is None
+
+
+@pytest.fixture(scope="module")
+def exported_ir(camvid_ckpt, tmp_path_factory):
+    """An fp32 IR of the test checkpoint, exported once; tests copy it before changing it."""
+    pytest.importorskip("openvino")
+    path = tmp_path_factory.mktemp("ir") / "m.xml"
+    assert main(["export", "--checkpoint", str(camvid_ckpt), "--format", "openvino", "--output", str(path),
+                 "--no-verify"]) == 0
+    return path
+
+
+def copy_ir(source, folder):
+    target = folder / source.name
+    for suffix in (".xml", ".bin"):
+        target.with_suffix(suffix).write_bytes(source.with_suffix(suffix).read_bytes())
+    return target
+
+
+def test_a_bin_of_another_size_or_none_is_refused_before_openvino_reads_it(exported_ir, tmp_path):
+    from fplnet.openvino_backend import read_ir
+    path = copy_ir(exported_ir, tmp_path)
+    weights = path.with_suffix(".bin")
+    weights.write_bytes(weights.read_bytes()[:-4096])            # shortened: OpenVINO's own check would fire first
+    with pytest.raises(ValueError, match=r"m\.bin is not the weights file .*m\.xml was saved with"):
+        read_ir(path)
+    weights.unlink()
+    with pytest.raises(ValueError, match=r"its weights file .*m\.bin is missing"):
+        read_ir(path)
+
+
+def test_an_ir_without_its_digest_is_read_with_a_warning(exported_ir, tmp_path):
+    from fplnet.openvino_backend import BIN_DIGEST_KEY, read_ir
+    path = copy_ir(exported_ir, tmp_path)
+    text = path.read_text()
+    start = text.index(f"<{BIN_DIGEST_KEY} ")
+    path.write_text(text[:start] + text[text.index("/>", start) + 2:])
+    with pytest.warns(RuntimeWarning, match="records no digest"):
+        assert read_ir(path) is not None
+
+
+def test_an_overwrite_that_fails_between_the_renames_keeps_the_old_pair(exported_ir, tmp_path, monkeypatch):
+    import os
+    from fplnet import openvino_backend
+    path = copy_ir(exported_ir, tmp_path)
+    before = {suffix: path.with_suffix(suffix).read_bytes() for suffix in (".xml", ".bin")}
+    model = openvino_backend.read_ir(path)
+    real_replace, calls = os.replace, []
+
+    def replace_then_fail(source, target):
+        calls.append(target)
+        if len(calls) == 4:   # old .xml and .bin moved aside, new .bin in place: the new .xml fails
+            raise OSError("disk full")
+        return real_replace(source, target)
+    monkeypatch.setattr(openvino_backend.os, "replace", replace_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        openvino_backend.save_ir(model, path, {"model_name": "other"})
+    monkeypatch.undo()
+    assert {suffix: path.with_suffix(suffix).read_bytes() for suffix in (".xml", ".bin")} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]   # no staging or backup left
+    assert read_metadata(path)["model_name"] == "fplnet"
+
+
+@pytest.mark.parametrize("extra,said", [
+    (["--format", "openvino", "--output", "{tmp}/m.xml", "--opset", "13"], "--opset 13 sets the ONNX opset"),
+    (["--output", "{tmp}/m.onnx", "--calib-size", "5"], "--calib-size sets up INT8 calibration; add --int8"),
+    (["--output", "{tmp}/m.onnx", "--check-frames", "5"], "--check-frames sets up INT8 calibration; add --int8"),
+    (["--format", "openvino", "--output", "{tmp}/folder.xml"], "folder.bin is a folder, where the export writes"),
+])
+def test_export_refuses_flags_that_would_do_nothing(camvid_ckpt, tmp_path, capsys, extra, said):
+    (tmp_path / "folder.bin").mkdir()
+    args = [word.format(tmp=tmp_path) for word in extra]
+    assert main(["export", "--checkpoint", str(camvid_ckpt), "--no-verify", *args]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.bin"]   # nothing written
+
+
+def test_the_reported_precision_of_an_int8_model_says_int8():
+    from fplnet.openvino_backend import precision_label
+    assert precision_label({"inference_precision_hint": "f32", "fake_quantize_ops": 148}) == "int8 + f32"
+    assert precision_label({"inference_precision_hint": "bf16", "fake_quantize_ops": 0}) == "bf16"
+    assert precision_label({"backend": "torch"}) is None
+
+
+def test_an_exported_file_given_where_a_checkpoint_is_needed_says_what_runs_it(exported_ir, tmp_path, capsys):
+    assert main(["predict", "--checkpoint", str(exported_ir), str(tmp_path), "--output", str(tmp_path / "out")]) == 2
+    assert "is an exported model (ONNX or OpenVINO IR), not a checkpoint: `fplnet evaluate" in capsys.readouterr().err

@@ -47,12 +47,18 @@ class CalibrationSet:
     files: list = field(default_factory=list)
 
 
-def refuse_unused_calib_data(calib_data, variant) -> None:
-    """Calibration frames given for a variant that does not quantize are a mistake (the user
-    meant an INT8 variant), not something to ignore silently: a ValueError that says so."""
-    if calib_data is not None and not variant.needs_calibration:
+def refuse_unused_calib_data(calib_data, variant, calib_size: Optional[int] = None) -> None:
+    """Calibration frames (or a number of them) given for a variant that does not quantize are a
+    mistake (the user meant an INT8 variant), not something to ignore silently: a ValueError that
+    says so. ``calib_size`` None is "not given" (the default number applies)."""
+    if variant.needs_calibration:
+        return
+    if calib_data is not None:
         raise ValueError(f"--calib-data (calib_data=) {calib_data} calibrates INT8 quantization; variant "
                          f"{variant} does not quantize (use openvino+int8, or leave --calib-data out)")
+    if calib_size is not None:
+        raise ValueError(f"--calib-size (calib_size=) {calib_size} sets INT8 calibration; variant {variant} does "
+                         "not quantize (use openvino+int8, or leave --calib-size out)")
 
 
 def recorded_data(ckpt: dict) -> dict:
@@ -114,11 +120,13 @@ def training_files(ckpt: dict, data: Optional[Union[str, Path]]) -> tuple[list[P
 
 
 def calibration_set(ckpt: dict, data: Optional[Union[str, Path]] = None,
-                    count: int = DEFAULT_CALIBRATION_FRAMES, exclude: Iterable[Union[str, Path]] = (),
+                    count: Optional[int] = None, exclude: Iterable[Union[str, Path]] = (),
                     spec: Optional[InferenceSpec] = None) -> CalibrationSet:
-    """``count`` calibration frames for the model of ``ckpt``, none of the files in ``exclude``
-    (module docstring), preprocessed by ``spec`` (default: the checkpoint's; pass the spec the
-    model will run with when a size overrides the recorded one)."""
+    """``count`` calibration frames (None: ``DEFAULT_CALIBRATION_FRAMES``) for the model of
+    ``ckpt``, none of the files in ``exclude`` (module docstring), preprocessed by ``spec``
+    (default: the checkpoint's; pass the spec the model will run with when a size overrides the
+    recorded one)."""
+    count = DEFAULT_CALIBRATION_FRAMES if count is None else count
     if count < 1:
         raise ValueError(f"the calibration set needs at least one frame, got {count}")
     spec = spec or InferenceSpec.from_checkpoint(ckpt)
@@ -129,7 +137,10 @@ def calibration_set(ckpt: dict, data: Optional[Union[str, Path]] = None,
         raise ValueError(f"calibration data {description['root']}: all {len(pool)} of its frames are frames the "
                          "quantized model is scored on; pass other frames of its training data with --calib-data")
     chosen = [files[i] for i in evenly_spaced(len(files), count)]
-    frames = [spec.to_network(spec.preprocess([read_rgb_image(path)])).numpy() for path in chosen]
+    # A plain folder of images is read the way up predict reads it (EXIF orientation applied: the
+    # photos a model is deployed on); a data set's frames as stored, as training read them.
+    upright = data_root is None
+    frames = [spec.to_network(spec.preprocess([read_rgb_image(path, upright=upright)])).numpy() for path in chosen]
     base = Path(description["root"])
     description.update({
         "frames": len(chosen), "available": len(files), "left_out_scored_frames": len(pool) - len(files),

@@ -35,6 +35,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from .graph_export import RUNNABLE_SUFFIXES
 from .io import atomic_write, atomic_write_bytes
 
 FORMAT = "fplnet-checkpoint/1"
@@ -116,6 +117,10 @@ def _torchscript_archive(path: Path) -> Optional[bool]:
 
 
 def _torch_load(path: Path, map_location) -> Any:
+    if path.suffix in RUNNABLE_SUFFIXES:
+        raise CheckpointError(f"{path} is an exported model (ONNX or OpenVINO IR), not a checkpoint: `fplnet evaluate "
+                              "--checkpoint` runs it as it is; predict, benchmark and export need the checkpoint it "
+                              "was exported from")
     scripted = _torchscript_archive(path)
     if scripted is not None:
         made_by = " (`fplnet export --format torchscript`)" if scripted else ""

@@ -64,8 +64,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError) as err:
-        # User-facing errors (bad paths, bad data, bad checkpoints) carry their own explanation.
+    except (OSError, ValueError) as err:
+        # User-facing errors (bad paths, bad data, bad checkpoints) carry their own explanation; an
+        # OSError (a full disk, a folder where a file should go) names the path it failed on.
         message = " ".join(str(err).splitlines())
         print(f"fplnet {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -53,7 +53,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .calibration import DEFAULT_CALIBRATION_FRAMES, calibration_set, refuse_unused_calib_data
+from .calibration import calibration_set, refuse_unused_calib_data
 from .data.base import read_rgb_image, rgb_array
 from .data.info import blend_overlay, colorize, train_ids_to_label_ids
 from .fast import InferenceRunner, resolve_variant
@@ -87,7 +87,7 @@ def load_rgb(image: ImageLike) -> np.ndarray:
 class Segmenter:
     def __init__(self, checkpoint: Union[str, Path], device: str = "cpu", fast: bool = True,
                  variant: Optional[str] = None, calib_data: Optional[Union[str, Path]] = None,
-                 calib_size: int = DEFAULT_CALIBRATION_FRAMES, tta: Union[None, bool, Sequence[float]] = None,
+                 calib_size: Optional[int] = None, tta: Union[None, bool, Sequence[float]] = None,
                  tta_flip: bool = True, eval_size: Optional[Sequence[int]] = None,
                  short_side: Optional[int] = None):
         """``checkpoint``: a checkpoint file or a shipped weights name (``"camvid"``).
@@ -95,7 +95,9 @@ class Segmenter:
         or ``"fast"`` for the device's fast path; with ``device="auto"`` the onnxruntime and
         OpenVINO variants run on the CPU, the only device they run on;
         only a variant with ``keep_memory`` changes the process's allocator (module docstring).
-        ``calib_data`` and ``calib_size``: the calibration frames of an INT8 variant.
+        ``calib_data`` and ``calib_size``: the calibration frames of an INT8 variant (default: the
+        training split the checkpoint records, ``DEFAULT_CALIBRATION_FRAMES`` of them); refused for
+        a variant that does not quantize.
         ``tta``: test-time augmentation (``fplnet.tta``): True for the default scales, or the
         scales to run; each is also run mirrored unless ``tta_flip`` is False.
         ``eval_size``: (H, W) the network runs at instead of the checkpoint's own network size;
@@ -106,7 +108,7 @@ class Segmenter:
         # exported-graph backends, which run there only (fplnet.fast.resolve_variant).
         self.variant, self.device = resolve_variant(variant if variant is not None else "fast" if fast else "eager",
                                                     device)
-        refuse_unused_calib_data(calib_data, self.variant)
+        refuse_unused_calib_data(calib_data, self.variant, calib_size)
         model, ckpt = load_model(checkpoint, device="cpu")
         self.model_name = ckpt["model_name"]
         self.num_classes = int(ckpt["num_classes"])

@@ -385,6 +385,14 @@ def executed_precision(compiled) -> dict:
             "layers_by_runtime_precision": dict(sorted(counts.items()))}
 
 
+def precision_label(backend_info: dict) -> Optional[str]:
+    """What an OpenVINO model ran in, for a report line: the precision hint ("f32", "bf16"), as
+    "int8 + f32" for a quantized model (its float islands run at the hint); None where
+    ``backend_info`` (a runner's ``info()`` / ``backend_info()``) is not OpenVINO's."""
+    hint = backend_info.get("inference_precision_hint")
+    return f"int8 + {hint}" if hint and backend_info.get("fake_quantize_ops") else hint
+
+
 def fake_quantize_count(ov_model) -> int:
     """How many FakeQuantize operations (NNCF's quantization points) a model holds."""
     return sum(op.get_type_name() == "FakeQuantize" for op in ov_model.get_ops())
@@ -468,11 +476,29 @@ def save_ir(ov_model, path: Path, metadata: dict) -> None:
         for written in (staged.with_suffix(".bin"), staged):   # on disk before either is renamed
             with open(written, "rb") as file:
                 os.fsync(file.fileno())
-        # Each file lands whole, but the pair takes two renames: a crash between them leaves the
-        # new .bin beside the old .xml (OpenVINO reads the .bin of the same stem), which
-        # ``read_ir`` then refuses by the digest.
-        os.replace(staged.with_suffix(".bin"), path.with_suffix(".bin"))
-        os.replace(staged, path)
+        _replace_pair(staged, path)
+
+
+def _replace_pair(staged: Path, path: Path) -> None:
+    """Put the staged .xml / .bin pair at ``path``. Each file lands whole, but the pair takes two
+    renames: the old pair is first moved aside into a hidden folder beside it, so that a failure
+    between the renames puts it back, and a hard stop (power, SIGKILL) leaves it there, whole,
+    rather than half-replaced. The .xml goes last and leaves first: at no moment does an .xml sit
+    beside a .bin it was not saved with (``read_ir`` would refuse that pair by the digest anyway)."""
+    pair = ((staged, path), (staged.with_suffix(".bin"), path.with_suffix(".bin")))
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem}.old.") as aside:
+        moved = []
+        try:
+            for _, target in pair:                          # the old .xml, then the old .bin
+                if target.exists():
+                    os.replace(target, Path(aside) / target.name)
+                    moved.append(target)
+            for source, target in reversed(pair):           # the new .bin, then the new .xml
+                os.replace(source, target)
+        except BaseException:
+            for target in moved:
+                os.replace(Path(aside) / target.name, target)
+            raise
 
 
 def _sha256(path: Path) -> str:
@@ -480,14 +506,42 @@ def _sha256(path: Path) -> str:
 
 
 def read_ir(path):
-    """The ``openvino.Model`` of an IR, refused if its .bin is not the one its .xml was saved with."""
+    """The ``openvino.Model`` of an IR. Its .bin is checked against the digest its .xml records
+    before OpenVINO reads either (OpenVINO's own errors on a .bin of another size name neither the
+    file nor what to do); an IR that carries fplnet metadata but no digest is read with a warning,
+    since its weights cannot be checked. Every failure is a ValueError that names the file."""
     path = Path(path)
-    model = core().read_model(str(path))
-    if model.has_rt_info([BIN_DIGEST_KEY]):
-        if model.get_rt_info([BIN_DIGEST_KEY]).astype(str) != _sha256(path.with_suffix(".bin")):
-            raise ValueError(f"{path.with_suffix('.bin')} is not the weights file {path} was saved with (an export "
-                             "interrupted between its two files?); run `fplnet export` again")
-    return model
+    weights = path.with_suffix(".bin")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such OpenVINO IR file")
+    if not weights.is_file():
+        raise ValueError(f"{path}: its weights file {weights} is missing (an IR is NAME.xml with NAME.bin beside it); "
+                         "copy both files together, or run `fplnet export` again")
+    recorded = _xml_rt_info(path)
+    if recorded.get(BIN_DIGEST_KEY) is not None:
+        if recorded[BIN_DIGEST_KEY] != _sha256(weights):
+            raise ValueError(f"{weights} is not the weights file {path} was saved with (another export's .bin, or "
+                             "a damaged copy?); run `fplnet export` again")
+    elif METADATA_KEY in recorded:
+        warnings.warn(f"{path} records no digest of {weights.name}: its weights cannot be checked against it "
+                      "(export it again with this fplnet to add one)", RuntimeWarning, stacklevel=2)
+    try:
+        return core().read_model(str(path))
+    except RuntimeError as error:
+        raise ValueError(f"{path} is not a readable OpenVINO IR: {' '.join(str(error).splitlines())}") from error
+
+
+def _xml_rt_info(path: Path) -> dict:
+    """The top-level ``<rt_info>`` entries of an IR's .xml, name -> value (read without OpenVINO,
+    so the digest is checked before the weights are touched); {} if the file is not such XML, which
+    ``read_model`` then reports."""
+    from xml.etree import ElementTree
+    try:
+        root = ElementTree.parse(path).getroot()
+    except ElementTree.ParseError:
+        return {}
+    info = root.find("rt_info")
+    return {} if info is None else {entry.tag: entry.get("value") for entry in info}
 
 
 def read_ir_metadata(path) -> dict:

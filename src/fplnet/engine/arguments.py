@@ -286,5 +286,6 @@ def add_calibration_arguments(parser, used_by: str = "INT8 variants",
     parser.add_argument("--calib-data", type=existing_dir, default=None, metavar="FOLDER",
                         help=f"{used_by}: calibrate on this data set root (its training split) or folder of "
                              f"images (default: {default_source})")
-    parser.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIBRATION_FRAMES, metavar="N",
+    # Default None, so that a command can tell a --calib-size given for nothing (and refuse it).
+    parser.add_argument("--calib-size", type=positive_int, default=None, metavar="N",
                         help=f"{used_by}: calibration frames (default {DEFAULT_CALIBRATION_FRAMES}, or all if fewer)")

@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from ..calibration import CalibrationSet, calibration_set
+from ..openvino_backend import precision_label
 from ..complexity import count_macs, count_params
 from ..fast import InferenceRunner, Variant, resolve_variant
 from ..io import atomic_write_json, atomic_write_text
@@ -458,7 +459,8 @@ def command_line(args) -> str:
     if args.threads:
         parts.append(f"--threads {args.threads}")
     if any("int8" in spec for spec in args.variants or []) and (args.checkpoint or args.calib_data):
-        parts += ([f"--calib-data {args.calib_data}"] if args.calib_data else []) + [f"--calib-size {args.calib_size}"]
+        parts += [f"--calib-data {args.calib_data}"] if args.calib_data else []
+        parts += [f"--calib-size {args.calib_size}"] if args.calib_size else []
     if args.agreement_images:
         parts.append(f"--agreement-images {' '.join(map(str, args.agreement_images))} "
                      f"--agreement-count {args.agreement_count}")
@@ -474,8 +476,7 @@ def markdown_table(results: list[dict], mode: str) -> str:
     for r in results:
         # OpenVINO rows name the precision its CPU plugin executed in (it may pick bf16 by itself).
         backend = r.get("backend", {})
-        hint = backend.get("inference_precision_hint")
-        hint = f"int8 + {hint}" if hint and backend.get("fake_quantize_ops") else hint
+        hint = precision_label(backend)
         line = (f"| {r['model']} | {r['variant']}{f' ({hint})' if hint else ''} | {r['params']:,} | {r['gmacs']:.2f} | "
                 f"{r['latency_median_ms']:.1f} | {r['latency_p90_ms']:.1f} | {r['fps']:.2f} | "
                 f"x{r['speedup_vs_first']:.2f} | {r['first_call_s']:.2f} |")
@@ -563,6 +564,10 @@ def check_arguments(args, variants: list[Variant], device: torch.device) -> None
         raise ValueError(f"--calib-data {args.calib_data} calibrates INT8 quantization, and none of the variants "
                          f"({', '.join(map(str, variants))}) quantizes; add openvino+int8 to --variants or drop "
                          "--calib-data")
+    if args.calib_size is not None and not any(v.needs_calibration for v in variants):
+        raise ValueError(f"--calib-size {args.calib_size} sets INT8 calibration, and none of the variants "
+                         f"({', '.join(map(str, variants))}) quantizes; add openvino+int8 to --variants or drop "
+                         "--calib-size")
     if args.agreement_images and not args.checkpoint:
         raise ValueError("--agreement-images needs --checkpoint: on a random network every pixel gets the same "
                          "class, so agreement would say nothing")

@@ -37,7 +37,6 @@ from ..data.transforms import normalize
 from ..io import atomic_write_json
 from ..metrics import ConfusionMatrix
 from ..runtime import autocast
-from ..calibration import DEFAULT_CALIBRATION_FRAMES
 from .arguments import (add_calibration_arguments, add_network_size_arguments, add_tta_arguments,
                         checkpoint_or_exported_file, device_name, existing_dir, png_plot_file, positive_int,
                         variant_spec, writable_file)
@@ -124,7 +123,7 @@ class CheckpointEvaluation:
 
 def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, device, batch_size: int = 4,
                         eval_size=None, variant=None, calib_data=None,
-                        calib_size: int = DEFAULT_CALIBRATION_FRAMES, tta_scales=None, tta_flip: bool = True,
+                        calib_size: Optional[int] = None, tta_scales=None, tta_flip: bool = True,
                         short_side=None):
     """Evaluate a checkpoint (file or shipped name) on a split the way `fplnet evaluate` does, on
     ``device`` (a torch.device or a name for ``fplnet.fast.resolve_variant``, "auto" included):
@@ -145,7 +144,7 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     from .export import ExportedModel, exported_backend
     exported = Path(str(checkpoint)).suffix in RUNNABLE_SUFFIXES
     if exported:
-        _refuse_for_exported_file(checkpoint, variant, calib_data)
+        _refuse_for_exported_file(checkpoint, variant, calib_data, calib_size)
         # The file's backend as a variant: "auto" means the CPU for it, as for --variant openvino.
         file_variant, device = resolve_variant(exported_backend(checkpoint), device)
         if device.type != "cpu":
@@ -154,7 +153,7 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     else:
         # "fast" is the device's fast path; device "auto" is the CPU for the exported-graph backends.
         variant, device = resolve_variant(variant or "eager", device)
-        refuse_unused_calib_data(calib_data, variant)
+        refuse_unused_calib_data(calib_data, variant, calib_size)
     # The data set first: a wrong split or folder is reported before the model is built.
     dataset = build_dataset(dataset_name, data_root, split)
     model = runner = None
@@ -192,7 +191,7 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     return CheckpointEvaluation(matrix, dataset, variant_name, backend, spec, tta)
 
 
-def _refuse_for_exported_file(path, variant, calib_data) -> None:
+def _refuse_for_exported_file(path, variant, calib_data, calib_size=None) -> None:
     """An exported file runs as it is (``ExportedModel``): the flags that would change how it runs
     are refused, not ignored."""
     if variant is not None:
@@ -201,6 +200,9 @@ def _refuse_for_exported_file(path, variant, calib_data) -> None:
     if calib_data is not None:
         raise ValueError(f"--calib-data: {path} is an exported model; an INT8 one was calibrated when it was "
                          "exported (leave --calib-data out)")
+    if calib_size is not None:
+        raise ValueError(f"--calib-size: {path} is an exported model; an INT8 one was calibrated when it was "
+                         "exported (leave --calib-size out)")
 
 
 def calibration_overlap(calibration_files: Sequence[str], dataset) -> Optional[dict]:
@@ -229,10 +231,12 @@ def run(args):
     matrix, dataset, backend = evaluation.matrix, evaluation.dataset, evaluation.backend
     info = dataset.info
     result = matrix.compute()
+    from ..openvino_backend import precision_label   # OpenVINO itself is imported only where it ran
+    precision = precision_label(backend)
     print(f"{args.checkpoint} on {args.dataset} {args.split} ({len(dataset)} images), "
           f"network at {evaluation.spec.describe_size()}, "
           f"variant {evaluation.variant}" + (f", {evaluation.tta}" if evaluation.tta else "")
-          + (f", executed in {backend['inference_precision_hint']}" if "inference_precision_hint" in backend else ""))
+          + (f", executed in {precision}" if precision else ""))
     if "calibration_overlap" in backend:
         overlap = backend["calibration_overlap"]
         print(f"note: {overlap['scored_frames_in_calibration']} of these {overlap['scored_frames']} frames are among "

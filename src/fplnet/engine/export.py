@@ -54,8 +54,13 @@ METADATA_KEY = "fplnet"
 TORCHSCRIPT_METADATA_FILE = "fplnet.json"
 
 
-# The TorchScript-based ONNX exporter (graph_export) supports these opsets.
-ONNX_OPSETS = range(9, 21)
+# Opsets at which every registered model exports and matches PyTorch (max |logit diff| < 1e-7
+# under onnxruntime at opset 11). Below 11 the exporter either fails (opset 9: no Slice with
+# dynamic bounds for the decoder's crop; ENet's pad at opset 10) or, worse, writes a bilinear
+# Upsample whose sampling is not PyTorch's (the encoder-only FPLNet, ESPNet-C, CGNet).
+ONNX_OPSETS = range(11, 21)
+DEFAULT_OPSET = 17
+DEFAULT_CHECK_FRAMES = 20
 FORMATS = ("onnx", "torchscript", "openvino")
 
 
@@ -66,16 +71,18 @@ def add_arguments(parser):
     parser.add_argument("--output", type=writable_file, required=True,
                         help="file to write: NAME.onnx for onnx, NAME.pt for torchscript, NAME.xml for openvino "
                              "(NAME.bin is written beside it)")
-    parser.add_argument("--opset", type=int, choices=ONNX_OPSETS, default=17, metavar="9..20",
-                        help="ONNX opset, 9 to 20 (default 17)")
+    # --opset and --check-frames default to None so that run() can refuse them where they do nothing.
+    parser.add_argument("--opset", type=int, choices=ONNX_OPSETS, default=None, metavar="11..20",
+                        help=f"onnx: ONNX opset, 11 to 20 (default {DEFAULT_OPSET})")
     parser.add_argument("--size", type=image_size, default=None,
                         help="HEIGHTxWIDTH of the example input used to trace and to verify (default: the checkpoint's "
                              "network size for a 360x480 input); the exported graph accepts any size")
     parser.add_argument("--int8", action="store_true",
                         help="openvino: quantize to INT8 (NNCF post-training quantization)")
     add_calibration_arguments(parser, "--int8", "the training split the checkpoint records, if that folder is reachable")
-    parser.add_argument("--check-frames", type=positive_int, default=20, metavar="N",
-                        help="--int8: validation frames on which fp32 and INT8 are compared for the metadata (default 20)")
+    parser.add_argument("--check-frames", type=positive_int, default=None, metavar="N",
+                        help="--int8: validation frames on which fp32 and INT8 are compared for the metadata "
+                             f"(default {DEFAULT_CHECK_FRAMES})")
     parser.add_argument("--no-fold-bn", action="store_true", help="keep every BatchNorm as a separate op")
     parser.add_argument("--no-verify", action="store_true", help="skip running the exported file against PyTorch")
     parser.add_argument("--overwrite", action="store_true",
@@ -114,7 +121,12 @@ def export_metadata(ckpt: dict, folded: int, **extra) -> dict:
 
 def write_onnx(model: nn.Module, path: Path, metadata: dict, opset: int, example_size) -> None:
     onnx = require_package("onnx", "--format onnx")
-    proto = onnx.load_from_string(export_onnx_bytes(model, opset, example_size))
+    try:
+        proto = onnx.load_from_string(export_onnx_bytes(model, opset, example_size))
+    except torch.onnx.errors.OnnxExporterError as error:   # an op this opset cannot express
+        message = " ".join(str(error).splitlines()[:1])
+        raise ValueError(f"--opset {opset}: this model does not export at that opset ({message}); "
+                         f"use a later one (default {DEFAULT_OPSET})") from error
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
     proto.producer_name = "fplnet"
@@ -278,7 +290,7 @@ def check_frames(ckpt: dict, data, count: int) -> tuple[list, list, dict, list]:
     if not chosen:
         raise ValueError(f"calibration data {source['root']}: {len(pool)} image(s) are too few to both calibrate "
                          "and check the INT8 model; pass a folder with more frames (--calib-data)")
-    return ([read_rgb_image(path) for path in chosen], [],
+    return ([read_rgb_image(path, upright=True) for path in chosen], [],   # as calibration_set reads a folder
             {"folder": source["root"], "frames": len(chosen), "labels": False, "left_out_of_calibration": True,
              "note": note}, chosen)
 
@@ -312,7 +324,7 @@ def quantize_for_export(deploy: nn.Module, ckpt: dict, args) -> tuple[object, di
     """The INT8 OpenVINO model and the metadata that describes its quantization."""
     from ..openvino_backend import OpenVINORunner, fake_quantize_count, keep_in_float
     spec = InferenceSpec.from_checkpoint(ckpt)
-    images, masks, checked, checked_files = check_frames(ckpt, args.calib_data, args.check_frames)
+    images, masks, checked, checked_files = check_frames(ckpt, args.calib_data, args.check_frames or DEFAULT_CHECK_FRAMES)
     calibration = calibration_set(ckpt, args.calib_data, args.calib_size, exclude=checked_files)
     print(f"calibrating on {calibration.description['frames']} frames of {calibration.description['root']} "
           f"({calibration.description.get('split', 'image folder')})", flush=True)
@@ -326,6 +338,18 @@ def quantize_for_export(deploy: nn.Module, ckpt: dict, args) -> tuple[object, di
         "calibration": calibration.description, "check_frames": checked, "accuracy_delta": delta}}
 
 
+def refuse_unused_flags(args) -> None:
+    """Flags that would do nothing for the format asked for are refused, not silently dropped: the
+    user meant something else (the IR is always converted from opset 17, whatever --opset says)."""
+    if args.opset is not None and args.format != "onnx":
+        raise ValueError(f"--opset {args.opset} sets the ONNX opset of --format onnx; leave it out for "
+                         f"--format {args.format}")
+    for flag, value in (("--calib-data", args.calib_data), ("--calib-size", args.calib_size),
+                        ("--check-frames", args.check_frames)):
+        if value is not None and not args.int8:
+            raise ValueError(f"{flag} sets up INT8 calibration; add --int8 (with --format openvino)")
+
+
 def run(args) -> int:
     # Readers tell the formats apart by the suffix (read_metadata, load_exported).
     wanted_suffix = GRAPH_SUFFIXES.get(args.format)
@@ -335,12 +359,14 @@ def run(args) -> int:
     if args.int8 and args.format != "openvino":
         raise ValueError("--int8 quantizes an OpenVINO model; add --format openvino (and --output NAME.xml)")
     written = [args.output] + ([args.output.with_suffix(".bin")] if args.format == "openvino" else [])
+    folders = [str(path) for path in written if path.is_dir()]
+    if folders:
+        raise ValueError(f"--output: {folders[0]} is a folder, where the export writes a file; choose another --output")
     existing = [str(path) for path in written if path.exists()]
     if existing and not args.overwrite:
         raise ValueError(f"--output: {' and '.join(existing)} already exist(s); pass --overwrite to replace, "
                          "or choose another --output")
-    if args.calib_data and not args.int8:
-        raise ValueError("--calib-data sets up INT8 calibration; add --int8 (with --format openvino)")
+    refuse_unused_flags(args)
     model, ckpt = load_model(args.checkpoint, device="cpu")
     spec = InferenceSpec.from_checkpoint(ckpt)
     size = args.size or spec.network_size((360, 480))
@@ -353,8 +379,9 @@ def run(args) -> int:
 
     output = args.output
     if args.format == "onnx":
-        metadata = export_metadata(ckpt, folded, opset=args.opset)
-        write_onnx(deploy, output, metadata, args.opset, size)
+        opset = args.opset or DEFAULT_OPSET
+        metadata = export_metadata(ckpt, folded, opset=opset)
+        write_onnx(deploy, output, metadata, opset, size)
     elif args.format == "openvino":
         from ..openvino_backend import require, to_openvino
         # NNCF stores the weights of the layers it quantizes as int8 constants; the rest stay f32.

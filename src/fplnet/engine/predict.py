@@ -312,12 +312,12 @@ class Predictor:
             return "nothing was predicted"
         stats = summarize_ms(self.latencies_ms)
         what = ", ".join(f"{n} {name}" for n, name in ((self.images, "images"), (self.frames, "video frames")) if n)
-        backend = self.segmenter.runner.backend_info()
+        from ..openvino_backend import precision_label
+        precision = precision_label(self.segmenter.runner.backend_info())
         return (f"{what} in {wall_s:.1f} s; model latency per image: median {stats['median']:.1f} ms, "
                 f"p90 {stats['p90']:.1f} ms, first {self.latencies_ms[0]:.1f} ms (includes one-time setup); "
                 f"{self.segmenter.model_name} on {self.segmenter.device}, variant {self.segmenter.variant}"
-                + (f" (executed in {backend['inference_precision_hint']})" if "inference_precision_hint" in backend
-                   else "")
+                + (f" (executed in {precision})" if precision else "")
                 + f", network at {self.segmenter.spec.describe_size()}, "
                 f"batch {self.batch_size}")
 
