@@ -23,7 +23,7 @@ if [ "${FORCE:-0}" != 1 ] && awk "BEGIN{exit !($load > 1.0)}"; then
   echo "cpu_speed_study: load average $load; stop other work first (FORCE=1 to run anyway)" >&2; exit 2
 fi
 run() { echo "== $*" >&2; "$FPLNET" benchmark "$@"; }
-PARTS=${PARTS:-1 2 3 4 5 6 7 8 9 10 11 12}
+PARTS=${PARTS:-1 2 3 4 5 6 7 8 9 10 11 12 13}
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # 1. Plain eager, default allocator: the reference every speed-up is measured against.
@@ -135,5 +135,20 @@ for size in ${SIZES:-512x1024 360x480}; do
 run --checkpoint camvid --size $size --batch-size 1 --device cpu --warmup ${WARMUP:-5} --iters ${ITERS:-20} \
   --variants eager,$TORCH_FAST,onnxruntime,openvino,openvino+int8 --calib-data "$DATA" --calib-size ${CALIB_SIZE:-60} \
   --json "$OUT_DIR/fplnet_camvid_issue_variants_$size.json" --markdown "$OUT_DIR/fplnet_camvid_issue_variants_$size.md"
+done
+fi
+# 13. Issue 9's own ratio for the shipped CamVid FPLNet: plain eager (the default allocator, what
+#     `Segmenter(fast=False)` runs) and the fast path (`fast`: OpenVINO f32), each alone in its
+#     process as the issue measured them, alternating, twice per size. Part 12 times eager in one
+#     process with the others, with freed memory kept: the stricter reference.
+if want 13; then
+for round in 1 2; do
+for size in 512x1024 360x480; do
+for variant in eager fast; do
+run --checkpoint camvid --size $size --batch-size 1 --device cpu --warmup 5 --iters 20 --variants $variant \
+  --json "$OUT_DIR/fplnet_camvid_alone_${variant}_${size}_run$round.json" \
+  --markdown "$OUT_DIR/fplnet_camvid_alone_${variant}_${size}_run$round.md"
+done
+done
 done
 fi
