@@ -130,6 +130,10 @@ def main():
     threads = torch.get_num_threads()
     model, ckpt = load_model(args.checkpoint)
     spec = InferenceSpec.from_checkpoint(ckpt)
+    # Frames and masks are compared at CamVid's own 360x480 below, with no resize either way.
+    if tuple(spec.network_size((360, 480))) != (360, 480):
+        parser.error(f"--checkpoint {args.checkpoint} runs CamVid frames at {spec.describe_size()}, not at their "
+                     "own 360x480; this study compares labels at the frames' size and does not resize")
     fp32 = to_openvino(prepare_model(model, Variant.parse("openvino")))
     reference_runner = OpenVINORunner(fp32, threads)
     calibration = calibration_set(ckpt, args.data_root, 300)
