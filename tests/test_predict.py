@@ -312,3 +312,55 @@ def test_the_runner_keeps_at_most_a_few_shapes_of_traces():
         assert runner(torch.rand(1, 3, *size)).shape == (1, 4, *size)
     kept = sizes[3:InferenceRunner.MAX_SHAPES] + [sizes[0]] + sizes[InferenceRunner.MAX_SHAPES:]
     assert list(runner._per_shape) == [(1, 3, *size) for size in kept]
+
+
+def test_cli_refuses_two_inputs_that_would_share_an_output(camvid_ckpt, tmp_path, capsys):
+    """x.png and x.jpg in one folder both give x_mask.png: the second would replace the first's."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(camvid_image(0)[:64, :96]).save(folder / "x.png")
+    Image.fromarray(camvid_image(1)[:64, :96]).save(folder / "x.jpg")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(camvid_ckpt), str(folder), "--output", str(out), EAGER]) == 2
+    err = capsys.readouterr().err
+    assert "would both be written to" in err and "x_mask.png" in err
+    assert not out.exists()
+
+
+def test_cli_an_input_given_twice_runs_once_and_first_calls_per_size_are_reported_apart(camvid_ckpt, tmp_path,
+                                                                                         capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(camvid_image(i)[:64, :96]).save(folder / f"f{i}.png")
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(camvid_ckpt), str(folder), str(folder / "f0.png"),
+                 "--output", str(out), "--batch-size", "1", EAGER]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(" -> ") == 3
+    # The first call at the one input size is the per-shape setup, kept out of the median.
+    assert "first call at each input size (per-shape setup) apart: 1 image(s)" in printed
+    assert "latency per image (network, pre- and post-processing): median" in printed
+
+
+def test_cli_a_corrupt_video_packet_costs_its_frame_not_the_video(camvid_ckpt, tmp_path, capsys):
+    av = pytest.importorskip("av")
+    video = tmp_path / "clip.avi"
+    with av.open(str(video), "w") as container:        # MJPEG: every frame its own JPEG packet
+        stream = container.add_stream("mjpeg", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuvj420p"
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(camvid_image(i % 3)[:120, :160]), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    data = bytearray(video.read_bytes())
+    starts = [i for i in range(len(data) - 3) if data[i:i + 3] == b"\xff\xd8\xff"]   # each JPEG's start
+    assert len(starts) == 6
+    end = starts[4] - 16                                                              # the 4th frame's payload, scrambled
+    data[starts[3] + 200:end] = bytes((byte * 7 + 13) & 0xFF for byte in data[starts[3] + 200:end])
+    video.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(camvid_ckpt), str(video), "--output", str(out), EAGER]) == 0
+    assert "corrupt packet(s) could not be decoded" in capsys.readouterr().err
+    with av.open(str(out / "clip_overlay.mp4")) as container:
+        assert len(list(container.decode(video=0))) == 5

@@ -70,3 +70,10 @@ def test_a_per_shape_cache_drops_the_least_recently_used_and_keeps_at_least_one(
     assert list(cache) == ["c"]          # room for one more within two
     with pytest.raises(ValueError, match="at least one"):
         make_room(cache, 0)
+
+
+@pytest.mark.parametrize("spec", ["fold_bn+onnxruntime", "channels_last+openvino", "fold_bn+openvino+int8"])
+def test_switches_that_change_nothing_in_an_exported_graph_are_refused(spec):
+    """They would make a benchmark time one graph twice under two names."""
+    with pytest.raises(ValueError, match="runs the exported graph, whose BatchNorms are always folded"):
+        Variant.parse(spec)

@@ -264,6 +264,12 @@ class Variant:
         if len(backends) > 1 or (backends and tokens & refused):
             raise ValueError(f"variant {spec!r}: {' / '.join(sorted(backends))} runs the exported graph; "
                              f"it does not combine with {', '.join(sorted(refused))}")
+        # Switches that would change nothing but the name: a run would time one graph twice.
+        idle = tokens & {"fold_bn", "channels_last"} if backends else set()
+        if idle:
+            raise ValueError(f"variant {spec!r}: {' / '.join(sorted(backends))} runs the exported graph, whose "
+                             "BatchNorms are always folded and whose memory layout the runtime picks; leave out "
+                             f"{', '.join(sorted(idle))}")
         if "int8" in tokens and "openvino" not in tokens:
             raise ValueError(f"variant {spec!r}: int8 is quantization by OpenVINO's tools; write openvino+int8")
         if "freeze" in tokens and "compile" not in tokens:

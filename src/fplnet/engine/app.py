@@ -223,7 +223,7 @@ def segment_video(segmenter, source, output_dir, alpha: float = 0.5,
     except ValueError as err:  # Predictor.video: no frame could be decoded
         raise ValueError(f"{source.name}: {err}; {VIDEO_HINT}") from err
     return VideoResult(path=path, frames=predictor.frames, size=predictor.frame_size,
-                       latency_ms=statistics.median(predictor.latencies_ms))
+                       latency_ms=statistics.median(predictor.latencies_ms or predictor.first_of_shape_ms))
 
 
 # --- what the page shows -------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Method (printed with every table):
 
 * every model (and every variant of it, ``--variants``) is built once in one process and run on
-  the same random normalized input, already on the device;
+  the same random normalized input, already on the device; in inference, parameters and MACs are
+  counted on the model each variant runs (BN folding removes parameters, shuffle_deconv adds
+  some; for onnxruntime and OpenVINO, the BN-folded model their graph is exported from);
 * ``--warmup`` rounds, then ``--iters`` timed rounds; a round calls every entry once, in an
   order rotated by one place each round, so that a slow spell of a shared machine lands on all
   entries alike and the *ratios* between entries survive it; entries that compute on different
@@ -327,7 +329,9 @@ def build_entries(args, device, size, variants: list[Variant]) -> list[Entry]:
                     calibration = calibration_for(args, ckpt, x)
                 runner = InferenceRunner(model, variant, device, threads=args.threads,
                                          calibration=calibration if variant.needs_calibration else None)
-                entry = Entry(name, variant.name, params, macs, (lambda runner=runner, x=x: runner(x)), runner)
+                # Counted on what runs: BN folding removes parameters, shuffle_deconv adds some.
+                entry = Entry(name, variant.name, count_params(runner.model), count_macs(runner.model, size),
+                              (lambda runner=runner, x=x: runner(x)), runner)
             entry.setup_s = time.perf_counter() - started
             entries.append(entry)
     return entries

@@ -41,16 +41,21 @@ stderr and skipped; the others are still processed and the exit status is 1. Ins
 folder, hidden folders and what an earlier run wrote there are not inputs: files named as this
 command names its outputs (``*_mask.png``, ``*_trainid.png``, ``*_overlay.jpg``, ``*_overlay.mp4``,
 ``*_mask.mp4``) and anything under an ``--output`` inside the folder; a file given by name is
-always an input.
+always an input. A file given twice (by name, or also inside a folder given) is segmented once;
+two inputs whose results would share a file (``x.png`` and ``x.jpg`` in one folder, or
+``d1/x.png d2/x.png`` by name) are refused before any work, rather than one replacing the other.
 
 Videos: frames are decoded in order and written at the stream's average frame rate, so a
 variable-frame-rate clip keeps its frames but not their exact timestamps; audio is not copied. A
 rotation in the container's display matrix (phone clips store portrait video as landscape
 frames with a flag) is applied before the network sees a frame (``upright``): the model is run
 on the scene the way up a player shows it, and the result is written that way up, with no flag.
+A corrupt packet costs its frame, not the video (skipped, and counted in a warning).
 
-The summary gives the per-image model latency (preprocessing, forward pass and argmax; file
-reading and writing excluded).
+The summary gives the latency per image (preprocessing, forward pass, resizing the logits back
+and argmax; file reading and writing excluded), median and p90 over the calls that were not the
+first at their input size; those first calls (compiling, tracing, OpenVINO's per-shape compile,
+CUDA-graph capture) are counted apart, with the longest.
 """
 from __future__ import annotations
 
@@ -154,6 +159,17 @@ def collect_inputs(inputs, report, output: Optional[Path] = None) -> list[Item]:
     return items
 
 
+def video_output_path(item: Item, output: Path, alpha: float) -> Path:
+    """The video file ``item`` (a video) gives under ``output``."""
+    base = output / item.relative
+    return base.with_name(f"{base.name}_{'overlay' if alpha > 0 else 'mask'}.mp4")
+
+
+def item_outputs(item: Item, output: Path, fmt: str, alpha: float) -> list[Path]:
+    """Every file ``item`` gives under ``output``, video or image."""
+    return [video_output_path(item, output, alpha)] if item.is_video else output_paths(item, output, fmt, alpha)
+
+
 def output_paths(item: Item, output: Path, fmt: str, alpha: float) -> list[Path]:
     """The image files ``item`` gives under ``output``: its --format file, then its overlay."""
     base = output / item.relative
@@ -229,34 +245,59 @@ class Predictor:
         self.quiet = quiet
         self.on_predicted = on_predicted
         self.legend, self.progress = legend, progress
-        self.latencies_ms: list[float] = []   # per image or frame
+        # Per image or frame, pre- and post-processing included. A call that was the first at its
+        # input shape (compiling, tracing, a CUDA graph, OpenVINO's per-shape compile) is kept apart,
+        # so that the median says what a steady stream of inputs costs.
+        self.latencies_ms: list[float] = []
+        self.first_of_shape_ms: list[float] = []
+        self.last_ms = 0.0
         self.images = self.frames = 0
         self.frame_size: Optional[tuple[int, int]] = None   # (width, height) of the last video's upright frames
 
     def _run(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        runner = self.segmenter.runner
+        setup_before = runner.setup_seconds
         started = time.perf_counter()
         labels = self.segmenter.predict_arrays(rgbs)
-        per_image = (time.perf_counter() - started) * 1000 / len(rgbs)
-        self.latencies_ms += [per_image] * len(rgbs)
+        self.last_ms = (time.perf_counter() - started) * 1000 / len(rgbs)
+        first_of_shape = runner.setup_seconds > setup_before   # the runner adds a new shape's first call there
+        (self.first_of_shape_ms if first_of_shape else self.latencies_ms).extend([self.last_ms] * len(rgbs))
         if self.on_predicted is not None:
             self.on_predicted(len(rgbs))
         return labels
 
     def images_batch(self, batch: list[tuple[Item, np.ndarray]]) -> None:
+        """Predict a batch and write each image's files. Returns the (item, error) of the images
+        whose files could not be written; a failed prediction raises for the whole batch."""
         labels = self._run([rgb for _, rgb in batch])
+        failed = []
         for (item, rgb), label_map in zip(batch, labels):
-            paths = self.writer.write(item, rgb, label_map)
+            try:
+                paths = self.writer.write(item, rgb, label_map)
+            except Exception as err:   # a full disk, a folder in the way: this image only
+                failed.append((item, err))
+                continue
             self.images += 1
             if not self.quiet:
-                print(f"{item.source} -> {', '.join(str(p) for p in paths)} ({self.latencies_ms[-1]:.1f} ms)")
+                print(f"{item.source} -> {', '.join(str(p) for p in paths)} ({self.last_ms:.1f} ms)")
+        return failed
 
     def video(self, item: Item) -> Path:
+        """Segment a video into an .mp4 beside the other outputs; a video that fails leaves no
+        file and no latencies behind (the summary counts written frames only)."""
+        counted = len(self.latencies_ms), len(self.first_of_shape_ms)
+        try:
+            return self._video(item)
+        except BaseException:
+            del self.latencies_ms[counted[0]:], self.first_of_shape_ms[counted[1]:]
+            raise
+
+    def _video(self, item: Item) -> Path:
         av = require_package("av", "segmenting a video")
         overlay = self.writer.alpha > 0
-        out_path = self.writer.output / item.relative
-        out_path = out_path.with_name(f"{out_path.name}_{'overlay' if overlay else 'mask'}.mp4")
+        out_path = video_output_path(item, self.writer.output, self.writer.alpha)
         self.writer.claim(out_path)
-        frames = 0
+        frames, frame_ms, skipped = 0, [], 0
         # Encoded under a temporary name and moved into place only when complete: an interrupted
         # or failed video leaves no torn file and an earlier one of the same name untouched.
         with atomic_output_path(out_path) as partial, av.open(str(item.source)) as source:
@@ -272,7 +313,9 @@ class Predictor:
 
                 def flush():
                     nonlocal output, out_stream, frames, legend
-                    for rgb, label_map in zip(pending, self._run(pending)):
+                    labels = self._run(pending)
+                    frame_ms.extend([self.last_ms] * len(pending))
+                    for rgb, label_map in zip(pending, labels):
                         picture = (self.segmenter.overlay(rgb, label_map, self.writer.alpha) if overlay
                                    else self.segmenter.colorize(label_map))
                         if output is None:
@@ -288,10 +331,17 @@ class Predictor:
                         bar.update()
                     pending.clear()
 
-                for frame in source.decode(stream):
-                    pending.append(upright(frame))
-                    if len(pending) == self.batch_size:
-                        flush()
+                # Packet by packet, so that one corrupt packet costs its frame, not the video.
+                for packet in source.demux(stream):
+                    try:
+                        decoded = packet.decode()
+                    except av.error.InvalidDataError:
+                        skipped += 1
+                        continue
+                    for frame in decoded:
+                        pending.append(upright(frame))
+                        if len(pending) == self.batch_size:
+                            flush()
                 if pending:
                     flush()
             finally:
@@ -301,25 +351,53 @@ class Predictor:
                     output.close()
             if frames == 0:
                 raise ValueError("no video frames could be decoded")
+        if skipped:
+            print(f"warning: {item.source}: {skipped} corrupt packet(s) could not be decoded; their frames are "
+                  "left out of the output", file=sys.stderr)
         self.frames += frames
         if not self.quiet:
-            recent = self.latencies_ms[-frames:]
-            print(f"{item.source} -> {out_path} ({frames} frames, {statistics.median(recent):.1f} ms per frame)")
+            print(f"{item.source} -> {out_path} ({frames} frames, {statistics.median(frame_ms):.1f} ms per frame)")
         return out_path
 
     def summary(self, wall_s: float) -> str:
-        if not self.latencies_ms:
+        if not (self.images or self.frames):
             return "nothing was predicted"
-        stats = summarize_ms(self.latencies_ms)
         what = ", ".join(f"{n} {name}" for n, name in ((self.images, "images"), (self.frames, "video frames")) if n)
         from ..openvino_backend import precision_label
         precision = precision_label(self.segmenter.runner.backend_info())
-        return (f"{what} in {wall_s:.1f} s; model latency per image: median {stats['median']:.1f} ms, "
-                f"p90 {stats['p90']:.1f} ms, first {self.latencies_ms[0]:.1f} ms (includes one-time setup); "
+        stats = summarize_ms(self.latencies_ms) if self.latencies_ms else None
+        steady = (f"median {stats['median']:.1f} ms, p90 {stats['p90']:.1f} ms" if stats
+                  else "no call after the first at its size")
+        setup = (f"; first call at each input size (per-shape setup) apart: {len(self.first_of_shape_ms)} image(s), "
+                 f"up to {max(self.first_of_shape_ms):.1f} ms" if self.first_of_shape_ms else "")
+        return (f"{what} in {wall_s:.1f} s; latency per image (network, pre- and post-processing): {steady}{setup}; "
                 f"{self.segmenter.model_name} on {self.segmenter.device}, variant {self.segmenter.variant}"
                 + (f" (executed in {precision})" if precision else "")
                 + f", network at {self.segmenter.spec.describe_size()}, "
                 f"batch {self.batch_size}")
+
+
+def check_outputs(items: list[Item], output: Path, fmt: str, alpha: float) -> list[Item]:
+    """``items`` without repeats of one file (given twice, or a folder and a file in it), after
+    refusing, before any work, outputs that would replace an input or that two inputs would share
+    (``x.jpg`` and ``x.png`` in one folder, or ``d1/x.png d2/x.png`` given by name): the second
+    would silently replace the first's result."""
+    unique, seen = [], set()
+    for item in items:
+        if item.source.resolve() not in seen:
+            seen.add(item.source.resolve())
+            unique.append(item)
+    owner: dict[Path, Path] = {}
+    for item in unique:
+        for path in item_outputs(item, output, fmt, alpha):
+            if path.resolve() in seen:
+                raise ValueError(f"--output {output}: the result for {item.source} would be written to {path}, "
+                                 "which is one of the inputs; choose another --output")
+            if path.resolve() in owner:
+                raise ValueError(f"--output {output}: {owner[path.resolve()]} and {item.source} would both be written "
+                                 f"to {path}; rename one, or predict them in separate runs with different --output")
+            owner[path.resolve()] = item.source
+    return unique
 
 
 def run(args) -> int:
@@ -337,13 +415,7 @@ def run(args) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
     # Inputs and output names first: a result that would replace an input is refused before any work.
-    items = collect_inputs(args.inputs, report, args.output)
-    sources = {item.source.resolve() for item in items}
-    for item in items:
-        clash = next((p for p in output_paths(item, args.output, args.format, overlay) if p.resolve() in sources), None)
-        if clash is not None:
-            raise ValueError(f"--output {args.output}: the result for {item.source} would be written to {clash}, "
-                             "which is one of the inputs; choose another --output")
+    items = check_outputs(collect_inputs(args.inputs, report, args.output), args.output, args.format, overlay)
 
     # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
     variant, device = resolve_variant(args.variant or ("eager" if args.no_fast else "fast"), args.device,
@@ -370,10 +442,11 @@ def run(args) -> int:
     def flush():
         if batch:
             try:
-                predictor.images_batch(batch)
-            except Exception as err:   # out of memory, a full disk...: report these inputs, go on with the rest
-                for item, _ in batch:
-                    report(item.source, f"{type(err).__name__}: {err}")
+                failed = predictor.images_batch(batch)
+            except Exception as err:   # out of memory...: the prediction failed for the whole batch
+                failed = [(item, err) for item, _ in batch]
+            for item, err in failed:   # go on with the rest
+                report(item.source, f"{type(err).__name__}: {err}")
             batch.clear()
 
     for item in items:
