@@ -73,6 +73,9 @@ BAD = [
     ("export --checkpoint {garbage} --output {tmp}/model.onnx", "--checkpoint"),
     # --- benchmark ---
     ("benchmark --models fplnet,no_such_model", "--models"),
+    ("benchmark --checkpoint camvid --num-classes 5", "--num-classes"),      # the checkpoint has its own
+    ("benchmark --models fplnet --agreement-count 3", "--agreement-count"),  # without --agreement-images
+    ("benchmark --models fplnet --variants onnxruntime,onnxruntime+fold_bn", "--variants"),
     (f"{TINY_BENCHMARK} --batch-size 0", "--batch-size"),
     (f"{TINY_BENCHMARK} --iters 0", "--iters"),
     ("benchmark --warmup -1", "--warmup"),

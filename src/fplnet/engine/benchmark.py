@@ -68,6 +68,8 @@ from .figures import draw_camvid, draw_cityscapes
 from .latency import summarize_ms
 
 DEFAULT_MODELS = "fplnet,espnet,enet,erfnet,cgnet"
+DEFAULT_NUM_CLASSES = 19        # Cityscapes, the paper's Table IV setting
+DEFAULT_AGREEMENT_COUNT = 6
 
 
 def add_arguments(parser):
@@ -89,8 +91,10 @@ def add_arguments(parser):
                         help="input HEIGHTxWIDTH (default: the --checkpoint's eval size if it records one, else 512x1024)")
     add_calibration_arguments(parser, "INT8 variants", "the training split the --checkpoint records, if reachable")
     parser.add_argument("--batch-size", type=positive_int, default=1)
-    parser.add_argument("--num-classes", type=positive_int, default=19,
-                        help="classifier width of --models (default 19, Cityscapes)")
+    # --num-classes and --agreement-count default to None so that check_arguments can refuse them
+    # where they would do nothing; run() fills in the defaults.
+    parser.add_argument("--num-classes", type=positive_int, default=None,
+                        help=f"classifier width of --models (default {DEFAULT_NUM_CLASSES}, Cityscapes)")
     parser.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     parser.add_argument("--mode", choices=("inference", "train"), default="inference")
     parser.add_argument("--backend", choices=("torch", "onnxruntime", "torchscript"), default="torch")
@@ -105,8 +109,9 @@ def add_arguments(parser):
     parser.add_argument("--agreement-images", type=existing_path, nargs="+", default=None, metavar="PATH",
                         help="with --checkpoint: image files or folders on which every variant's argmax is compared "
                              "with eager fp32 (images resized to --size)")
-    parser.add_argument("--agreement-count", type=positive_int, default=6,
-                        help="use the first N images (in name order) of --agreement-images (default 6)")
+    parser.add_argument("--agreement-count", type=positive_int, default=None,
+                        help=f"use the first N images (in name order) of --agreement-images "
+                             f"(default {DEFAULT_AGREEMENT_COUNT})")
     parser.add_argument("--json", type=writable_file, default=None, help="write the results as JSON")
     parser.add_argument("--markdown", type=writable_file, default=None, help="write the table and method as Markdown")
     parser.add_argument("--plot", type=writable_file, default=None,
@@ -458,7 +463,7 @@ def command_line(args) -> str:
         parts += [f"--backend {args.backend}", f"--dtype {args.dtype}"]
         parts += [flag for flag, on in (("--channels-last", args.channels_last), ("--fold-bn", args.fold_bn),
                                         ("--cuda-graphs", args.cuda_graphs), ("--compile", args.compile)) if on]
-    if args.num_classes != 19 and not args.checkpoint:
+    if args.num_classes != DEFAULT_NUM_CLASSES and not args.checkpoint:
         parts.append(f"--num-classes {args.num_classes}")
     if args.threads:
         parts.append(f"--threads {args.threads}")
@@ -577,6 +582,11 @@ def check_arguments(args, variants: list[Variant], device: torch.device) -> None
                          "class, so agreement would say nothing")
     if args.agreement_images and args.mode == "train":
         raise ValueError("--agreement-images compares predictions; it does not apply to --mode train")
+    if args.agreement_count is not None and not args.agreement_images:
+        raise ValueError("--agreement-count chooses among --agreement-images; give those too, or leave it out")
+    if args.num_classes is not None and args.checkpoint:
+        raise ValueError(f"--num-classes {args.num_classes} sets the classifier of fresh --models; the --checkpoint "
+                         "has its own; leave it out")
 
 
 def run(args) -> int:
@@ -589,6 +599,8 @@ def run(args) -> int:
     device = benchmark_device(args)
     variants = _variants(args, device)
     check_arguments(args, variants, device)
+    args.num_classes = args.num_classes or DEFAULT_NUM_CLASSES
+    args.agreement_count = args.agreement_count or DEFAULT_AGREEMENT_COUNT
     if args.threads:
         torch.set_num_threads(args.threads)
     if device.type == "cuda":
