@@ -179,3 +179,20 @@ def test_the_issues_variant_list_runs_every_variant_with_keep_memory(tmp_path, c
     assert [r["variant"] for r in report["results"]] == ["keep_memory", "keep_memory+channels_last",
                                                          "keep_memory+fold_bn"]
     assert "eager -> keep_memory, fold_bn -> keep_memory+fold_bn" in capsys.readouterr().out
+
+
+def test_agreement_runs_each_entry_at_the_timed_batch_shape():
+    """A variant compiled per shape must not compile again for the agreement check."""
+    from types import SimpleNamespace
+    from fplnet.engine.benchmark import measure_agreement
+    model = torch.nn.Conv2d(3, 4, 1).eval()
+    shapes = []
+
+    def runner(x):
+        shapes.append(tuple(x.shape))
+        return model(x)
+    entry = SimpleNamespace(runner=runner, agreement=[])
+    image = torch.randn(1, 3, 8, 12)
+    measure_agreement(model, [entry], [("a.png", image), ("b.png", image)], "cpu", batch_size=3)
+    assert shapes == [(3, 3, 8, 12)] * 2
+    assert entry.agreement == [1.0, 1.0]

@@ -530,14 +530,17 @@ def agreement_batches(paths: list[Path], count: int, spec, size) -> list[tuple[P
 
 
 @torch.inference_mode()
-def measure_agreement(model, entries: list[Entry], batches: list[tuple[Path, torch.Tensor]], device) -> None:
+def measure_agreement(model, entries: list[Entry], batches: list[tuple[Path, torch.Tensor]], device,
+                      batch_size: int = 1) -> None:
     """Fill ``entry.agreement`` with, per image, the share of pixels whose argmax class equals
-    that of plain eager fp32 ``model``."""
+    that of plain eager fp32 ``model``. Each image is repeated to ``batch_size`` (the timed batch),
+    so the entries run at the shape they were timed at and nothing compiles again."""
     reference = model.to(device).eval()
     for _, x in batches:
         expected = reference(x.to(device)).argmax(1)
+        timed_shape = x.expand(batch_size, *x.shape[1:]).contiguous()
         for entry in entries:
-            labels = entry.runner(x).argmax(1).to(expected.device)
+            labels = entry.runner(timed_shape)[:1].argmax(1).to(expected.device)
             entry.agreement.append(float((labels == expected).float().mean()))
 
 
@@ -622,7 +625,7 @@ def run(args) -> int:
         model, ckpt = load_model(args.checkpoint)
         batches = agreement_batches(args.agreement_images, args.agreement_count, InferenceSpec.from_checkpoint(ckpt),
                                     size)
-        measure_agreement(model, entries, batches, device)
+        measure_agreement(model, entries, batches, device, args.batch_size)
         report["agreement_images"] = [str(path) for path, _ in batches]
     report["results"] = [e.result(args.batch_size, entries[0] if i else None) for i, e in enumerate(entries)]
 
