@@ -53,12 +53,10 @@ def refuse_unused_calib_data(calib_data, variant, calib_size: Optional[int] = No
     says so. ``calib_size`` None is "not given" (the default number applies)."""
     if variant.needs_calibration:
         return
-    if calib_data is not None:
-        raise ValueError(f"--calib-data (calib_data=) {calib_data} calibrates INT8 quantization; variant "
-                         f"{variant} does not quantize (use openvino+int8, or leave --calib-data out)")
-    if calib_size is not None:
-        raise ValueError(f"--calib-size (calib_size=) {calib_size} sets INT8 calibration; variant {variant} does "
-                         "not quantize (use openvino+int8, or leave --calib-size out)")
+    for flag, keyword, value in (("--calib-data", "calib_data", calib_data), ("--calib-size", "calib_size", calib_size)):
+        if value is not None:
+            raise ValueError(f"{flag} ({keyword}=) {value} sets INT8 calibration; variant {variant} does not "
+                             f"quantize (use openvino+int8, or leave {flag} out)")
 
 
 def recorded_data(ckpt: dict) -> dict:

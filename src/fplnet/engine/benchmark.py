@@ -56,11 +56,11 @@ import torch
 import torch.nn.functional as F
 
 from ..calibration import CalibrationSet, calibration_set
-from ..openvino_backend import precision_label
 from ..complexity import count_macs, count_params
 from ..fast import InferenceRunner, Variant, resolve_variant
 from ..io import atomic_write_json, atomic_write_text
 from ..models import create_model, load_model
+from ..openvino_backend import precision_label
 from ..runtime import bf16_channels_last_hazard, compile_module, keep_freed_memory, resolve_device, subnormals_flushed
 from .arguments import (add_calibration_arguments, checkpoint_name_or_file, device_name, existing_path, image_size, measured_point,
                         model_names, non_negative_int, positive_int, variant_specs, writable_file)
@@ -321,7 +321,8 @@ def calibration_for(args, ckpt: dict, x: torch.Tensor) -> CalibrationSet:
 def build_entries(args, device, size, variants: list[Variant]) -> list[Entry]:
     entries = []
     for name, model, ckpt in models_to_time(args):
-        params, macs = count_params(model), count_macs(model, size)
+        # A training step runs the model as built; inference entries count what their variant runs.
+        params, macs = (count_params(model), count_macs(model, size)) if args.mode == "train" else (None, None)
         calibration = None
         for variant in variants:
             started = time.perf_counter()
@@ -572,14 +573,12 @@ def benchmark_device(args) -> torch.device:
 def check_arguments(args, variants: list[Variant], device: torch.device) -> None:
     """Cross-flag checks, before any model is built (each flag alone is checked by its type)."""
     check_variants(variants, device, args.mode)
-    if args.calib_data is not None and not any(v.needs_calibration for v in variants):
-        raise ValueError(f"--calib-data {args.calib_data} calibrates INT8 quantization, and none of the variants "
-                         f"({', '.join(map(str, variants))}) quantizes; add openvino+int8 to --variants or drop "
-                         "--calib-data")
-    if args.calib_size is not None and not any(v.needs_calibration for v in variants):
-        raise ValueError(f"--calib-size {args.calib_size} sets INT8 calibration, and none of the variants "
-                         f"({', '.join(map(str, variants))}) quantizes; add openvino+int8 to --variants or drop "
-                         "--calib-size")
+    if not any(v.needs_calibration for v in variants):
+        for flag, value in (("--calib-data", args.calib_data), ("--calib-size", args.calib_size)):
+            if value is not None:
+                raise ValueError(f"{flag} {value} sets INT8 calibration, and none of the variants "
+                                 f"({', '.join(map(str, variants))}) quantizes; add openvino+int8 to --variants or "
+                                 f"drop {flag}")
     if args.agreement_images and not args.checkpoint:
         raise ValueError("--agreement-images needs --checkpoint: on a random network every pixel gets the same "
                          "class, so agreement would say nothing")

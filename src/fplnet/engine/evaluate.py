@@ -197,12 +197,10 @@ def _refuse_for_exported_file(path, variant, calib_data, calib_size=None) -> Non
     if variant is not None:
         raise ValueError(f"--variant {variant}: {path} is an exported model and runs as it is; --variant applies "
                          "to checkpoints (leave it out, or export the variant you want)")
-    if calib_data is not None:
-        raise ValueError(f"--calib-data: {path} is an exported model; an INT8 one was calibrated when it was "
-                         "exported (leave --calib-data out)")
-    if calib_size is not None:
-        raise ValueError(f"--calib-size: {path} is an exported model; an INT8 one was calibrated when it was "
-                         "exported (leave --calib-size out)")
+    for flag, value in (("--calib-data", calib_data), ("--calib-size", calib_size)):
+        if value is not None:
+            raise ValueError(f"{flag}: {path} is an exported model; an INT8 one was calibrated when it was "
+                             f"exported (leave {flag} out)")
 
 
 def calibration_overlap(calibration_files: Sequence[str], dataset) -> Optional[dict]:

@@ -186,13 +186,6 @@ class Writer:
 
     def __init__(self, segmenter, output: Path, fmt: str, overlay: float):
         self.segmenter, self.output, self.format, self.alpha = segmenter, output, fmt, overlay
-        self.written: set[Path] = set()
-
-    def claim(self, path: Path) -> None:
-        """Two inputs with the same name in different places must not silently share an output."""
-        if path in self.written:
-            print(f"warning: {path} is written a second time (two inputs have the same name)", file=sys.stderr)
-        self.written.add(path)
 
     def paths(self, item: Item) -> list[Path]:
         return output_paths(item, self.output, self.format, self.alpha)
@@ -200,8 +193,6 @@ class Writer:
     def write(self, item: Item, rgb: np.ndarray, labels: np.ndarray) -> list[Path]:
         from PIL import Image
         paths = self.paths(item)
-        for path in paths:
-            self.claim(path)
         if self.format == "color":
             atomic_save_image(paths[0], Image.fromarray(self.segmenter.colorize(labels)))
         elif self.format == "trainid":
@@ -266,7 +257,7 @@ class Predictor:
             self.on_predicted(len(rgbs))
         return labels
 
-    def images_batch(self, batch: list[tuple[Item, np.ndarray]]) -> None:
+    def images_batch(self, batch: list[tuple[Item, np.ndarray]]) -> list[tuple[Item, Exception]]:
         """Predict a batch and write each image's files. Returns the (item, error) of the images
         whose files could not be written; a failed prediction raises for the whole batch."""
         labels = self._run([rgb for _, rgb in batch])
@@ -296,7 +287,6 @@ class Predictor:
         av = require_package("av", "segmenting a video")
         overlay = self.writer.alpha > 0
         out_path = video_output_path(item, self.writer.output, self.writer.alpha)
-        self.writer.claim(out_path)
         frames, frame_ms, skipped = 0, [], 0
         # Encoded under a temporary name and moved into place only when complete: an interrupted
         # or failed video leaves no torn file and an earlier one of the same name untouched.
