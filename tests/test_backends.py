@@ -12,7 +12,7 @@ from PIL import Image
 
 from fplnet import Segmenter
 from fplnet.cli import main
-from fplnet.engine.export import load_exported, read_metadata
+from fplnet.exported import load_exported, read_metadata
 from fplnet.checkpoint import load_checkpoint
 from fplnet.fast import InferenceRunner, Variant, prepare_model
 from fplnet.models import create_model, load_model
@@ -230,6 +230,16 @@ def test_int8_export_end_to_end(camvid_model, frames, tiny_camvid, tmp_path, cap
     # The first 4 val frames are not among the 8 calibration frames spread over train (+ val).
     assert backend["calibration_overlap"] == {"scored_frames_in_calibration": 0, "scored_frames": 4}
     assert {"u8", "i8"} & set(backend["layers_by_runtime_precision"]), "no layer executed in INT8"
+    # What a deployment runs: predict segments with the INT8 file itself, and says so.
+    image = tmp_path / "frame.png"
+    Image.fromarray(camvid_image(60)).save(image)
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(path), str(image), "--output", str(tmp_path / "out"),
+                 "--format", "trainid", "--overlay", "0"]) == 0
+    summary = capsys.readouterr().out
+    assert "the exported file as it is (openvino) (executed in int8 + f32)" in summary
+    written = np.asarray(Image.open(tmp_path / "out" / "frame_trainid.png"))
+    assert (written == Segmenter("camvid", fast=False).predict(camvid_image(60))).mean() >= 0.97
 
 
 def test_int8_variant_in_segmenter_and_evaluate(camvid_model, tiny_camvid, tmp_path):

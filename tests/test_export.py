@@ -1,5 +1,6 @@
 """`fplnet export` and BN folding: ONNX (onnxruntime), TorchScript and OpenVINO IR reproduce the
 PyTorch logits on a real CamVid image at two input sizes, and the metadata travels with the file."""
+import importlib.util
 import json
 from types import SimpleNamespace
 
@@ -7,16 +8,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 import fplnet.data.info
 from fplnet.checkpoint import CheckpointError, load_checkpoint
 from fplnet.models import load_model
 from fplnet.cli import main
 from fplnet.engine.evaluate import calibration_overlap
-from fplnet.engine.export import load_exported, read_metadata
+from fplnet.exported import load_exported, read_metadata
 from fplnet.fast import find_conv_bn_pairs, find_shuffle_deconvs, fold_batchnorm, pixel_shuffle_deconvs
 
-from _helpers import camvid_image, make_checkpoint, make_model, normalized
+from _helpers import camvid_image, camvid_images, make_checkpoint, make_model, normalized
 
 SIZES = [(360, 480), (256, 320)]   # CamVid's own size, and the image resized
 
@@ -347,5 +349,104 @@ def test_the_reported_precision_of_an_int8_model_says_int8():
 
 
 def test_an_exported_file_given_where_a_checkpoint_is_needed_says_what_runs_it(exported_ir, tmp_path, capsys):
-    assert main(["predict", "--checkpoint", str(exported_ir), str(tmp_path), "--output", str(tmp_path / "out")]) == 2
-    assert "is an exported model (ONNX or OpenVINO IR), not a checkpoint: `fplnet evaluate" in capsys.readouterr().err
+    assert main(["benchmark", "--checkpoint", str(exported_ir), "--iters", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "is an exported model (ONNX or OpenVINO IR), not a checkpoint: `fplnet evaluate` and `fplnet predict`" in err
+
+
+@pytest.fixture(scope="module")
+def shipped_exports(tmp_path_factory):
+    """The shipped CamVid weights exported once as ONNX and as an OpenVINO IR (trained weights: a
+    random network's argmax would agree trivially)."""
+    folder = tmp_path_factory.mktemp("shipped_exports")
+    paths = {"onnx": folder / "camvid.onnx"}
+    if importlib.util.find_spec("openvino"):
+        paths["openvino"] = folder / "camvid.xml"
+    for fmt, path in paths.items():
+        assert main(["export", "--checkpoint", "camvid", "--format", fmt, "--output", str(path), "--no-verify"]) == 0
+    return paths
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_segmenter_and_predict_run_an_exported_file_as_it_is(shipped_exports, fmt, tmp_path, capsys):
+    if fmt not in shipped_exports:
+        pytest.skip("OpenVINO is not installed")
+    from fplnet.exported import ExportedModel
+    from fplnet.inference import Segmenter
+    path = shipped_exports[fmt]
+    segmenter, eager = Segmenter(path), Segmenter("camvid", fast=False)
+    assert isinstance(segmenter.runner, ExportedModel) and segmenter.device.type == "cpu"
+    assert (segmenter.model_name, segmenter.num_classes, segmenter.info.name) == ("fplnet", 11, "camvid")
+    backend = "openvino" if fmt == "openvino" else "onnxruntime"
+    assert f"the exported file as it is ({backend})" in repr(segmenter)
+    for index in (3, 40):
+        image = camvid_image(index)
+        assert (segmenter.predict(image) == eager.predict(image)).mean() >= 0.999
+    # The network size is overridden as for a checkpoint (the graph takes any size).
+    small = Segmenter(path, eval_size=(180, 240))
+    assert small.spec.eval_size == (180, 240) and small.predict(camvid_image(3)).shape == (360, 480)
+    # The first call at a shape is setup (OpenVINO compiles there); a second at it is not.
+    before = segmenter.runner.setup_seconds
+    segmenter.predict(camvid_image(5))
+    assert segmenter.runner.setup_seconds == before
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in (3, 40):
+        Image.fromarray(camvid_image(index)).save(frames / f"f{index}.png")
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(path), str(frames), "--output", str(tmp_path / "out"),
+                 "--format", "trainid", "--overlay", "0", "--quiet"]) == 0
+    summary = capsys.readouterr().out
+    assert f"the exported file as it is ({backend})" in summary
+    assert ("executed in f32" in summary) == (fmt == "openvino")
+    for index in (3, 40):
+        written = np.asarray(Image.open(tmp_path / "out" / f"f{index}_trainid.png"))
+        assert (written == eager.predict(camvid_image(index))).mean() >= 0.999
+
+
+@pytest.mark.parametrize("extra,said", [
+    (["--variant", "openvino"], "--variant (variant=) openvino: "),
+    (["--no-fast"], "--no-fast (fast=False): "),
+    (["--calib-size", "5"], "--calib-size (calib_size=) 5: "),
+    (["--device", "cuda"], "--device (device=) cuda"),
+])
+def test_predict_refuses_what_an_exported_file_cannot_honour(shipped_exports, tmp_path, capsys, monkeypatch, extra,
+                                                             said):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)   # a GPU is visible
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    path = shipped_exports["onnx"]
+    image = tmp_path / "f.png"
+    Image.fromarray(camvid_image(3)).save(image)
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(path), str(image), "--output", str(tmp_path / "out"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert said in err and f"{path} is an exported model and runs as it is" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_benchmark_times_exported_files_beside_the_checkpoint_they_came_from(shipped_exports, tmp_path):
+    files = [str(path) for path in shipped_exports.values()]
+    report = tmp_path / "bench.json"
+    assert main(["benchmark", "--checkpoint", "camvid", "--size", "120x160", "--variants", "eager",
+                 "--exported", *files, "--warmup", "0", "--iters", "2", "--agreement-images",
+                 str(camvid_images()[0]), "--json", str(report)]) == 0
+    results = json.loads(report.read_text())["results"]
+    assert [r["variant"] for r in results] == ["eager"] + [f"file {path.name}" for path in shipped_exports.values()]
+    for row, path in zip(results[1:], shipped_exports.values()):
+        assert row["model"] == "fplnet" and row["params"] is None and row["gmacs"] is None
+        assert row["backend"]["exported_file"] == str(path) and row["iters"] == 2
+        assert row["argmax_vs_eager"]["min"] >= 0.999
+
+
+def test_benchmark_refuses_exported_files_it_cannot_time_honestly(shipped_exports, tmp_path, capsys):
+    onnx = str(shipped_exports["onnx"])
+    other = make_checkpoint(tmp_path / "espnet.pt", name="espnet")
+    for args, said in ((["--exported", onnx], "give --checkpoint"),
+                       (["--checkpoint", "camvid", "--exported", onnx, "--mode", "train"], "--mode train"),
+                       (["--checkpoint", str(other), "--exported", onnx], "it was not exported from it"),
+                       (["--checkpoint", "camvid", "--exported", str(other)], "is not an exported model to run")):
+        capsys.readouterr()
+        assert main(["benchmark", *args, "--iters", "1"]) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err

@@ -13,7 +13,7 @@ from fplnet.checkpoint import load_checkpoint, save_safetensors
 from fplnet.cli import main
 from fplnet.data import build_dataset
 from fplnet.data.resize import resize_images, resize_logits, resize_uint8_image
-from fplnet.engine.export import load_exported, read_metadata
+from fplnet.exported import load_exported, read_metadata
 from fplnet.engine.train import load_config, train
 from fplnet.models import load_model
 from fplnet.spec import InferenceSpec

@@ -118,8 +118,8 @@ def _torchscript_archive(path: Path) -> Optional[bool]:
 
 def _torch_load(path: Path, map_location) -> Any:
     if path.suffix in RUNNABLE_SUFFIXES:
-        raise CheckpointError(f"{path} is an exported model (ONNX or OpenVINO IR), not a checkpoint: `fplnet evaluate "
-                              "--checkpoint` runs it as it is; predict, benchmark and export need the checkpoint it "
+        raise CheckpointError(f"{path} is an exported model (ONNX or OpenVINO IR), not a checkpoint: `fplnet evaluate` "
+                              "and `fplnet predict` (and Segmenter) run it as it is; this needs the checkpoint it "
                               "was exported from")
     scripted = _torchscript_archive(path)
     if scripted is not None:

@@ -56,6 +56,7 @@ import torch
 from .calibration import calibration_set, refuse_unused_calib_data
 from .data.base import read_rgb_image, rgb_array
 from .data.info import blend_overlay, colorize, train_ids_to_label_ids
+from .exported import ExportedModel, exported_backend, is_exported_file, refuse_options_for_exported_file
 from .fast import InferenceRunner, resolve_variant
 from .models import load_model
 from .spec import InferenceSpec
@@ -90,7 +91,10 @@ class Segmenter:
                  calib_size: Optional[int] = None, tta: Union[None, bool, Sequence[float]] = None,
                  tta_flip: bool = True, eval_size: Optional[Sequence[int]] = None,
                  short_side: Optional[int] = None):
-        """``checkpoint``: a checkpoint file or a shipped weights name (``"camvid"``).
+        """``checkpoint``: a checkpoint file or a shipped weights name (``"camvid"``), or a file
+        ``fplnet export`` wrote (.onnx, OpenVINO .xml, fp32 or INT8), which runs as it is on the CPU
+        (``fplnet.exported``: ``variant``, ``fast=False`` and the calibration arguments are refused
+        for it; ``variant`` then names its backend).
         ``variant`` overrides ``fast`` with an explicit ``fplnet.fast.Variant`` spec (or Variant),
         or ``"fast"`` for the device's fast path; with ``device="auto"`` the onnxruntime and
         OpenVINO variants run on the CPU, the only device they run on;
@@ -104,6 +108,19 @@ class Segmenter:
         ``short_side``: instead, each image is scaled, aspect ratio kept, to this shorter side (a
         checkpoint that records neither runs each image at its own size: a 12-megapixel photo is
         then 70 times CamVid's pixels, at a scale the model never saw)."""
+        if is_exported_file(checkpoint):
+            self._load_exported(checkpoint, device, fast, variant, calib_data, calib_size)
+        else:
+            self._load_checkpoint(checkpoint, device, fast, variant, calib_data, calib_size, eval_size, short_side)
+        self.spec = self.spec.with_size(eval_size, short_side)
+        self.info = self.spec.info
+        if self.info.num_classes != self.num_classes:
+            raise ValueError(f"checkpoint {checkpoint}: its dataset lists {self.info.num_classes} classes "
+                             f"but the model has {self.num_classes}")
+        scales = DEFAULT_SCALES if tta is True else tta
+        self.tta = TestTimeAugmentation(self.runner, scales, tta_flip) if scales else None
+
+    def _load_checkpoint(self, checkpoint, device, fast, variant, calib_data, calib_size, eval_size, short_side):
         # "fast" (or fast=True) is the device's fast path; device "auto" is the CPU for the
         # exported-graph backends, which run there only (fplnet.fast.resolve_variant).
         self.variant, self.device = resolve_variant(variant if variant is not None else "fast" if fast else "eager",
@@ -112,21 +129,30 @@ class Segmenter:
         model, ckpt = load_model(checkpoint, device="cpu")
         self.model_name = ckpt["model_name"]
         self.num_classes = int(ckpt["num_classes"])
-        self.spec = InferenceSpec.from_checkpoint(ckpt).with_size(eval_size, short_side)
-        self.info = self.spec.info
-        if self.info.num_classes != self.num_classes:
-            raise ValueError(f"checkpoint {checkpoint}: its dataset lists {self.info.num_classes} classes "
-                             f"but the model has {self.num_classes}")
-        calibration = (calibration_set(ckpt, calib_data, calib_size, spec=self.spec)
+        self.spec = InferenceSpec.from_checkpoint(ckpt)
+        # INT8 calibration frames are preprocessed at the size the model will run at.
+        calibration = (calibration_set(ckpt, calib_data, calib_size, spec=self.spec.with_size(eval_size, short_side))
                        if self.variant.needs_calibration else None)
         self.runner = InferenceRunner(model, self.variant, self.device, calibration=calibration)
-        scales = DEFAULT_SCALES if tta is True else tta
-        self.tta = TestTimeAugmentation(self.runner, scales, tta_flip) if scales else None
+
+    def _load_exported(self, path, device, fast, variant, calib_data, calib_size):
+        # The file runs as it is, on the CPU (fplnet.exported); "auto" means the CPU for it, as for
+        # the openvino and onnxruntime variants.
+        self.variant, self.device = resolve_variant(exported_backend(path), device)
+        refuse_options_for_exported_file(path, variant, calib_data, calib_size, fast, self.device)
+        self.runner = ExportedModel(path)
+        self.model_name, self.num_classes, self.spec = self.runner.model_name, self.runner.num_classes, self.runner.spec
+
+    @property
+    def runs_as(self) -> str:
+        """How the model runs, for report lines: "variant SPEC", or "the exported file as it is
+        (BACKEND)" for a file ``fplnet export`` wrote."""
+        return self.runner.describe() if isinstance(self.runner, ExportedModel) else f"variant {self.variant}"
 
     def __repr__(self) -> str:
         return (f"Segmenter({self.model_name}, {self.num_classes} classes of {self.info.name}, "
                 f"runs at {self.spec.describe_size()}, "
-                f"device={self.device}, variant={self.variant}" + (f", tta={self.tta}" if self.tta else "") + ")")
+                f"device={self.device}, {self.runs_as}" + (f", tta={self.tta}" if self.tta else "") + ")")
 
     # -- pre- and post-processing ---------------------------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:

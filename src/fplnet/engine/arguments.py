@@ -165,9 +165,18 @@ def checkpoint_name_or_file(text: str) -> str:
     return str(Path(text).expanduser())
 
 
+def exported_file(text: str) -> Path:
+    """An existing file ``fplnet export`` writes and fplnet runs as it is (.onnx, OpenVINO .xml);
+    the command reads its metadata and says what is wrong with it (``fplnet.exported``)."""
+    if Path(text).suffix not in RUNNABLE_SUFFIXES:
+        raise Invalid(f"{text!r} is not an exported model to run: give an .onnx or OpenVINO .xml file "
+                      "(`fplnet export --format onnx|openvino`)")
+    return existing_file(text)
+
+
 def checkpoint_or_exported_file(text: str) -> str:
     """``checkpoint_name_or_file``, or an exported graph (.onnx, OpenVINO .xml) that exists; the
-    command reads its metadata and says what is wrong with it (``export.ExportedModel``)."""
+    command reads its metadata and says what is wrong with it (``fplnet.exported.ExportedModel``)."""
     if Path(text).suffix in RUNNABLE_SUFFIXES:
         return str(existing_file(text))
     return checkpoint_name_or_file(text)

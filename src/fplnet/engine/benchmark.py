@@ -20,6 +20,13 @@ Method (printed with every table):
 ``--mode train`` times one training step instead: forward, cross-entropy on random targets,
 backward and an SGD step (momentum 0.9, weight decay 5e-4, as in the paper).
 
+``--exported FILE ...`` times files ``fplnet export`` wrote (.onnx, OpenVINO .xml, fp32 or INT8) as
+they are, beside the ``--variants`` of the ``--checkpoint`` they were exported from: the speed of
+exactly what is deployed (an INT8 IR with the calibration it was exported with, where the
+``openvino+int8`` variant quantizes the checkpoint again here). Their parameters and MACs are not
+counted (the file is not a PyTorch model); with ``--agreement-images`` they are checked against the
+checkpoint's eager fp32 like the variants.
+
 ``--checkpoint`` times a trained model instead of freshly built ``--models``, and with
 ``--agreement-images`` every variant is also checked against plain eager fp32: the share of
 pixels whose argmax class is the same, per image, on those images resized to ``--size`` (the
@@ -57,13 +64,15 @@ import torch.nn.functional as F
 
 from ..calibration import CalibrationSet, calibration_set
 from ..complexity import count_macs, count_params
+from ..exported import ExportedModel
 from ..fast import InferenceRunner, Variant, resolve_variant
 from ..io import atomic_write_json, atomic_write_text
 from ..models import create_model, load_model
 from ..openvino_backend import precision_label
 from ..runtime import bf16_channels_last_hazard, compile_module, keep_freed_memory, resolve_device, subnormals_flushed
-from .arguments import (add_calibration_arguments, checkpoint_name_or_file, device_name, existing_path, image_size, measured_point,
-                        model_names, non_negative_int, positive_int, variant_specs, writable_file)
+from .arguments import (add_calibration_arguments, checkpoint_name_or_file, device_name, existing_path, exported_file,
+                        image_size, measured_point, model_names, non_negative_int, positive_int, variant_specs,
+                        writable_file)
 from .figures import draw_camvid, draw_cityscapes
 from .latency import summarize_ms
 
@@ -79,6 +88,9 @@ def add_arguments(parser):
     what.add_argument("--checkpoint", type=checkpoint_name_or_file, default=None,
                       help="time this trained model (a checkpoint file or a shipped name such as camvid) "
                            "instead of freshly built --models")
+    parser.add_argument("--exported", type=exported_file, nargs="+", default=None, metavar="FILE",
+                        help="with --checkpoint: files `fplnet export` wrote from it (.onnx, OpenVINO .xml, fp32 or "
+                             "INT8), timed as they are beside its --variants (CPU, inference)")
     parser.add_argument("--variants", type=variant_specs, default=None,
                         help="comma-separated variants timed side by side for every model, each a '+'-joined set of "
                              "switches: eager, fold_bn, shuffle_deconv, channels_last, bf16, fp16, compile, "
@@ -133,10 +145,10 @@ class Entry:
     """One timed thing: a model run one way (one variant)."""
     model_name: str
     variant: str
-    params: int
-    macs: int                                   # per image at --size
+    params: Optional[int]                       # None for an exported file (not a PyTorch model)
+    macs: Optional[int]                         # per image at --size; None likewise
     call: Callable[[], object]
-    runner: Optional[InferenceRunner] = None    # inference entries: for the argmax agreement check
+    runner: Optional[object] = None             # inference entries (InferenceRunner, ExportedModel): agreement check
     setup_s: float = 0.0                        # building the runner (export, session, ...)
     first_call_s: Optional[float] = None        # first call: compile / trace / capture included
     times_ms: list = field(default_factory=list)
@@ -146,7 +158,8 @@ class Entry:
         stats = summarize_ms(self.times_ms)
         result = {
             "model": self.model_name, "variant": self.variant, "params": self.params,
-            "gmacs": round(self.macs / 1e9, 3), "latency_median_ms": round(stats["median"], 3),
+            "gmacs": None if self.macs is None else round(self.macs / 1e9, 3),
+            "latency_median_ms": round(stats["median"], 3),
             "latency_p90_ms": round(stats["p90"], 3), "latency_min_ms": round(stats["min"], 3),
             "fps": round(1000 * batch_size / stats["median"], 2),
             "speedup_vs_first": (round(statistics.median(reference.times_ms) / stats["median"], 3)
@@ -340,12 +353,28 @@ def build_entries(args, device, size, variants: list[Variant]) -> list[Entry]:
                               (lambda runner=runner, x=x: runner(x)), runner)
             entry.setup_s = time.perf_counter() - started
             entries.append(entry)
+    return entries + exported_entries(args, size)
+
+
+def exported_entries(args, size) -> list[Entry]:
+    """One entry per ``--exported`` file, run as it is on the timed input (check_arguments has made
+    sure each comes from a model of the --checkpoint's kind)."""
+    entries = []
+    for path in args.exported or []:
+        started = time.perf_counter()
+        runner = ExportedModel(path, threads=args.threads or 0)
+        x = torch.randn(args.batch_size, 3, *size, generator=torch.Generator().manual_seed(0))
+        entry = Entry(runner.model_name, f"file {path.name}", None, None, (lambda runner=runner, x=x: runner(x)), runner)
+        entry.setup_s = time.perf_counter() - started
+        entries.append(entry)
     return entries
 
 
 def thread_pool(entry: Entry) -> str:
     """The thread pool an entry computes on: torch's OpenMP pool (eager, compiled, TorchScript,
     every training step), onnxruntime's or OpenVINO's."""
+    if isinstance(entry.runner, ExportedModel):
+        return entry.runner.backend
     if entry.runner is not None and entry.runner.variant.cpu_only:
         return entry.runner.variant.backend
     return "torch"
@@ -432,6 +461,8 @@ def method_text(args, size, entries: list[Entry]) -> str:
             else "one forward pass under torch.inference_mode")
     weights = (f"the trained weights of {args.checkpoint}" if args.checkpoint
                else f"freshly initialised models with {args.num_classes} classes")
+    if args.exported:
+        weights += ", and the exported files as they are"
     text = (f"{what} on a batch of {args.batch_size} x 3 x {size[0]} x {size[1]} (random normalized input, "
             f"{weights}); all entries in one process; {args.warmup} warm-up rounds, then "
             f"{args.iters} timed rounds, each calling every entry once in an order rotated by one per round"
@@ -458,6 +489,8 @@ def command_line(args) -> str:
     size = timed_size(args)
     parts = ["fplnet benchmark", what, f"--size {size[0]}x{size[1]}", f"--batch-size {args.batch_size}",
              f"--device {args.device}", f"--mode {args.mode}", f"--warmup {args.warmup}", f"--iters {args.iters}"]
+    if args.exported:
+        parts.append(f"--exported {' '.join(map(str, args.exported))}")
     if args.variants:
         parts.append(f"--variants {','.join(args.variants)}")
     else:
@@ -487,7 +520,8 @@ def markdown_table(results: list[dict], mode: str) -> str:
         # OpenVINO rows name the precision its CPU plugin executed in (it may pick bf16 by itself).
         backend = r.get("backend", {})
         hint = precision_label(backend)
-        line = (f"| {r['model']} | {r['variant']}{f' ({hint})' if hint else ''} | {r['params']:,} | {r['gmacs']:.2f} | "
+        params, gmacs = ("-", "-") if r["params"] is None else (f"{r['params']:,}", f"{r['gmacs']:.2f}")
+        line = (f"| {r['model']} | {r['variant']}{f' ({hint})' if hint else ''} | {params} | {gmacs} | "
                 f"{r['latency_median_ms']:.1f} | {r['latency_p90_ms']:.1f} | {r['fps']:.2f} | "
                 f"x{r['speedup_vs_first']:.2f} | {r['first_call_s']:.2f} |")
         if agreement:
@@ -589,6 +623,32 @@ def check_arguments(args, variants: list[Variant], device: torch.device) -> None
     if args.num_classes is not None and args.checkpoint:
         raise ValueError(f"--num-classes {args.num_classes} sets the classifier of fresh --models; the --checkpoint "
                          "has its own; leave it out")
+    if args.exported:
+        check_exported(args, device)
+
+
+def check_exported(args, device: torch.device) -> None:
+    """``--exported`` files are timed beside the --checkpoint they came from: on the CPU, in
+    inference, and made from a model of the same kind (name and classes, from their metadata)."""
+    if not args.checkpoint:
+        raise ValueError("--exported times files beside the --checkpoint they were exported from; give --checkpoint")
+    if args.mode == "train":
+        raise ValueError("--exported files run inference only; they do not apply to --mode train")
+    if device.type != "cpu":
+        raise ValueError(f"--exported files run on the CPU (onnxruntime, OpenVINO); use --device cpu, not {device}")
+    from ..checkpoint import load_checkpoint
+    from ..exported import read_metadata
+    ckpt = load_checkpoint(args.checkpoint)
+    expected = (ckpt["model_name"], int(ckpt["num_classes"]))
+    for path in args.exported:
+        try:
+            metadata = read_metadata(path)
+            found = (metadata["model_name"], int(metadata["num_classes"]))
+        except Exception as error:   # not fplnet's, or unreadable: the reader's message names the file
+            raise ValueError(f"--exported {path}: {' '.join(str(error).splitlines())}") from None
+        if found != expected:
+            raise ValueError(f"--exported {path} holds {found[0]} with {found[1]} classes, and --checkpoint "
+                             f"{args.checkpoint} is {expected[0]} with {expected[1]}: it was not exported from it")
 
 
 def run(args) -> int:

@@ -132,7 +132,7 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     plain eager), with test-time augmentation at ``tta_scales`` (``fplnet.tta``; None: none).
 
     ``checkpoint`` may also be an exported .onnx or OpenVINO .xml file (``fplnet export``): it
-    runs as it is, on the CPU, with the inference spec in its metadata (``export.ExportedModel``),
+    runs as it is, on the CPU, with the inference spec in its metadata (``fplnet.exported.ExportedModel``),
     so an INT8 IR is scored with the quantization it was exported with; ``variant`` and
     ``calib_data`` are refused for it."""
     from ..tta import TestTimeAugmentation
@@ -140,16 +140,12 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     from ..fast import InferenceRunner, resolve_variant
     from ..models import load_model
     from ..spec import InferenceSpec
-    from ..graph_export import RUNNABLE_SUFFIXES
-    from .export import ExportedModel, exported_backend
-    exported = Path(str(checkpoint)).suffix in RUNNABLE_SUFFIXES
+    from ..exported import ExportedModel, exported_backend, is_exported_file, refuse_options_for_exported_file
+    exported = is_exported_file(checkpoint)
     if exported:
-        _refuse_for_exported_file(checkpoint, variant, calib_data, calib_size)
         # The file's backend as a variant: "auto" means the CPU for it, as for --variant openvino.
-        file_variant, device = resolve_variant(exported_backend(checkpoint), device)
-        if device.type != "cpu":
-            raise ValueError(f"--device {device}: {checkpoint} runs on the CPU ({file_variant.backend}); "
-                             "use --device cpu or auto")
+        _, device = resolve_variant(exported_backend(checkpoint), device)
+        refuse_options_for_exported_file(checkpoint, variant, calib_data, calib_size, device=device)
     else:
         # "fast" is the device's fast path; device "auto" is the CPU for the exported-graph backends.
         variant, device = resolve_variant(variant or "eager", device)
@@ -159,7 +155,7 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     model = runner = None
     if exported:
         runner = ExportedModel(checkpoint)
-        num_classes, spec, variant_name = runner.num_classes, runner.spec, f"the exported file as it is ({runner.backend})"
+        num_classes, spec, variant_name = runner.num_classes, runner.spec, runner.describe()
     else:
         model, ckpt = load_model(checkpoint, device)
         num_classes, spec, variant_name = ckpt["num_classes"], InferenceSpec.from_checkpoint(ckpt), variant.name
@@ -189,18 +185,6 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
         if overlap is not None:
             backend["calibration_overlap"] = overlap
     return CheckpointEvaluation(matrix, dataset, variant_name, backend, spec, tta)
-
-
-def _refuse_for_exported_file(path, variant, calib_data, calib_size=None) -> None:
-    """An exported file runs as it is (``ExportedModel``): the flags that would change how it runs
-    are refused, not ignored."""
-    if variant is not None:
-        raise ValueError(f"--variant {variant}: {path} is an exported model and runs as it is; --variant applies "
-                         "to checkpoints (leave it out, or export the variant you want)")
-    for flag, value in (("--calib-data", calib_data), ("--calib-size", calib_size)):
-        if value is not None:
-            raise ValueError(f"{flag}: {path} is an exported model; an INT8 one was calibrated when it was "
-                             f"exported (leave {flag} out)")
 
 
 def calibration_overlap(calibration_files: Sequence[str], dataset) -> Optional[dict]:

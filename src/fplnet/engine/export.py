@@ -41,8 +41,9 @@ from torch import nn
 from .. import __version__
 from ..calibration import calibration_set, evenly_spaced, recorded_data, training_files
 from ..fast import find_conv_bn_pairs, fold_batchnorm
+from ..exported import METADATA_KEY, TORCHSCRIPT_METADATA_FILE, load_exported
 from ..graph_export import (GRAPH_SUFFIXES, INPUT_NAME, OUTPUT_NAME, RUNNABLE_SUFFIXES, export_onnx_bytes,
-                            onnxruntime_session, trace_torchscript)
+                            trace_torchscript)
 from ..io import atomic_write, atomic_write_bytes
 from ..models import load_model
 from ..runtime import require_package
@@ -50,8 +51,6 @@ from ..spec import InferenceSpec
 from .arguments import add_calibration_arguments, checkpoint_name_or_file, image_size, positive_int, writable_file
 
 EXPORT_FORMAT = "fplnet-export/1"
-METADATA_KEY = "fplnet"
-TORCHSCRIPT_METADATA_FILE = "fplnet.json"
 
 
 # Opsets at which every registered model exports and matches PyTorch (max |logit diff| < 1e-7
@@ -144,92 +143,6 @@ def write_torchscript(model: nn.Module, path: Path, metadata: dict, example_size
 def write_openvino(ov_model, path: Path, metadata: dict) -> None:
     from ..openvino_backend import save_ir
     save_ir(ov_model, path, metadata)
-
-
-def read_metadata(path) -> dict:
-    """The JSON that ``fplnet export`` stored in an .onnx, OpenVINO .xml or TorchScript file."""
-    path = Path(path)
-    if path.suffix == ".xml":
-        from ..openvino_backend import read_ir_metadata
-        return read_ir_metadata(path)
-    if path.suffix == ".onnx":
-        onnx = require_package("onnx", f"reading {path}")
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        if METADATA_KEY not in props:
-            raise ValueError(f"{path} has no '{METADATA_KEY}' metadata; was it written by `fplnet export`?")
-        return json.loads(props[METADATA_KEY])
-    files = {TORCHSCRIPT_METADATA_FILE: ""}
-    torch.jit.load(str(path), map_location="cpu", _extra_files=files)
-    if not files[TORCHSCRIPT_METADATA_FILE]:
-        raise ValueError(f"{path} has no {TORCHSCRIPT_METADATA_FILE}; was it written by `fplnet export`?")
-    return json.loads(files[TORCHSCRIPT_METADATA_FILE])
-
-
-def load_exported(path, threads: int = 0):
-    """A callable float32 NCHW tensor -> logits tensor for an exported file (onnxruntime on CPU
-    for .onnx, OpenVINO's CPU plugin at f32 precision for .xml, ``torch.jit.load`` otherwise)."""
-    path = Path(path)
-    if path.suffix == ".xml":
-        from ..openvino_backend import load_ir
-        return load_ir(path, threads or torch.get_num_threads(), "f32")
-    if path.suffix == ".onnx":
-        session = onnxruntime_session(path, threads or torch.get_num_threads(), f"running {path}")
-        return lambda x: torch.from_numpy(session.run(None, {INPUT_NAME: x.contiguous().numpy()})[0])
-    module = torch.jit.load(str(path), map_location="cpu").eval()
-
-    def run(x):
-        with torch.no_grad():
-            return module(x)
-    return run
-
-
-class ExportedModel:
-    """An exported .onnx or OpenVINO .xml file, run as it is, with the inference spec it carries:
-    what ``fplnet evaluate --checkpoint FILE.xml`` scores, so that the mIoU reported is that of the
-    very file deployed (an INT8 IR keeps the calibration it was exported with, where ``--variant
-    openvino+int8`` would quantize the checkpoint again in its own process). Both run on the CPU:
-    onnxruntime's CPU provider, OpenVINO's CPU plugin at f32 inference precision. Any failure to
-    read or load the file is a ValueError that names it."""
-
-    def __init__(self, path, threads: int = 0):
-        self.path = Path(path).expanduser()
-        if self.path.suffix not in RUNNABLE_SUFFIXES:
-            raise ValueError(f"{self.path}: an exported model to run must be an .onnx or OpenVINO .xml file")
-        self.backend = exported_backend(self.path)
-        try:
-            self._run = load_exported(self.path, threads)
-            # An IR's runner parsed its metadata already; an .onnx (or an IR without it) is read
-            # here, which also raises the "written by `fplnet export`?" error.
-            self.metadata = getattr(self._run, "metadata", None) or read_metadata(self.path)
-            self.spec = InferenceSpec.from_dict(self.metadata["inference_spec"])
-            self.num_classes = int(self.metadata["num_classes"])
-        except KeyError as missing:
-            raise ValueError(f"{self.path}: its fplnet metadata has no {missing} (exported by an older fplnet?); "
-                             "export it again with `fplnet export`") from None
-        except Exception as error:   # the backends' own errors (RuntimeError, protobuf's DecodeError, JSON)
-            message = " ".join(str(error).splitlines())
-            raise ValueError(message if str(self.path) in message
-                             else f"{self.path} is not a readable exported model: {message}") from error
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x)
-
-    def backend_info(self) -> dict:
-        """The file, its backend and (OpenVINO, after a pass) the precision its layers executed in;
-        for an INT8 IR, its quantization, calibration set and accuracy delta as exported."""
-        info = {"backend": self.backend, "exported_file": str(self.path), "model_name": self.metadata.get("model_name")}
-        if hasattr(self._run, "info"):
-            info.update(self._run.info())
-        return info
-
-    def calibration_files(self) -> list[str]:
-        """The calibration frames an INT8 IR records, relative to its calibration root ([] if none)."""
-        return list(((self.metadata.get("int8") or {}).get("calibration") or {}).get("files") or [])
-
-
-def exported_backend(path) -> str:
-    """The runtime that runs an exported graph file, named as the variant of the same backend."""
-    return "openvino" if Path(path).suffix == GRAPH_SUFFIXES["openvino"] else "onnxruntime"
 
 
 def compare(reference: torch.Tensor, exported: torch.Tensor) -> dict:

@@ -29,7 +29,11 @@ The model runs on the fast path of ``Segmenter`` unless ``--no-fast`` (plain eag
 half a second per image size), else torch.compile, which compiles the model on the first image of
 each size and pays off over a folder or a video (docs/benchmarks.md). ``--variant openvino`` and
 ``openvino+int8`` run OpenVINO (INT8 calibrated on ``--calib-data`` or the checkpoint's
-training split; the summary says which precision ran). Whatever the variant, every image is run
+training split; the summary says which precision ran). ``--checkpoint`` also takes a file
+``fplnet export`` wrote (.onnx, OpenVINO .xml, fp32 or INT8): it runs as it is on the CPU, with the
+inference spec it carries, so what is predicted is what is deployed (``fplnet.exported``; an INT8
+IR keeps its exported calibration, and the flags that would change how it runs are refused).
+Whatever the variant, every image is run
 at the checkpoint's network size (a fixed ``eval_size``, or its ``eval_short_side`` with the
 aspect ratio kept: the shipped CamVid model runs a 1920x1080 frame at 640x360; ``--eval-size``
 or ``--short-side`` overrides it) and its labels come back at the image's size (``fplnet.spec``).
@@ -72,7 +76,7 @@ from ..data.base import is_image_file
 from ..io import atomic_output_path, atomic_save_image
 from ..runtime import require_package
 from .arguments import (add_calibration_arguments, add_network_size_arguments, add_tta_arguments,
-                        checkpoint_name_or_file, device_name, existing_path, float_between_0_and_1, positive_int,
+                        checkpoint_or_exported_file, device_name, existing_path, float_between_0_and_1, positive_int,
                         variant_spec, writable_dir)
 from .latency import summarize_ms
 from .legend import Legend
@@ -87,8 +91,9 @@ FORMATS = ("color", "trainid", "labelid")
 
 
 def add_arguments(parser):
-    parser.add_argument("--checkpoint", type=checkpoint_name_or_file, required=True,
-                        help="checkpoint file or shipped weights name (e.g. camvid)")
+    parser.add_argument("--checkpoint", type=checkpoint_or_exported_file, required=True,
+                        help="checkpoint file or shipped weights name (e.g. camvid), or a file `fplnet export` wrote "
+                             "(.onnx, OpenVINO .xml), run as it is on the CPU")
     parser.add_argument("inputs", type=existing_path, nargs="+", metavar="INPUT",
                         help="image files, folders (searched recursively) and videos ("
                              + " ".join(sorted(VIDEO_SUFFIXES)) + ")")
@@ -361,7 +366,7 @@ class Predictor:
         setup = (f"; first call at each input size (per-shape setup) apart: {len(self.first_of_shape_ms)} image(s), "
                  f"up to {max(self.first_of_shape_ms):.1f} ms" if self.first_of_shape_ms else "")
         return (f"{what} in {wall_s:.1f} s; latency per image (network, pre- and post-processing): {steady}{setup}; "
-                f"{self.segmenter.model_name} on {self.segmenter.device}, variant {self.segmenter.variant}"
+                f"{self.segmenter.model_name} on {self.segmenter.device}, {self.segmenter.runs_as}"
                 + (f" (executed in {precision})" if precision else "")
                 + f", network at {self.segmenter.spec.describe_size()}, "
                 f"batch {self.batch_size}")
@@ -391,6 +396,7 @@ def check_outputs(items: list[Item], output: Path, fmt: str, alpha: float) -> li
 
 
 def run(args) -> int:
+    from ..exported import is_exported_file
     from ..fast import resolve_variant
     from ..inference import Segmenter, load_rgb
 
@@ -407,11 +413,15 @@ def run(args) -> int:
     # Inputs and output names first: a result that would replace an input is refused before any work.
     items = check_outputs(collect_inputs(args.inputs, report, args.output), args.output, args.format, overlay)
 
-    # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
-    variant, device = resolve_variant(args.variant or ("eager" if args.no_fast else "fast"), args.device,
-                                      keep_memory=True)
-    segmenter = Segmenter(args.checkpoint, device=device, variant=variant,
-                          calib_data=args.calib_data, calib_size=args.calib_size, tta=args.tta,
+    if is_exported_file(args.checkpoint):
+        # The file runs as it is: Segmenter refuses --variant, --no-fast and calibration for it.
+        how = {"device": args.device, "variant": args.variant, "fast": not args.no_fast}
+    else:
+        # The command opts into the process-wide allocator switch on its fast path (fplnet.runtime).
+        variant, device = resolve_variant(args.variant or ("eager" if args.no_fast else "fast"), args.device,
+                                          keep_memory=True)
+        how = {"device": device, "variant": variant}
+    segmenter = Segmenter(args.checkpoint, **how, calib_data=args.calib_data, calib_size=args.calib_size, tta=args.tta,
                           tta_flip=args.tta_flip, eval_size=args.eval_size, short_side=args.short_side)
     if args.format == "labelid" and segmenter.info.train_to_label_id is None:
         raise ValueError(f"--format labelid needs a checkpoint trained on Cityscapes (its dataset maps train ids "
