@@ -432,7 +432,7 @@ def test_benchmark_times_exported_files_beside_the_checkpoint_they_came_from(shi
                  "--exported", *files, "--warmup", "0", "--iters", "2", "--agreement-images",
                  str(camvid_images()[0]), "--json", str(report)]) == 0
     results = json.loads(report.read_text())["results"]
-    assert [r["variant"] for r in results] == ["eager"] + [f"file {path.name}" for path in shipped_exports.values()]
+    assert [r["variant"] for r in results] == ["eager"] + [f"file {path}" for path in shipped_exports.values()]
     for row, path in zip(results[1:], shipped_exports.values()):
         assert row["model"] == "fplnet" and row["params"] is None and row["gmacs"] is None
         assert row["backend"]["exported_file"] == str(path) and row["iters"] == 2
@@ -442,11 +442,75 @@ def test_benchmark_times_exported_files_beside_the_checkpoint_they_came_from(shi
 def test_benchmark_refuses_exported_files_it_cannot_time_honestly(shipped_exports, tmp_path, capsys):
     onnx = str(shipped_exports["onnx"])
     other = make_checkpoint(tmp_path / "espnet.pt", name="espnet")
+    # The same kind of model (FPLNet, 11 CamVid classes) with other weights.
+    retrained = tmp_path / "retrained.onnx"
+    assert main(["export", "--checkpoint", str(make_checkpoint(tmp_path / "r.pt")), "--output", str(retrained),
+                 "--no-verify"]) == 0
     for args, said in ((["--exported", onnx], "give --checkpoint"),
                        (["--checkpoint", "camvid", "--exported", onnx, "--mode", "train"], "--mode train"),
                        (["--checkpoint", str(other), "--exported", onnx], "it was not exported from it"),
+                       (["--checkpoint", "camvid", "--exported", str(retrained)], "exported from other weights"),
+                       (["--checkpoint", "camvid", "--exported", onnx, str(tmp_path / "x.onnx")], "does not exist"),
+                       (["--checkpoint", "camvid", "--exported", onnx, onnx], "are the same file"),
                        (["--checkpoint", "camvid", "--exported", str(other)], "is not an exported model to run")):
         capsys.readouterr()
         assert main(["benchmark", *args, "--iters", "1"]) == 2
         err = capsys.readouterr().err
         assert said in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_file_exported_before_the_weights_digest_is_timed_with_a_note(shipped_exports, tmp_path, capsys):
+    import onnx
+    proto = onnx.load(str(shipped_exports["onnx"]))
+    entry = next(p for p in proto.metadata_props if p.key == "fplnet")
+    metadata = json.loads(entry.value)
+    del metadata["source_weights_sha256"]
+    entry.value = json.dumps(metadata)
+    old = tmp_path / "old.onnx"
+    onnx.save(proto, str(old))
+    capsys.readouterr()
+    assert main(["benchmark", "--checkpoint", "camvid", "--size", "60x80", "--exported", str(old), "--warmup", "0",
+                 "--iters", "1"]) == 0
+    assert f"note: --exported {old} records no digest of the weights" in capsys.readouterr().out
+
+
+def test_the_weights_digest_follows_the_float_weights_only():
+    from fplnet.checkpoint import weights_digest
+    state = load_checkpoint("camvid")["state_dict"]
+    digest = weights_digest(state)
+    assert digest == weights_digest(dict(reversed(list(state.items()))))   # name order, not dict order
+    counters = {k: v for k, v in state.items() if not v.is_floating_point()}
+    assert weights_digest({k: v for k, v in state.items() if k not in counters}) == digest
+    changed = dict(state)
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    changed[name] = state[name].clone()
+    changed[name].view(-1)[0] += 1e-3
+    assert weights_digest(changed) != digest
+
+
+def test_an_ir_that_is_not_xml_is_refused_in_one_line(exported_ir, tmp_path, capsys):
+    bad = tmp_path / "bad.xml"
+    bad.write_text("garbage<xml")
+    bad.with_suffix(".bin").write_bytes(exported_ir.with_suffix(".bin").read_bytes())
+    image = tmp_path / "f.png"
+    Image.fromarray(camvid_image(3)).save(image)
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(bad), str(image), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad} is not an OpenVINO IR: it is not valid XML" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_missing_runtime_is_named_as_such_not_as_a_broken_file(shipped_exports, monkeypatch):
+    from fplnet import exported, runtime
+    def missing(*args, **kwargs):
+        raise runtime.MissingPackageError("running x needs the 'onnxruntime' package: pip install ...")
+    monkeypatch.setattr(exported, "onnxruntime_session", missing)
+    with pytest.raises(runtime.MissingPackageError, match="^running x needs the 'onnxruntime' package"):
+        exported.ExportedModel(shipped_exports["onnx"])
+
+
+def test_the_web_app_says_what_runs_an_exported_file(exported_ir):
+    pytest.importorskip("gradio")
+    from fplnet.engine.app import load_segmenter
+    with pytest.raises(ValueError, match="runs only as it is: the app runs checkpoints"):
+        load_segmenter(str(exported_ir), "eager")

@@ -119,8 +119,8 @@ def _torchscript_archive(path: Path) -> Optional[bool]:
 def _torch_load(path: Path, map_location) -> Any:
     if path.suffix in RUNNABLE_SUFFIXES:
         raise CheckpointError(f"{path} is an exported model (ONNX or OpenVINO IR), not a checkpoint: `fplnet evaluate` "
-                              "and `fplnet predict` (and Segmenter) run it as it is; this needs the checkpoint it "
-                              "was exported from")
+                              "and `fplnet predict` (and Segmenter) run it as it is, `fplnet benchmark --checkpoint "
+                              "CKPT --exported FILE` times it; this needs the checkpoint it was exported from")
     scripted = _torchscript_archive(path)
     if scripted is not None:
         made_by = " (`fplnet export --format torchscript`)" if scripted else ""
@@ -164,6 +164,23 @@ def load_checkpoint(name_or_path: Union[str, Path], map_location="cpu") -> dict:
         raise CheckpointError(f"{path} is not a valid fplnet checkpoint or weights file (no '{FORMAT}' "
                               f"header); {HOW_TO_GET_ONE}")
     return ckpt
+
+
+def weights_digest(state_dict: dict) -> str:
+    """The sha256 of a model's floating-point weights (names, shapes, dtypes, values, in name
+    order): what ``fplnet export`` records of the checkpoint it exported, so that a file can be
+    matched to its checkpoint (``fplnet benchmark --exported``). Integer buffers (BN's batch
+    counters) are left out: they change no output, and a shipped copy of the weights may drop them."""
+    import hashlib
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name]
+        if not (torch.is_tensor(tensor) and tensor.is_floating_point()):
+            continue
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def recorded_eval_size(ckpt: dict) -> Optional[tuple[int, int]]:

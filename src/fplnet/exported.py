@@ -2,9 +2,10 @@
 OpenVINO .xml + .bin (OpenVINO's CPU plugin at f32 inference precision; an INT8 IR runs its int8
 layers in int8), with the inference spec their metadata carries.
 
-This is what a deployment runs, so every inference path takes such a file where it takes a
+This is what a deployment runs, so the inference paths take such a file where they take a
 checkpoint: ``fplnet evaluate`` scores it, ``fplnet predict`` and ``Segmenter`` segment images and
-videos with it. An INT8 IR keeps the calibration it was exported with; nothing is quantized or
+videos with it, ``fplnet benchmark --exported`` times it beside the checkpoint it came from (the
+web app, whose page chooses among variants of a checkpoint, does not take it). An INT8 IR keeps the calibration it was exported with; nothing is quantized or
 compiled from PyTorch again (``--variant openvino+int8`` on the checkpoint would quantize anew, in
 the process, on frames chosen then). The options that would change how the model runs (a variant,
 plain eager, calibration frames, another device) are refused for such a file, not ignored
@@ -25,7 +26,7 @@ from typing import Optional, Union
 import torch
 
 from .graph_export import GRAPH_SUFFIXES, INPUT_NAME, RUNNABLE_SUFFIXES, onnxruntime_session
-from .runtime import make_room, require_package
+from .runtime import MissingPackageError, make_room, require_package
 from .spec import InferenceSpec
 
 METADATA_KEY = "fplnet"                     # ONNX metadata_props key (OpenVINO: rt_info, openvino_backend)
@@ -129,6 +130,8 @@ class ExportedModel:
         except KeyError as missing:
             raise ValueError(f"{self.path}: its fplnet metadata has no {missing} (exported by an older fplnet?); "
                              "export it again with `fplnet export`") from None
+        except MissingPackageError:
+            raise                    # the file may be fine: the runtime that reads it is not installed
         except Exception as error:   # the backends' own errors (RuntimeError, protobuf's DecodeError, JSON)
             message = " ".join(str(error).splitlines())
             raise ValueError(message if str(self.path) in message

@@ -533,13 +533,14 @@ def read_ir(path):
 
 def _xml_rt_info(path: Path) -> dict:
     """The top-level ``<rt_info>`` entries of an IR's .xml, name -> value (read without OpenVINO,
-    so the digest is checked before the weights are touched); {} if the file is not such XML, which
-    ``read_model`` then reports."""
+    so the digest is checked before the weights are touched). A file that is not XML is refused
+    here: OpenVINO would try each of its front ends on it, and the TensorFlow one logs its own
+    parse errors to stderr before the error is raised."""
     from xml.etree import ElementTree
     try:
         root = ElementTree.parse(path).getroot()
-    except ElementTree.ParseError:
-        return {}
+    except ElementTree.ParseError as error:
+        raise ValueError(f"{path} is not an OpenVINO IR: it is not valid XML ({error})") from None
     info = root.find("rt_info")
     return {} if info is None else {entry.tag: entry.get("value") for entry in info}
 

@@ -26,15 +26,19 @@ OPTIONAL_PACKAGES = {"onnx": "deploy", "onnxruntime": "deploy", "av": "deploy", 
                      "nncf": "openvino", "matplotlib": "plot", "gradio": "app"}
 
 
+class MissingPackageError(ValueError):
+    """An optional package is not installed (a ValueError, which the commands print as one line)."""
+
+
 def require_package(module: str, needed_for: str):
-    """Import an optional package, or raise a ValueError (which the commands print as one line)
-    saying what needs it and how to install it."""
+    """Import an optional package, or raise a ``MissingPackageError`` saying what needs it and how
+    to install it."""
     try:
         return importlib.import_module(module)
     except ImportError:
         extra = OPTIONAL_PACKAGES.get(module.split(".")[0], "deploy")
-        raise ValueError(f"{needed_for} needs the {module!r} package: pip install 'fplnet[{extra}]' "
-                         "(make install includes it)") from None
+        raise MissingPackageError(f"{needed_for} needs the {module!r} package: pip install 'fplnet[{extra}]' "
+                                  "(make install includes it)") from None
 
 
 def resolve_device(name: str = "auto") -> torch.device:

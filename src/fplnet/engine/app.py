@@ -33,6 +33,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..checkpoint import PRETRAINED
+from ..exported import is_exported_file
 from ..data.info import blend_overlay
 from .demo import DEMO_ROOT
 
@@ -91,6 +92,11 @@ def load_segmenter(checkpoint: str, variant: str = "eager", device: str = "cpu")
     checkpoint = str(checkpoint).strip().strip("'\"")
     if checkpoint not in PRETRAINED:
         checkpoint = str(Path(checkpoint).expanduser())
+    if is_exported_file(checkpoint):
+        # The page runs a checkpoint the way its variant menu says; a file runs only as it is.
+        raise ValueError(f"{checkpoint} is an exported model, which runs only as it is: the app runs checkpoints "
+                         "with the variant chosen on the page; segment with the file by `fplnet predict --checkpoint "
+                         "FILE` or Segmenter(FILE), or give the app the checkpoint it was exported from")
     stamp = Path(checkpoint).stat().st_mtime_ns if checkpoint not in PRETRAINED and Path(checkpoint).is_file() else None
     return _load_segmenter(checkpoint, variant, device, stamp)
 

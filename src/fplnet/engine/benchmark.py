@@ -364,7 +364,7 @@ def exported_entries(args, size) -> list[Entry]:
         started = time.perf_counter()
         runner = ExportedModel(path, threads=args.threads or 0)
         x = torch.randn(args.batch_size, 3, *size, generator=torch.Generator().manual_seed(0))
-        entry = Entry(runner.model_name, f"file {path.name}", None, None, (lambda runner=runner, x=x: runner(x)), runner)
+        entry = Entry(runner.model_name, f"file {path}", None, None, (lambda runner=runner, x=x: runner(x)), runner)
         entry.setup_s = time.perf_counter() - started
         entries.append(entry)
     return entries
@@ -463,6 +463,8 @@ def method_text(args, size, entries: list[Entry]) -> str:
                else f"freshly initialised models with {args.num_classes} classes")
     if args.exported:
         weights += ", and the exported files as they are"
+        if any("keep_memory" in entry.variant for entry in entries):
+            weights += " (in the same process, so under the keep_memory allocator switch too)"
     text = (f"{what} on a batch of {args.batch_size} x 3 x {size[0]} x {size[1]} (random normalized input, "
             f"{weights}); all entries in one process; {args.warmup} warm-up rounds, then "
             f"{args.iters} timed rounds, each calling every entry once in an order rotated by one per round"
@@ -629,14 +631,21 @@ def check_arguments(args, variants: list[Variant], device: torch.device) -> None
 
 def check_exported(args, device: torch.device) -> None:
     """``--exported`` files are timed beside the --checkpoint they came from: on the CPU, in
-    inference, and made from a model of the same kind (name and classes, from their metadata)."""
+    inference, each file once, and exported from these very weights (the digest ``fplnet export``
+    records; a file exported before it did is matched by model name and classes only, and the run
+    says so)."""
     if not args.checkpoint:
         raise ValueError("--exported times files beside the --checkpoint they were exported from; give --checkpoint")
     if args.mode == "train":
         raise ValueError("--exported files run inference only; they do not apply to --mode train")
     if device.type != "cpu":
         raise ValueError(f"--exported files run on the CPU (onnxruntime, OpenVINO); use --device cpu, not {device}")
-    from ..checkpoint import load_checkpoint
+    seen = {}
+    for path in args.exported:
+        if path.resolve() in seen:
+            raise ValueError(f"--exported {seen[path.resolve()]} and {path} are the same file; list it once")
+        seen[path.resolve()] = path
+    from ..checkpoint import load_checkpoint, weights_digest
     from ..exported import read_metadata
     ckpt = load_checkpoint(args.checkpoint)
     expected = (ckpt["model_name"], int(ckpt["num_classes"]))
@@ -649,6 +658,14 @@ def check_exported(args, device: torch.device) -> None:
         if found != expected:
             raise ValueError(f"--exported {path} holds {found[0]} with {found[1]} classes, and --checkpoint "
                              f"{args.checkpoint} is {expected[0]} with {expected[1]}: it was not exported from it")
+        recorded = metadata.get("source_weights_sha256")
+        if recorded is None:
+            print(f"note: --exported {path} records no digest of the weights it was exported from (an older fplnet "
+                  f"exported it): only its model and classes were matched to --checkpoint {args.checkpoint}",
+                  flush=True)
+        elif recorded != weights_digest(ckpt["state_dict"]):
+            raise ValueError(f"--exported {path} was exported from other weights than --checkpoint {args.checkpoint} "
+                             "(the weights digest it records differs); give the checkpoint it came from")
 
 
 def run(args) -> int:

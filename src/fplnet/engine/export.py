@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..checkpoint import weights_digest
 from ..calibration import calibration_set, evenly_spaced, recorded_data, training_files
 from ..fast import find_conv_bn_pairs, fold_batchnorm
 from ..exported import METADATA_KEY, TORCHSCRIPT_METADATA_FILE, load_exported
@@ -111,6 +112,8 @@ def export_metadata(ckpt: dict, folded: int, **extra) -> dict:
                                 "so that the shorter side is eval_short_side when that is set"},
         "output": {"name": OUTPUT_NAME, "layout": "NCHW", "meaning": "logits; argmax over C gives train ids"},
         "folded_batchnorms": folded,
+        # Matches the file to its checkpoint (fplnet benchmark --exported checks it).
+        "source_weights_sha256": weights_digest(ckpt["state_dict"]),
         # load_model and fold_batchnorm zero them (fplnet.runtime.zero_subnormals): a runtime that
         # keeps IEEE subnormals would otherwise slow down on each, several times over on Intel CPUs.
         "subnormal_weights": "zeroed",
