@@ -4,6 +4,7 @@
     seg = Segmenter("camvid")                    # or a checkpoint path; device="cuda" works too
     labels = seg.predict("street.png")           # H x W uint8 train ids, at the input's size
     Image.fromarray(seg.overlay("street.png", labels)).save("overlay.jpg")
+    deployed = Segmenter("fplnet_camvid_int8.xml")   # a file `fplnet export` wrote, run as it is
 
 Pre-processing follows the checkpoint's inference spec (``fplnet.spec``) and nowhere else: uint8 RGB ->
 float in [0, 1] -> per-channel (x - mean) / std with the statistics stored in the checkpoint ->
