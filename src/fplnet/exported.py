@@ -25,11 +25,10 @@ from typing import Optional, Union
 
 import torch
 
-from .graph_export import GRAPH_SUFFIXES, INPUT_NAME, RUNNABLE_SUFFIXES, onnxruntime_session
-from .runtime import MissingPackageError, make_room, require_package
+from .graph_export import GRAPH_SUFFIXES, INPUT_NAME, METADATA_KEY, RUNNABLE_SUFFIXES, onnxruntime_session
+from .runtime import MissingPackageError, make_room, require_package, resolve_device
 from .spec import InferenceSpec
 
-METADATA_KEY = "fplnet"                     # ONNX metadata_props key (OpenVINO: rt_info, openvino_backend)
 TORCHSCRIPT_METADATA_FILE = "fplnet.json"   # the extra file of a TorchScript export
 
 
@@ -80,8 +79,7 @@ def load_exported(path, threads: int = 0):
     return run
 
 
-def refuse_options_for_exported_file(path, variant=None, calib_data=None, calib_size=None, fast: bool = True,
-                                     device=None) -> None:
+def refuse_options_for_exported_file(path, variant=None, calib_data=None, calib_size=None, fast: bool = True) -> None:
     """An exported file runs as it is: a ValueError for each option that would change how it runs,
     named as both the command-line flag and the Python keyword (module docstring)."""
     def refuse(what: str, why: str) -> None:
@@ -95,8 +93,17 @@ def refuse_options_for_exported_file(path, variant=None, calib_data=None, calib_
     for flag, keyword, value in (("--calib-data", "calib_data", calib_data), ("--calib-size", "calib_size", calib_size)):
         if value is not None:
             refuse(f"{flag} ({keyword}=) {value}", f"an INT8 one was calibrated when it was exported (leave {flag} out)")
-    if device is not None and torch.device(device).type != "cpu":
-        refuse(f"--device (device=) {device}", f"it runs on the CPU ({exported_backend(path)}); use cpu or auto")
+
+
+def exported_file_device(path, device) -> torch.device:
+    """The device an exported file runs on: the CPU, which ``auto`` means for it (as for the
+    onnxruntime and OpenVINO variants); any other device is refused, naming flag and keyword."""
+    name = str(device).strip().lower()
+    resolved = resolve_device("cpu" if name == "auto" else name)
+    if resolved.type != "cpu":
+        raise ValueError(f"--device (device=) {device}: {path} is an exported model and runs as it is; it runs on "
+                         f"the CPU ({exported_backend(path)}); use cpu or auto")
+    return resolved
 
 
 class ExportedModel:
@@ -116,7 +123,7 @@ class ExportedModel:
     def __init__(self, path, threads: int = 0):
         started = time.perf_counter()
         self.path = Path(path).expanduser()
-        if self.path.suffix not in RUNNABLE_SUFFIXES:
+        if not is_exported_file(self.path):
             raise ValueError(f"{self.path}: an exported model to run must be an .onnx or OpenVINO .xml file")
         self.backend = exported_backend(self.path)
         try:

@@ -28,6 +28,9 @@ from .runtime import require_package
 GRAPH_SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
 RUNNABLE_SUFFIXES = tuple(GRAPH_SUFFIXES.values())
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
+# Where ``fplnet export`` puts its metadata JSON: the ONNX metadata_props key and the OpenVINO IR's
+# rt_info key (TorchScript: ``fplnet.exported.TORCHSCRIPT_METADATA_FILE``).
+METADATA_KEY = "fplnet"
 
 
 def export_onnx_bytes(model: nn.Module, opset: int = 17, example_size=(64, 64)) -> bytes:

@@ -57,8 +57,8 @@ import torch
 from .calibration import calibration_set, refuse_unused_calib_data
 from .data.base import read_rgb_image, rgb_array
 from .data.info import blend_overlay, colorize, train_ids_to_label_ids
-from .exported import ExportedModel, exported_backend, is_exported_file, refuse_options_for_exported_file
-from .fast import InferenceRunner, resolve_variant
+from .exported import ExportedModel, exported_file_device, is_exported_file, refuse_options_for_exported_file
+from .fast import InferenceRunner, Variant, resolve_variant
 from .models import load_model
 from .spec import InferenceSpec
 from .tta import DEFAULT_SCALES, TestTimeAugmentation
@@ -137,11 +137,11 @@ class Segmenter:
         self.runner = InferenceRunner(model, self.variant, self.device, calibration=calibration)
 
     def _load_exported(self, path, device, fast, variant, calib_data, calib_size):
-        # The file runs as it is, on the CPU (fplnet.exported); "auto" means the CPU for it, as for
-        # the openvino and onnxruntime variants.
-        self.variant, self.device = resolve_variant(exported_backend(path), device)
-        refuse_options_for_exported_file(path, variant, calib_data, calib_size, fast, self.device)
+        # The file runs as it is, on the CPU (fplnet.exported); ``variant`` names its backend.
+        refuse_options_for_exported_file(path, variant, calib_data, calib_size, fast)
+        self.device = exported_file_device(path, device)
         self.runner = ExportedModel(path)
+        self.variant = Variant.parse(self.runner.backend)
         self.model_name, self.num_classes, self.spec = self.runner.model_name, self.runner.num_classes, self.runner.spec
 
     @property

@@ -71,10 +71,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .graph_export import export_onnx_bytes
+from .graph_export import METADATA_KEY, export_onnx_bytes
 from .runtime import make_room, require_package
 
-METADATA_KEY = "fplnet"
 BIN_DIGEST_KEY = "fplnet_bin_sha256"   # rt_info of the .xml: the sha256 of the .bin saved with it
 PRECISIONS = ("f32", "bf16")
 # Layers left in float when quantizing, per registry name (NNCF IgnoredScope fields; module docstring).

@@ -16,7 +16,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from ..graph_export import RUNNABLE_SUFFIXES
+from ..exported import is_exported_file
 from ..runtime import parse_size, resolve_device
 
 Invalid = argparse.ArgumentTypeError
@@ -168,7 +168,7 @@ def checkpoint_name_or_file(text: str) -> str:
 def exported_file(text: str) -> Path:
     """An existing file ``fplnet export`` writes and fplnet runs as it is (.onnx, OpenVINO .xml);
     the command reads its metadata and says what is wrong with it (``fplnet.exported``)."""
-    if Path(text).suffix not in RUNNABLE_SUFFIXES:
+    if not is_exported_file(text):
         raise Invalid(f"{text!r} is not an exported model to run: give an .onnx or OpenVINO .xml file "
                       "(`fplnet export --format onnx|openvino`)")
     return existing_file(text)
@@ -177,7 +177,7 @@ def exported_file(text: str) -> Path:
 def checkpoint_or_exported_file(text: str) -> str:
     """``checkpoint_name_or_file``, or an exported graph (.onnx, OpenVINO .xml) that exists; the
     command reads its metadata and says what is wrong with it (``fplnet.exported.ExportedModel``)."""
-    if Path(text).suffix in RUNNABLE_SUFFIXES:
+    if is_exported_file(text):
         return str(existing_file(text))
     return checkpoint_name_or_file(text)
 

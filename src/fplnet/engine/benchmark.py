@@ -648,7 +648,7 @@ def check_exported(args, device: torch.device) -> None:
     from ..checkpoint import load_checkpoint, weights_digest
     from ..exported import read_metadata
     ckpt = load_checkpoint(args.checkpoint)
-    expected = (ckpt["model_name"], int(ckpt["num_classes"]))
+    expected, digest = (ckpt["model_name"], int(ckpt["num_classes"])), weights_digest(ckpt["state_dict"])
     for path in args.exported:
         try:
             metadata = read_metadata(path)
@@ -663,7 +663,7 @@ def check_exported(args, device: torch.device) -> None:
             print(f"note: --exported {path} records no digest of the weights it was exported from (an older fplnet "
                   f"exported it): only its model and classes were matched to --checkpoint {args.checkpoint}",
                   flush=True)
-        elif recorded != weights_digest(ckpt["state_dict"]):
+        elif recorded != digest:
             raise ValueError(f"--exported {path} was exported from other weights than --checkpoint {args.checkpoint} "
                              "(the weights digest it records differs); give the checkpoint it came from")
 

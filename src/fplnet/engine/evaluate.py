@@ -140,12 +140,11 @@ def evaluate_checkpoint(checkpoint, dataset_name: str, data_root, split: str, de
     from ..fast import InferenceRunner, resolve_variant
     from ..models import load_model
     from ..spec import InferenceSpec
-    from ..exported import ExportedModel, exported_backend, is_exported_file, refuse_options_for_exported_file
+    from ..exported import ExportedModel, exported_file_device, is_exported_file, refuse_options_for_exported_file
     exported = is_exported_file(checkpoint)
     if exported:
-        # The file's backend as a variant: "auto" means the CPU for it, as for --variant openvino.
-        _, device = resolve_variant(exported_backend(checkpoint), device)
-        refuse_options_for_exported_file(checkpoint, variant, calib_data, calib_size, device=device)
+        refuse_options_for_exported_file(checkpoint, variant, calib_data, calib_size)
+        device = exported_file_device(checkpoint, device)
     else:
         # "fast" is the device's fast path; device "auto" is the CPU for the exported-graph backends.
         variant, device = resolve_variant(variant or "eager", device)

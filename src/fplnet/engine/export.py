@@ -42,9 +42,9 @@ from .. import __version__
 from ..checkpoint import weights_digest
 from ..calibration import calibration_set, evenly_spaced, recorded_data, training_files
 from ..fast import find_conv_bn_pairs, fold_batchnorm
-from ..exported import METADATA_KEY, TORCHSCRIPT_METADATA_FILE, load_exported
-from ..graph_export import (GRAPH_SUFFIXES, INPUT_NAME, OUTPUT_NAME, RUNNABLE_SUFFIXES, export_onnx_bytes,
-                            trace_torchscript)
+from ..exported import TORCHSCRIPT_METADATA_FILE, load_exported
+from ..graph_export import (GRAPH_SUFFIXES, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, RUNNABLE_SUFFIXES,
+                            export_onnx_bytes, trace_torchscript)
 from ..io import atomic_write, atomic_write_bytes
 from ..models import load_model
 from ..runtime import require_package
