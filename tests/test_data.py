@@ -163,6 +163,15 @@ def test_colorize_uses_palette_and_paints_ignore_black():
     assert (colorize(torch.tensor([[3]]), CAMVID) == colors[1, 1]).all()
 
 
+def test_colorize_of_uint8_maps_takes_its_shortcut_to_the_same_colours():
+    """uint8 maps (what predict hands over) skip the range masking: every value, classes and the
+    rest, must come out as the general path paints it."""
+    every_value = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    for info in (CAMVID, CITYSCAPES):
+        np.testing.assert_array_equal(colorize(every_value, info), colorize(every_value.astype(np.int64), info))
+    assert (colorize(every_value, CAMVID)[every_value >= CAMVID.num_classes] == 0).all()
+
+
 # --- CamVid ------------------------------------------------------------------------------------
 
 @needs_camvid

@@ -99,6 +99,10 @@ def test_colorize_and_overlay(eager):
     np.testing.assert_array_equal(color, palette[labels])
     np.testing.assert_array_equal(eager.overlay(image, labels, alpha=0.0), image)
     np.testing.assert_array_equal(eager.overlay(image, labels, alpha=1.0), color)
+    # In between, (1 - alpha) * image + alpha * colour in float32, rounded to the nearest level.
+    for alpha in (0.3, 0.5, 0.85):
+        expected = np.clip(np.rint((1 - alpha) * image.astype(np.float32) + alpha * color.astype(np.float32)), 0, 255)
+        np.testing.assert_array_equal(eager.overlay(image, labels, alpha=alpha), expected.astype(np.uint8))
 
 
 def test_cli_images_folders_and_a_broken_file(camvid_ckpt, tmp_path, capsys):
@@ -364,3 +368,69 @@ def test_cli_a_corrupt_video_packet_costs_its_frame_not_the_video(camvid_ckpt, t
     assert "corrupt packet(s) could not be decoded" in capsys.readouterr().err
     with av.open(str(out / "clip_overlay.mp4")) as container:
         assert len(list(container.decode(video=0))) == 5
+
+
+def test_cli_reads_ahead_and_writes_on_threads_of_its_own_in_input_order(camvid_ckpt, tmp_path, capsys, monkeypatch):
+    """Images are decoded on a reading thread and their files written on a writing thread while
+    the network runs; a write that fails costs that image only, and the lines, the failure and
+    the files come out as they would one image after the other."""
+    import threading
+
+    import fplnet.inference
+    from fplnet.engine import predict as predict_module
+    threads = {"read": set(), "write": set()}
+    real_read, real_write = fplnet.inference.load_rgb, predict_module.Writer.write
+
+    def read(path):
+        threads["read"].add(threading.current_thread().name)
+        return real_read(path)
+
+    def write(self, item, rgb, labels):
+        threads["write"].add(threading.current_thread().name)
+        if item.source.stem == "i2":
+            raise OSError("No space left on device")
+        return real_write(self, item, rgb, labels)
+
+    monkeypatch.setattr(fplnet.inference, "load_rgb", read)
+    monkeypatch.setattr(predict_module.Writer, "write", write)
+    inputs = []
+    for index in range(4):
+        inputs.append(tmp_path / f"i{index}.png")
+        Image.fromarray(camvid_image(index)[:96, :128]).save(inputs[-1])
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(camvid_ckpt), *map(str, inputs), "--output", str(out), EAGER]) == 1
+    captured = capsys.readouterr()
+    assert threads["read"] and threading.main_thread().name not in threads["read"]
+    assert threads["write"] and threading.main_thread().name not in threads["write"]
+    lines = [line for line in captured.out.splitlines() if " -> " in line]
+    assert [line.split(" -> ")[0] for line in lines] == [str(inputs[i]) for i in (0, 1, 3)]
+    assert "i2.png: OSError: No space left on device" in captured.err
+    assert "3 images in" in captured.out and "per second" in captured.out
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [f"i{i}_{kind}" for i in (0, 1, 3) for kind in ("mask.png", "overlay.jpg")]
+
+
+def test_cli_a_failed_pass_keeps_the_batch_being_written(camvid_ckpt, tmp_path, capsys, monkeypatch):
+    """A forward pass fails while the batch before it is still being written: that batch's files
+    and line are kept, the failed batch is reported, and the next one goes on."""
+    from fplnet.engine import predict as predict_module
+    real, calls = predict_module.Predictor._run, {"n": 0}
+
+    def fails_second(self, rgbs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("not enough memory")
+        return real(self, rgbs)
+
+    monkeypatch.setattr(predict_module.Predictor, "_run", fails_second)
+    inputs = []
+    for index in range(3):
+        inputs.append(tmp_path / f"b{index}.png")
+        Image.fromarray(camvid_image(index)[:96, :128]).save(inputs[-1])
+    out = tmp_path / "out"
+    assert main(["predict", "--checkpoint", str(camvid_ckpt), *map(str, inputs), "--output", str(out), EAGER]) == 1
+    captured = capsys.readouterr()
+    assert "b1.png: RuntimeError: not enough memory" in captured.err
+    printed = [line.split(" -> ")[0] for line in captured.out.splitlines() if " -> " in line]
+    assert printed == [str(inputs[0]), str(inputs[2])]
+    assert (out / "b0_mask.png").is_file() and (out / "b2_mask.png").is_file() and not (out / "b1_mask.png").exists()

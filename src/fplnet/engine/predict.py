@@ -56,19 +56,25 @@ frames with a flag) is applied before the network sees a frame (``upright``): th
 on the scene the way up a player shows it, and the result is written that way up, with no flag.
 A corrupt packet costs its frame, not the video (skipped, and counted in a warning).
 
-The summary gives the latency per image (preprocessing, forward pass, resizing the logits back
-and argmax; file reading and writing excluded), median and p90 over the calls that were not the
-first at their input size; those first calls (compiling, tracing, OpenVINO's per-shape compile,
-CUDA-graph capture) are counted apart, with the longest.
+The summary gives the images (or frames) per second over the whole run, and the latency per
+image (preprocessing, forward pass, resizing the logits back and argmax; file reading and writing
+excluded), median and p90 over the calls that were not the first at their input size; those first
+calls (compiling, tracing, OpenVINO's per-shape compile, CUDA-graph capture) are counted apart,
+with the longest. Images are read ahead and their files written on two threads of their own
+(``read_ahead``, ``Predictor.images_batch``), so the latency is measured with those threads
+running beside the network: on 2 cores it is higher than `fplnet benchmark`'s figure for the same
+model, while the run takes less time than reading, predicting and writing one after the other.
 """
 from __future__ import annotations
 
 import statistics
 import sys
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
@@ -249,6 +255,10 @@ class Predictor:
         self.last_ms = 0.0
         self.images = self.frames = 0
         self.frame_size: Optional[tuple[int, int]] = None   # (width, height) of the last video's upright frames
+        # Images' files are written on a thread of their own while the network runs the next
+        # batch (see ``images_batch``); (item, latency, future of its paths), oldest first.
+        self._writes: Optional[ThreadPoolExecutor] = None
+        self._pending: deque[tuple[Item, float, Future]] = deque()
 
     def _run(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
         runner = self.segmenter.runner
@@ -263,19 +273,46 @@ class Predictor:
         return labels
 
     def images_batch(self, batch: list[tuple[Item, np.ndarray]]) -> list[tuple[Item, Exception]]:
-        """Predict a batch and write each image's files. Returns the (item, error) of the images
-        whose files could not be written; a failed prediction raises for the whole batch."""
+        """Predict a batch and hand each image's files to the writing thread. Returns the (item,
+        error) of the images, of this batch or the one before, whose files could not be written;
+        a failed prediction raises for the whole batch. ``finish_images`` waits for the rest.
+
+        Why a thread: colouring, blending and encoding an image's PNG and JPEG take about as long
+        as the INT8 network on a CamVid frame, and one core sits idle while they run between
+        forward passes. Writing batch k while batch k + 1 is predicted keeps at most two batches
+        in memory and the files, their order and the lines printed the same."""
         labels = self._run([rgb for _, rgb in batch])
-        failed = []
+        if self._writes is None:
+            self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fplnet-write",
+                                              initializer=_lower_priority)
         for (item, rgb), label_map in zip(batch, labels):
+            self._pending.append((item, self.last_ms, self._writes.submit(self.writer.write, item, rgb, label_map)))
+        return self._settle(keep=len(batch))
+
+    def finish_images(self) -> list[tuple[Item, Exception]]:
+        """Wait for every image's files; the (item, error) of those that could not be written."""
+        return self._settle(keep=0)
+
+    def close(self) -> None:
+        """Stop the writing thread; writes not yet started are dropped (each file is written
+        atomically, so nothing half-written is left), as when the run is interrupted."""
+        if self._writes is not None:
+            self._writes.shutdown(wait=True, cancel_futures=True)
+            self._writes = None
+
+    def _settle(self, keep: int) -> list[tuple[Item, Exception]]:
+        """Wait for the oldest writes until ``keep`` are pending; report each in input order."""
+        failed = []
+        while len(self._pending) > keep:
+            item, latency_ms, future = self._pending.popleft()
             try:
-                paths = self.writer.write(item, rgb, label_map)
+                paths = future.result()
             except Exception as err:   # a full disk, a folder in the way: this image only
                 failed.append((item, err))
                 continue
             self.images += 1
             if not self.quiet:
-                print(f"{item.source} -> {', '.join(str(p) for p in paths)} ({self.last_ms:.1f} ms)")
+                print(f"{item.source} -> {', '.join(str(p) for p in paths)} ({latency_ms:.1f} ms)")
         return failed
 
     def video(self, item: Item) -> Path:
@@ -365,11 +402,57 @@ class Predictor:
                   else "no call after the first at its size")
         setup = (f"; first call at each input size (per-shape setup) apart: {len(self.first_of_shape_ms)} image(s), "
                  f"up to {max(self.first_of_shape_ms):.1f} ms" if self.first_of_shape_ms else "")
-        return (f"{what} in {wall_s:.1f} s; latency per image (network, pre- and post-processing): {steady}{setup}; "
+        rate = (self.images + self.frames) / wall_s if wall_s > 0 else float("inf")
+        return (f"{what} in {wall_s:.1f} s ({rate:.1f} per second, reading and writing included); "
+                f"latency per image (network, pre- and post-processing): {steady}{setup}; "
                 f"{self.segmenter.model_name} on {self.segmenter.device}, {self.segmenter.runs_as}"
                 + (f" (executed in {precision})" if precision else "")
                 + f", network at {self.segmenter.spec.describe_size()}, "
                 f"batch {self.batch_size}")
+
+
+def _lower_priority() -> None:
+    """Give the calling thread a lower scheduling priority (nice 10), on Linux.
+
+    Why: the reading and writing threads of ``run`` share the cores with the network's threads;
+    left at the same priority they preempt them and the forward pass slows by a third (INT8 IR,
+    CamVid val, 2 cores). At nice 10 they mostly take the time the network leaves idle (its
+    single-threaded pre- and post-processing), and the run is faster than with neither. Linux
+    schedules threads as tasks, so a thread id sets one thread's priority; elsewhere that call
+    would name a process, so nothing is changed there."""
+    if not sys.platform.startswith("linux"):
+        return
+    import os
+    import threading
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except OSError:   # a sandbox that forbids it: the threads keep their priority
+        pass
+
+
+def read_ahead(items: list[Item], depth: int) -> Iterator[tuple[Item, Optional[Future]]]:
+    """Each item in order with the future of its RGB array (None for a video), the images read on
+    a thread of their own up to ``depth`` items ahead of the one handed out: decoding the next
+    PNG or JPEG overlaps the forward pass of this one. A file that cannot be read raises from
+    ``result()``, as ``load_rgb`` would have."""
+    from ..inference import load_rgb
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fplnet-read", initializer=_lower_priority)
+    queued: deque[tuple[Item, Optional[Future]]] = deque()
+    upcoming = iter(items)
+
+    def queue_next() -> None:
+        item = next(upcoming, None)
+        if item is not None:
+            queued.append((item, None if item.is_video else pool.submit(load_rgb, item.source)))
+
+    try:
+        for _ in range(depth):
+            queue_next()
+        while queued:
+            yield queued.popleft()
+            queue_next()
+    finally:   # also when the run stops early: reads not yet started are dropped
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_outputs(items: list[Item], output: Path, fmt: str, alpha: float) -> list[Item]:
@@ -398,7 +481,7 @@ def check_outputs(items: list[Item], output: Path, fmt: str, alpha: float) -> li
 def run(args) -> int:
     from ..exported import is_exported_file
     from ..fast import resolve_variant
-    from ..inference import Segmenter, load_rgb
+    from ..inference import Segmenter
 
     failures: list[str] = []
 
@@ -439,33 +522,41 @@ def run(args) -> int:
     started = time.perf_counter()
     batch: list[tuple[Item, np.ndarray]] = []
 
+    def report_each(failed: list[tuple[Item, Exception]]) -> None:
+        for item, err in failed:   # go on with the rest
+            report(item.source, f"{type(err).__name__}: {err}")
+
     def flush():
         if batch:
             try:
                 failed = predictor.images_batch(batch)
             except Exception as err:   # out of memory...: the prediction failed for the whole batch
-                failed = [(item, err) for item, _ in batch]
-            for item, err in failed:   # go on with the rest
-                report(item.source, f"{type(err).__name__}: {err}")
+                failed = predictor.finish_images() + [(item, err) for item, _ in batch]
+            report_each(failed)
             batch.clear()
 
-    for item in items:
-        if item.is_video:
-            flush()
+    try:
+        for item, reading in read_ahead(items, depth=predictor.batch_size + 1):
+            if item.is_video:
+                flush()
+                report_each(predictor.finish_images())   # the images before it are reported before it
+                try:
+                    predictor.video(item)
+                except Exception as err:  # a broken video must not stop the other inputs
+                    report(item.source, f"{type(err).__name__}: {err}")
+                continue
             try:
-                predictor.video(item)
-            except Exception as err:  # a broken video must not stop the other inputs
+                rgb = reading.result()
+            except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... for broken files
                 report(item.source, f"{type(err).__name__}: {err}")
-            continue
-        try:
-            rgb = load_rgb(item.source)
-        except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... for broken files
-            report(item.source, f"{type(err).__name__}: {err}")
-            continue
-        if batch and (rgb.shape != batch[0][1].shape or len(batch) == predictor.batch_size):
-            flush()
-        batch.append((item, rgb))
-    flush()
+                continue
+            if batch and (rgb.shape != batch[0][1].shape or len(batch) == predictor.batch_size):
+                flush()
+            batch.append((item, rgb))
+        flush()
+        report_each(predictor.finish_images())
+    finally:
+        predictor.close()
 
     print(predictor.summary(time.perf_counter() - started))
     if failures:
