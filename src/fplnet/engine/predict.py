@@ -414,12 +414,11 @@ class Predictor:
 def _lower_priority() -> None:
     """Give the calling thread a lower scheduling priority (nice 10), on Linux.
 
-    Why: the reading and writing threads of ``run`` share the cores with the network's threads;
-    left at the same priority they preempt them and the forward pass slows by a third (INT8 IR,
-    CamVid val, 2 cores). At nice 10 they mostly take the time the network leaves idle (its
-    single-threaded pre- and post-processing), and the run is faster than with neither. Linux
-    schedules threads as tasks, so a thread id sets one thread's priority; elsewhere that call
-    would name a process, so nothing is changed there."""
+    Why: the reading and writing threads of ``run`` share the cores with the network's threads.
+    At the same priority they preempt them: on 2 cores the INT8 IR's median latency per CamVid
+    frame rose from 37 to 45 ms; at nice 10 to 41 ms, the run as fast or faster
+    (docs/runs/predict_pipeline_2026-12-03). Linux schedules threads as tasks, so a thread id
+    sets one thread's priority; elsewhere that call would name a process, so nothing is changed."""
     if not sys.platform.startswith("linux"):
         return
     import os
