@@ -304,6 +304,15 @@ def test_an_ir_without_its_digest_is_read_with_a_warning(exported_ir, tmp_path):
         assert read_ir(path) is not None
 
 
+def test_the_metadata_of_an_ir_is_read_from_its_xml_alone(exported_ir, tmp_path, recwarn):
+    """Reading the metadata touches neither the weights nor OpenVINO (benchmark --exported reads it
+    before it loads the file): it reads an IR whose .bin is gone, and warns nothing."""
+    path = copy_ir(exported_ir, tmp_path)
+    path.with_suffix(".bin").unlink()
+    assert read_metadata(path) == read_metadata(exported_ir) and read_metadata(path)["model_name"] == "fplnet"
+    assert not [w for w in recwarn if "digest" in str(w.message)]
+
+
 def test_an_overwrite_that_fails_between_the_renames_keeps_the_old_pair(exported_ir, tmp_path, monkeypatch):
     import os
     from fplnet import openvino_backend
@@ -346,6 +355,26 @@ def test_the_reported_precision_of_an_int8_model_says_int8():
     assert precision_label({"inference_precision_hint": "f32", "fake_quantize_ops": 148}) == "int8 + f32"
     assert precision_label({"inference_precision_hint": "bf16", "fake_quantize_ops": 0}) == "bf16"
     assert precision_label({"backend": "torch"}) is None
+
+
+def test_an_upper_case_suffix_names_the_same_formats(exported_ir, camvid_ckpt, tmp_path, capsys):
+    """M.XML (with M.bin, where OpenVINO looks for it) is an IR and M.ONNX an ONNX file: they are
+    run as exported files, not read as checkpoints, and export writes such names."""
+    from fplnet.exported import is_exported_file
+    from fplnet.inference import Segmenter
+    upper = tmp_path / "M.XML"
+    upper.write_bytes(exported_ir.read_bytes())
+    upper.with_suffix(".bin").write_bytes(exported_ir.with_suffix(".bin").read_bytes())
+    assert is_exported_file(upper) and is_exported_file("x/N.Onnx") and not is_exported_file("x/N.pt")
+    image = camvid_image(3)[:96, :128]
+    np.testing.assert_array_equal(Segmenter(upper).predict(image), Segmenter(exported_ir).predict(image))
+    onnx = tmp_path / "M.ONNX"
+    assert main(["export", "--checkpoint", str(camvid_ckpt), "--format", "onnx", "--output", str(onnx),
+                 "--no-verify"]) == 0
+    assert read_metadata(onnx)["model_name"] == read_metadata(upper)["model_name"] == "fplnet"
+    assert main(["export", "--checkpoint", str(camvid_ckpt), "--format", "torchscript",
+                 "--output", str(tmp_path / "T.XML")]) == 2
+    assert "a --format torchscript file must not end in .onnx or .xml" in capsys.readouterr().err
 
 
 def test_an_exported_file_given_where_a_checkpoint_is_needed_says_what_runs_it(exported_ir, tmp_path, capsys):

@@ -35,7 +35,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from .graph_export import RUNNABLE_SUFFIXES
+from .graph_export import graph_format
 from .io import atomic_write, atomic_write_bytes
 
 FORMAT = "fplnet-checkpoint/1"
@@ -117,7 +117,7 @@ def _torchscript_archive(path: Path) -> Optional[bool]:
 
 
 def _torch_load(path: Path, map_location) -> Any:
-    if path.suffix in RUNNABLE_SUFFIXES:
+    if graph_format(path) is not None:
         raise CheckpointError(f"{path} is an exported model (ONNX or OpenVINO IR), not a checkpoint: `fplnet evaluate` "
                               "and `fplnet predict` (and Segmenter) run it as it is, `fplnet benchmark --checkpoint "
                               "CKPT --exported FILE` times it; this needs the checkpoint it was exported from")

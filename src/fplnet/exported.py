@@ -25,7 +25,7 @@ from typing import Optional, Union
 
 import torch
 
-from .graph_export import GRAPH_SUFFIXES, INPUT_NAME, METADATA_KEY, RUNNABLE_SUFFIXES, onnxruntime_session
+from .graph_export import INPUT_NAME, METADATA_KEY, graph_format, onnxruntime_session
 from .runtime import MissingPackageError, make_room, require_package, resolve_device
 from .spec import InferenceSpec
 
@@ -33,22 +33,22 @@ TORCHSCRIPT_METADATA_FILE = "fplnet.json"   # the extra file of a TorchScript ex
 
 
 def is_exported_file(path: Union[str, Path]) -> bool:
-    """Whether ``path`` names a file fplnet runs as it is (.onnx, .xml) rather than a checkpoint."""
-    return Path(str(path)).suffix in RUNNABLE_SUFFIXES
+    """Whether ``path`` names a file fplnet runs as it is (.onnx, .xml, any case) rather than a checkpoint."""
+    return graph_format(path) is not None
 
 
 def exported_backend(path) -> str:
     """The runtime that runs an exported graph file, named as the variant of the same backend."""
-    return "openvino" if Path(path).suffix == GRAPH_SUFFIXES["openvino"] else "onnxruntime"
+    return "openvino" if graph_format(path) == "openvino" else "onnxruntime"
 
 
 def read_metadata(path) -> dict:
     """The JSON that ``fplnet export`` stored in an .onnx, OpenVINO .xml or TorchScript file."""
     path = Path(path)
-    if path.suffix == ".xml":
+    if graph_format(path) == "openvino":
         from .openvino_backend import read_ir_metadata
         return read_ir_metadata(path)
-    if path.suffix == ".onnx":
+    if graph_format(path) == "onnx":
         onnx = require_package("onnx", f"reading {path}")
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         if METADATA_KEY not in props:
@@ -65,10 +65,10 @@ def load_exported(path, threads: int = 0):
     """A callable float32 NCHW tensor -> logits tensor for an exported file (onnxruntime on CPU
     for .onnx, OpenVINO's CPU plugin at f32 precision for .xml, ``torch.jit.load`` otherwise)."""
     path = Path(path)
-    if path.suffix == ".xml":
+    if graph_format(path) == "openvino":
         from .openvino_backend import load_ir
         return load_ir(path, threads or torch.get_num_threads(), "f32")
-    if path.suffix == ".onnx":
+    if graph_format(path) == "onnx":
         session = onnxruntime_session(path, threads or torch.get_num_threads(), f"running {path}")
         return lambda x: torch.from_numpy(session.run(None, {INPUT_NAME: x.contiguous().numpy()})[0])
     module = torch.jit.load(str(path), map_location="cpu").eval()

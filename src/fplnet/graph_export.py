@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -26,7 +26,14 @@ from .runtime import require_package
 # These files fplnet also runs as they are (``fplnet evaluate --checkpoint FILE``); a .pt is read
 # as a checkpoint there.
 GRAPH_SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
-RUNNABLE_SUFFIXES = tuple(GRAPH_SUFFIXES.values())
+
+
+def graph_format(path) -> Optional[str]:
+    """The graph format a file's suffix names ("onnx", "openvino"), in any letter case (a file
+    copied from a system that upper-cases names, M.XML, is still an IR: OpenVINO reads it, with
+    its weights in M.bin); None for any other suffix (a checkpoint, a TorchScript file)."""
+    suffix = Path(str(path)).suffix.lower()
+    return next((fmt for fmt, wanted in GRAPH_SUFFIXES.items() if suffix == wanted), None)
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 # Where ``fplnet export`` puts its metadata JSON: the ONNX metadata_props key and the OpenVINO IR's
 # rt_info key (TorchScript: ``fplnet.exported.TORCHSCRIPT_METADATA_FILE``).

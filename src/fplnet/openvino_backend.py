@@ -545,11 +545,18 @@ def _xml_rt_info(path: Path) -> dict:
 
 
 def read_ir_metadata(path) -> dict:
-    """The JSON ``save_ir`` stored in an IR's rt_info."""
-    metadata = _metadata(read_ir(path))
-    if metadata is None:
+    """The JSON ``save_ir`` stored in an IR's rt_info, read from the .xml alone: neither OpenVINO
+    nor the .bin is touched. Why: a caller that checks the metadata before it loads the model
+    (``fplnet benchmark --exported``) would otherwise read and hash the weights twice, and an IR
+    without a weights digest would warn twice; ``read_ir`` checks the weights when the model is
+    loaded."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such OpenVINO IR file")
+    value = _xml_rt_info(path).get(METADATA_KEY)
+    if value is None:
         raise ValueError(f"{path} has no '{METADATA_KEY}' rt_info; was it written by `fplnet export`?")
-    return metadata
+    return json.loads(value)
 
 
 def _metadata(model) -> Optional[dict]:

@@ -43,8 +43,8 @@ from ..checkpoint import weights_digest
 from ..calibration import calibration_set, evenly_spaced, recorded_data, training_files
 from ..fast import find_conv_bn_pairs, fold_batchnorm
 from ..exported import TORCHSCRIPT_METADATA_FILE, load_exported
-from ..graph_export import (GRAPH_SUFFIXES, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, RUNNABLE_SUFFIXES,
-                            export_onnx_bytes, trace_torchscript)
+from ..graph_export import (GRAPH_SUFFIXES, INPUT_NAME, METADATA_KEY, OUTPUT_NAME, export_onnx_bytes,
+                            graph_format, trace_torchscript)
 from ..io import atomic_write, atomic_write_bytes
 from ..models import load_model
 from ..runtime import require_package
@@ -269,7 +269,7 @@ def refuse_unused_flags(args) -> None:
 def run(args) -> int:
     # Readers tell the formats apart by the suffix (read_metadata, load_exported).
     wanted_suffix = GRAPH_SUFFIXES.get(args.format)
-    if (args.output.suffix != wanted_suffix) if wanted_suffix else args.output.suffix in RUNNABLE_SUFFIXES:
+    if graph_format(args.output) != (args.format if wanted_suffix else None):
         wanted = f"end in {wanted_suffix}" if wanted_suffix else "not end in .onnx or .xml (e.g. NAME.pt)"
         raise ValueError(f"--output {args.output}: a --format {args.format} file must {wanted}")
     if args.int8 and args.format != "openvino":
