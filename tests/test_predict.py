@@ -18,6 +18,19 @@ from _helpers import CITYSCAPES_SAMPLE, camvid_image, camvid_images, make_checkp
 EAGER = "--no-fast"
 
 
+def small_pngs(folder, prefix: str, count: int) -> list:
+    """``count`` small CamVid crops saved as PREFIX0.png, PREFIX1.png, ... in ``folder``."""
+    paths = [folder / f"{prefix}{index}.png" for index in range(count)]
+    for index, path in enumerate(paths):
+        Image.fromarray(camvid_image(index)[:96, :128]).save(path)
+    return paths
+
+
+def printed_sources(stdout: str) -> list:
+    """The inputs of predict's per-file lines ("SOURCE -> OUTPUTS (ms)"), in the order printed."""
+    return [line.split(" -> ")[0] for line in stdout.splitlines() if " -> " in line]
+
+
 @pytest.fixture(scope="module")
 def camvid_ckpt(tmp_path_factory):
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "camvid.pt")
@@ -195,27 +208,29 @@ def test_cli_a_second_run_does_not_segment_the_first_runs_results(camvid_ckpt, t
     assert sorted(p.name for p in (folder / "pred").iterdir()) == ["a_mask.png", "a_overlay.jpg"]
 
 
+@pytest.mark.parametrize("failing", [0, 1], ids=["first", "while_the_one_before_is_written"])
 def test_cli_an_input_that_fails_in_the_model_is_reported_and_the_rest_go_on(camvid_ckpt, tmp_path, capsys,
-                                                                            monkeypatch):
+                                                                            monkeypatch, failing):
+    """A forward pass that fails costs its batch only; one that fails while the batch before it is
+    still being written on the writing thread keeps that batch's files and line."""
     from fplnet.engine import predict as predict_module
     real, calls = predict_module.Predictor._run, {"n": 0}
 
     def out_of_memory_once(self, rgbs):
         calls["n"] += 1
-        if calls["n"] == 1:
+        if calls["n"] == failing + 1:
             raise RuntimeError("not enough memory")
         return real(self, rgbs)
 
     monkeypatch.setattr(predict_module.Predictor, "_run", out_of_memory_once)
-    inputs = []
-    for index in (1, 2):
-        inputs.append(tmp_path / f"f{index}.png")
-        Image.fromarray(camvid_image(index)[:96, :128]).save(inputs[-1])
+    inputs = small_pngs(tmp_path, "f", 3)
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", str(camvid_ckpt), *map(str, inputs), "--output", str(out), EAGER]) == 1
     captured = capsys.readouterr()
-    assert "cannot process" in captured.err and "f1.png: RuntimeError: not enough memory" in captured.err
-    assert (out / "f2_mask.png").is_file() and not (out / "f1_mask.png").exists()
+    assert "cannot process" in captured.err and f"f{failing}.png: RuntimeError: not enough memory" in captured.err
+    kept = [index for index in range(3) if index != failing]
+    assert printed_sources(captured.out) == [str(inputs[i]) for i in kept]
+    assert sorted(p.name for p in out.glob("*_mask.png")) == [f"f{i}_mask.png" for i in kept]
 
 
 def test_cli_refuses_labelid_without_a_label_id_table(camvid_ckpt, tmp_path, capsys):
@@ -393,44 +408,15 @@ def test_cli_reads_ahead_and_writes_on_threads_of_its_own_in_input_order(camvid_
 
     monkeypatch.setattr(fplnet.inference, "load_rgb", read)
     monkeypatch.setattr(predict_module.Writer, "write", write)
-    inputs = []
-    for index in range(4):
-        inputs.append(tmp_path / f"i{index}.png")
-        Image.fromarray(camvid_image(index)[:96, :128]).save(inputs[-1])
+    inputs = small_pngs(tmp_path, "i", 4)
     out = tmp_path / "out"
     assert main(["predict", "--checkpoint", str(camvid_ckpt), *map(str, inputs), "--output", str(out), EAGER]) == 1
     captured = capsys.readouterr()
     assert threads["read"] and threading.main_thread().name not in threads["read"]
     assert threads["write"] and threading.main_thread().name not in threads["write"]
-    lines = [line for line in captured.out.splitlines() if " -> " in line]
-    assert [line.split(" -> ")[0] for line in lines] == [str(inputs[i]) for i in (0, 1, 3)]
+    assert printed_sources(captured.out) == [str(inputs[i]) for i in (0, 1, 3)]
     assert "i2.png: OSError: No space left on device" in captured.err
     assert "3 images in" in captured.out and "per second" in captured.out
     written = sorted(p.name for p in out.iterdir())
     assert written == [f"i{i}_{kind}" for i in (0, 1, 3) for kind in ("mask.png", "overlay.jpg")]
 
-
-def test_cli_a_failed_pass_keeps_the_batch_being_written(camvid_ckpt, tmp_path, capsys, monkeypatch):
-    """A forward pass fails while the batch before it is still being written: that batch's files
-    and line are kept, the failed batch is reported, and the next one goes on."""
-    from fplnet.engine import predict as predict_module
-    real, calls = predict_module.Predictor._run, {"n": 0}
-
-    def fails_second(self, rgbs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise RuntimeError("not enough memory")
-        return real(self, rgbs)
-
-    monkeypatch.setattr(predict_module.Predictor, "_run", fails_second)
-    inputs = []
-    for index in range(3):
-        inputs.append(tmp_path / f"b{index}.png")
-        Image.fromarray(camvid_image(index)[:96, :128]).save(inputs[-1])
-    out = tmp_path / "out"
-    assert main(["predict", "--checkpoint", str(camvid_ckpt), *map(str, inputs), "--output", str(out), EAGER]) == 1
-    captured = capsys.readouterr()
-    assert "b1.png: RuntimeError: not enough memory" in captured.err
-    printed = [line.split(" -> ")[0] for line in captured.out.splitlines() if " -> " in line]
-    assert printed == [str(inputs[0]), str(inputs[2])]
-    assert (out / "b0_mask.png").is_file() and (out / "b2_mask.png").is_file() and not (out / "b1_mask.png").exists()
