@@ -112,6 +112,9 @@ def test_colorize_and_overlay(eager):
     np.testing.assert_array_equal(color, palette[labels])
     np.testing.assert_array_equal(eager.overlay(image, labels, alpha=0.0), image)
     np.testing.assert_array_equal(eager.overlay(image, labels, alpha=1.0), color)
+    # A rotated view of an image (not C-contiguous) gives a C-contiguous overlay, as it always did.
+    turned = np.rot90(image)
+    assert fplnet.data.info.blend_overlay(turned, np.rot90(labels), fplnet.data.info.CAMVID).flags.c_contiguous
     # In between, (1 - alpha) * image + alpha * colour in float32, rounded to the nearest level.
     for alpha in (0.3, 0.5, 0.85):
         expected = np.clip(np.rint((1 - alpha) * image.astype(np.float32) + alpha * color.astype(np.float32)), 0, 255)
@@ -212,7 +215,10 @@ def test_cli_a_second_run_does_not_segment_the_first_runs_results(camvid_ckpt, t
 def test_cli_an_input_that_fails_in_the_model_is_reported_and_the_rest_go_on(camvid_ckpt, tmp_path, capsys,
                                                                             monkeypatch, failing):
     """A forward pass that fails costs its batch only; one that fails while the batch before it is
-    still being written on the writing thread keeps that batch's files and line."""
+    still being written on the writing thread keeps that batch's files and line, printed before the
+    failure is reported (stdout and stderr in one stream here)."""
+    import sys
+
     from fplnet.engine import predict as predict_module
     real, calls = predict_module.Predictor._run, {"n": 0}
 
@@ -225,11 +231,14 @@ def test_cli_an_input_that_fails_in_the_model_is_reported_and_the_rest_go_on(cam
     monkeypatch.setattr(predict_module.Predictor, "_run", out_of_memory_once)
     inputs = small_pngs(tmp_path, "f", 3)
     out = tmp_path / "out"
+    monkeypatch.setattr(sys, "stderr", sys.stdout)
     assert main(["predict", "--checkpoint", str(camvid_ckpt), *map(str, inputs), "--output", str(out), EAGER]) == 1
-    captured = capsys.readouterr()
-    assert "cannot process" in captured.err and f"f{failing}.png: RuntimeError: not enough memory" in captured.err
+    stream = capsys.readouterr().out
+    assert "cannot process" in stream and f"f{failing}.png: RuntimeError: not enough memory" in stream
     kept = [index for index in range(3) if index != failing]
-    assert printed_sources(captured.out) == [str(inputs[i]) for i in kept]
+    assert printed_sources(stream) == [str(inputs[i]) for i in kept]
+    told = [line for line in stream.splitlines() if " -> " in line or "cannot process" in line]
+    assert f"f{failing}.png: RuntimeError" in told[failing], stream   # in input order
     assert sorted(p.name for p in out.glob("*_mask.png")) == [f"f{i}_mask.png" for i in kept]
 
 
@@ -387,36 +396,46 @@ def test_cli_a_corrupt_video_packet_costs_its_frame_not_the_video(camvid_ckpt, t
 
 def test_cli_reads_ahead_and_writes_on_threads_of_its_own_in_input_order(camvid_ckpt, tmp_path, capsys, monkeypatch):
     """Images are decoded on a reading thread and their files written on a writing thread while
-    the network runs; a write that fails costs that image only, and the lines, the failure and
-    the files come out as they would one image after the other."""
+    the network runs; what it prints and reports (stdout and stderr in one stream here) comes in
+    input order as one image after the other would give it: a failed write, a broken file, then
+    a video after images."""
+    import sys
     import threading
 
     import fplnet.inference
     from fplnet.engine import predict as predict_module
+    pytest.importorskip("av")
     threads = {"read": set(), "write": set()}
     real_read, real_write = fplnet.inference.load_rgb, predict_module.Writer.write
 
-    def read(path):
-        threads["read"].add(threading.current_thread().name)
-        return real_read(path)
+    def read(image):
+        if not isinstance(image, np.ndarray):   # a file read (overlay passes arrays through it too)
+            threads["read"].add(threading.current_thread().name)
+        return real_read(image)
 
     def write(self, item, rgb, labels):
         threads["write"].add(threading.current_thread().name)
-        if item.source.stem == "i2":
+        if item.source.stem == "i1":
             raise OSError("No space left on device")
         return real_write(self, item, rgb, labels)
 
     monkeypatch.setattr(fplnet.inference, "load_rgb", read)
     monkeypatch.setattr(predict_module.Writer, "write", write)
-    inputs = small_pngs(tmp_path, "i", 4)
+    images = small_pngs(tmp_path, "i", 5)
+    images[2].write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, [camvid_image(i)[:96, :128] for i in range(3)])
+    inputs = images[:4] + [clip, images[4]]
     out = tmp_path / "out"
+    monkeypatch.setattr(sys, "stderr", sys.stdout)   # one stream: the order of lines and reports
     assert main(["predict", "--checkpoint", str(camvid_ckpt), *map(str, inputs), "--output", str(out), EAGER]) == 1
-    captured = capsys.readouterr()
+    stream = capsys.readouterr().out
     assert threads["read"] and threading.main_thread().name not in threads["read"]
     assert threads["write"] and threading.main_thread().name not in threads["write"]
-    assert printed_sources(captured.out) == [str(inputs[i]) for i in (0, 1, 3)]
-    assert "i2.png: OSError: No space left on device" in captured.err
-    assert "3 images in" in captured.out and "per second" in captured.out
-    written = sorted(p.name for p in out.iterdir())
-    assert written == [f"i{i}_{kind}" for i in (0, 1, 3) for kind in ("mask.png", "overlay.jpg")]
+    told = [next(str(path) for path in inputs if line.startswith(str(path)) or f" {path}: " in line)
+            for line in stream.splitlines() if " -> " in line or "cannot process" in line]
+    assert told == [str(path) for path in inputs], stream
+    assert "i1.png: OSError: No space left on device" in stream and "i2.png: " in stream
+    assert "3 images, 3 video frames in" in stream and "per second" in stream
+    assert sorted(p.name for p in out.glob("*.png")) == [f"i{i}_mask.png" for i in (0, 3, 4)]
 

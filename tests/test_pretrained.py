@@ -38,6 +38,13 @@ def test_create_model_pretrained_and_errors():
         fplnet.create_model("fplnet", pretrained="camvid", num_classes=19)
 
 
+def test_shipped_weights_under_an_upper_case_suffix_load_alike(tmp_path):
+    copy = tmp_path / "CAMVID.SAFETENSORS"
+    copy.write_bytes(WEIGHTS.read_bytes())
+    loaded, shipped = load_checkpoint(copy), load_checkpoint(WEIGHTS)
+    assert loaded["model_name"] == shipped["model_name"] and loaded["state_dict"].keys() == shipped["state_dict"].keys()
+
+
 def test_pickled_checkpoints_are_refused(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"format": "fplnet-checkpoint/1", "state_dict": {}, "payload": ValueError("pickled")}, bad)

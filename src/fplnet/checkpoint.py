@@ -156,7 +156,7 @@ def load_checkpoint(name_or_path: Union[str, Path], map_location="cpu") -> dict:
     """Read a training checkpoint (.pt) or shipped weights (.safetensors) into a checkpoint dict.
     To rebuild the model from it, use ``fplnet.models.build_model`` or ``load_model``."""
     path = resolve_weights_path(name_or_path)
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         ckpt = _safetensors_load(path, map_location)
     else:
         ckpt = _torch_load(path, map_location)

@@ -238,4 +238,4 @@ def blend_overlay(rgb: np.ndarray, train_id_map, info: DatasetInfo, alpha: float
     blended += color
     np.rint(blended, out=blended)
     np.clip(blended, 0, 255, out=blended)
-    return blended.astype(np.uint8)
+    return blended.astype(np.uint8, order="C")   # C order as before, whatever the layout of rgb

@@ -279,8 +279,9 @@ class Predictor:
 
         Why a thread: colouring, blending and encoding an image's PNG and JPEG take about as long
         as the INT8 network on a CamVid frame, and one core sits idle while they run between
-        forward passes. Writing batch k while batch k + 1 is predicted keeps at most two batches
-        in memory and the files, their order and the lines printed the same."""
+        forward passes. Batch k is written while batch k + 1 is predicted and the next one read
+        (``read_ahead``): about three batches in memory, where one after the other held one; the
+        files, the lines printed and the failures reported come out in input order as before."""
         labels = self._run([rgb for _, rgb in batch])
         if self._writes is None:
             self._writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fplnet-write",
@@ -299,6 +300,7 @@ class Predictor:
         if self._writes is not None:
             self._writes.shutdown(wait=True, cancel_futures=True)
             self._writes = None
+        self._pending.clear()   # cancelled or unreported: not to be reported as failed writes later
 
     def _settle(self, keep: int) -> list[tuple[Item, Exception]]:
         """Wait for the oldest writes until ``keep`` are pending; report each in input order."""
@@ -547,6 +549,10 @@ def run(args) -> int:
             try:
                 rgb = reading.result()
             except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... for broken files
+                # Reported in input order: after the images before it are predicted and written
+                # (a rare stall of the pipeline, for a broken file only).
+                flush()
+                report_each(predictor.finish_images())
                 report(item.source, f"{type(err).__name__}: {err}")
                 continue
             if batch and (rgb.shape != batch[0][1].shape or len(batch) == predictor.batch_size):
