@@ -231,11 +231,11 @@ def _video_writer(path: Path, rate, width: int, height: int):
     stream.width, stream.height = width, height
     # 4:2:0 halves the chroma planes, which needs even sides; 4:4:4 takes any size.
     stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-    # x264's "veryfast" preset instead of its default "medium": encoding a 1920x1080 frame took
-    # longer than the INT8 network on the 2-core VM, and veryfast takes 50-54 ms against 111-136,
-    # with files 5 % smaller at crf 20 for these overlays; predict's loop over a 60-frame 1080p
-    # clip went from 28.4 to 21.7 s (docs/runs/predict_pipeline_2026-12-03/, README "Videos").
-    stream.options = {"crf": "20", "preset": "veryfast"}
+    # x264's "veryfast" preset instead of its default "medium", at crf 19 instead of 20: encoding a
+    # 1920x1080 frame took longer than the INT8 network on the 2-core VM; veryfast takes about a
+    # quarter of the time, and at crf 19 decodes as close to the frames as medium at crf 20, for a
+    # 9 % larger file (docs/runs/predict_pipeline_2026-12-03/, README "Videos").
+    stream.options = {"crf": "19", "preset": "veryfast"}
     return container, stream
 
 
