@@ -414,6 +414,13 @@ def test_segmenter_and_predict_run_an_exported_file_as_it_is(shipped_exports, fm
     # The network size is overridden as for a checkpoint (the graph takes any size).
     small = Segmenter(path, eval_size=(180, 240))
     assert small.spec.eval_size == (180, 240) and small.predict(camvid_image(3)).shape == (360, 480)
+    # There an IR resizes the logits to the image and takes the argmax in its own graph, with
+    # the labels torch's resize of the same file's logits gives; an .onnx file has no such path.
+    image = camvid_image(3)
+    network_input = small.spec.to_network(small.preprocess([image]))
+    assert (small.runner.labels(network_input, (360, 480)) is None) == (fmt == "onnx")
+    torch_path = small.logits([image]).argmax(1)[0].numpy()
+    assert (small.predict(image) == torch_path).mean() >= 0.9999
     # The first call at a shape is setup (OpenVINO compiles there); a second at it is not.
     before = segmenter.runner.setup_seconds
     segmenter.predict(camvid_image(5))

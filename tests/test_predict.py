@@ -443,3 +443,30 @@ def test_cli_reads_ahead_and_writes_on_threads_of_its_own_in_input_order(camvid_
     assert "3 images, 3 video frames in" in stream and "per second" in stream
     assert sorted(p.name for p in out.glob("*.png")) == [f"i{i}_mask.png" for i in (0, 3, 4)]
 
+
+
+@pytest.mark.skipif(not runs_here(), reason="OpenVINO is not installed")
+def test_openvino_resizes_and_takes_the_argmax_in_its_graph_when_sizes_differ(camvid_ckpt, eager, monkeypatch):
+    """An image run at another size than its own: the fast path (OpenVINO) returns labels resized in
+    its graph, as torch's resize + argmax of the same logits give them, up to float rounding; its
+    first call per size is setup, not a steady call; TTA and same-size images keep the torch path."""
+    from fplnet.openvino_backend import OpenVINORunner
+    calls = []
+    real = OpenVINORunner.labels
+    monkeypatch.setattr(OpenVINORunner, "labels", lambda self, x, size: calls.append(size) or real(self, x, size))
+    fast = Segmenter(camvid_ckpt, eval_size=(48, 64))
+    image = camvid_image(5)[:96, :128]
+    before = fast.runner.setup_seconds
+    labels = fast.predict(image)
+    assert calls == [(96, 128)] and labels.shape == (96, 128) and labels.dtype == np.uint8
+    assert fast.runner.setup_seconds > before          # compiled for that shape and size: setup
+    steady = fast.runner.setup_seconds
+    fast.predict(image)
+    assert fast.runner.setup_seconds == steady and len(calls) == 2
+    torch_path = fast.logits([image]).argmax(1)[0].numpy()
+    assert (labels == torch_path).mean() >= 0.9999
+    plain = Segmenter(camvid_ckpt, fast=False, eval_size=(48, 64))
+    assert (labels == plain.predict(image)).mean() >= 0.999
+    Segmenter(camvid_ckpt, eval_size=(48, 64), tta="1").predict(image)
+    Segmenter(camvid_ckpt, eval_size=(96, 128)).predict(image)
+    assert len(calls) == 2

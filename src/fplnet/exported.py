@@ -158,6 +158,18 @@ class ExportedModel:
         self.setup_seconds += time.perf_counter() - started
         return out
 
+    def labels(self, x: torch.Tensor, size) -> Optional[torch.Tensor]:
+        """For an OpenVINO IR: the labels (N, *size) of the logits resized to ``size``, computed by
+        OpenVINO (``OpenVINORunner.labels``); None for an .onnx file. A first call per input shape
+        and size compiles, and its time goes to ``setup_seconds``."""
+        if not hasattr(self._run, "labels"):
+            return None
+        compiles, started = self._run.compiles, time.perf_counter()
+        labels = self._run.labels(x, size)
+        if self._run.compiles > compiles:
+            self.setup_seconds += time.perf_counter() - started
+        return labels
+
     def backend_info(self) -> dict:
         """The file, its backend and (OpenVINO, after a pass) the precision its layers executed in;
         for an INT8 IR, its quantization, calibration set and accuracy delta as exported."""

@@ -482,6 +482,20 @@ class InferenceRunner:
                           "and, past torch's limit, runs them uncompiled; set eval_size (fplnet predict "
                           "--eval-size HxW) so the network runs at one size", RuntimeWarning, stacklevel=3)
 
+    @torch.inference_mode()
+    def labels(self, x: torch.Tensor, size) -> Optional[torch.Tensor]:
+        """For the OpenVINO variants: the labels (N, *size) of the logits resized to ``size``,
+        resize and argmax computed by OpenVINO (``OpenVINORunner.labels``); None for the others,
+        whose caller resizes the logits and takes the argmax in torch. A first call per input
+        shape and size compiles, and its time goes to ``setup_seconds``."""
+        if self._openvino is None:
+            return None
+        compiles, started = self._openvino.compiles, time.perf_counter()
+        labels = self._openvino.labels(x.to(self.device, torch.float32), size)
+        if self._openvino.compiles > compiles:
+            self.setup_seconds += time.perf_counter() - started
+        return labels
+
     # -- the call --
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

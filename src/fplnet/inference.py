@@ -185,8 +185,21 @@ class Segmenter:
         return self.spec.to_input_size((self.tta or self.runner)(self.spec.to_network(x)), x.shape[-2:])
 
     def predict_arrays(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Same-size H x W x 3 uint8 RGB arrays, one forward pass -> H x W train id maps."""
-        labels = self.logits(images).argmax(1)
+        """Same-size H x W x 3 uint8 RGB arrays, one forward pass -> H x W train id maps.
+
+        When the network runs at another size than the images' and the runner is OpenVINO's (the
+        CPU fast path, an OpenVINO variant or IR file), without TTA, OpenVINO resizes the logits
+        and takes the argmax in its own graph (``OpenVINORunner.labels``): the same bilinear
+        resize up to float rounding, several times faster at dash-cam sizes than torch's resize and
+        argmax of the full-size logits."""
+        x = self.preprocess(images)
+        size = tuple(x.shape[-2:])
+        network_input = self.spec.to_network(x)
+        if self.tta is None and tuple(network_input.shape[-2:]) != size and hasattr(self.runner, "labels"):
+            labels = self.runner.labels(network_input, size)
+            if labels is not None:
+                return list(labels.cpu().numpy())
+        labels = self.spec.to_input_size((self.tta or self.runner)(network_input), size).argmax(1)
         labels = labels.to(torch.uint8) if self.num_classes <= 256 else labels
         return list(labels.cpu().numpy())
 

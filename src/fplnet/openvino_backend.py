@@ -370,6 +370,32 @@ def nhwc_output(ov_model):
     return ppp.build()
 
 
+def labels_at_size(ov_model, size: Sequence[int]):
+    """A copy of ``ov_model`` (one NCHW logits output) that resizes its logits to ``size`` and
+    returns the argmax over classes: (N, H, W) labels, uint8 up to 256 classes, else int32.
+
+    The resize is bilinear with half-pixel centres and no antialiasing (``linear_onnx``): what
+    ``fplnet.data.resize.resize_logits`` (torch's bilinear, align_corners=False) computes, up to
+    float rounding. Why: when an image runs at another size than its own (a 1920x1080 dash-cam
+    frame at 640x360), torch's resize of the 11 x 1920 x 1080 float logits and its argmax over them
+    took longer than the INT8 network; in the compiled graph the logits never leave OpenVINO
+    (docs/runs/predict_pipeline_2026-12-03/, "Labels at the image's size")."""
+    ov = require("openvino")
+    ops = ov.opset13
+    graph = ov_model.clone()
+    logits = graph.get_results()[0].input_value(0)
+    resized = ops.interpolate(logits, ops.constant(np.array([int(v) for v in size], dtype=np.int64)),
+                              mode="linear_onnx", shape_calculation_mode="sizes",
+                              coordinate_transformation_mode="half_pixel",
+                              axes=ops.constant(np.array([2, 3], dtype=np.int64)))
+    top = ops.topk(resized, ops.constant(np.int64(1)), axis=1, mode="max", sort="none", index_element_type="i32")
+    labels = ops.squeeze(top.output(1), ops.constant(np.array([1], dtype=np.int64)))
+    classes = logits.get_partial_shape()[1]
+    if classes.is_static and classes.get_length() <= 256:
+        labels = ops.convert(labels, "u8")
+    return ov.Model([labels], graph.get_parameters(), "labels")
+
+
 def executed_precision(compiled) -> dict:
     """What a compiled model runs in: the plugin's precision hint as it reads it back, and the
     count of executed compute layers per runtime precision (``{"f32": 120}``, ``{"u8": 180, "i8": 90, ...}``)."""
@@ -413,7 +439,9 @@ class OpenVINORunner:
         self.metadata = metadata           # the fplnet metadata of the IR file it was loaded from, if any
         self.max_shapes = max_shapes
         self._runnable = None              # ov_model with an NHWC output (nhwc_output), made once
-        self._compiled: OrderedDict = OrderedDict()   # input shape -> compiled model, newest last
+        # Input shape (logits) or ("labels", input shape, output size) -> compiled model, newest last.
+        self._compiled: OrderedDict = OrderedDict()
+        self.compiles = 0                  # models compiled so far: callers count per-shape setup by it
 
     @classmethod
     def from_torch(cls, model: nn.Module, threads: int, precision: str = "f32", calibration=None,
@@ -431,17 +459,31 @@ class OpenVINORunner:
                               quantization_facts(ignored_scope), self.max_shapes)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        key = tuple(x.shape)
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            if self._runnable is None:
-                self._runnable = nhwc_output(self.ov_model)
-            make_room(self._compiled, self.max_shapes)
-            compiled = self._compiled[key] = compile_for_shape(self._runnable, key, self.threads, self.precision)
-        else:
-            self._compiled.move_to_end(key)
+        if self._runnable is None:
+            self._runnable = nhwc_output(self.ov_model)
+        compiled = self._compiled_for(tuple(x.shape), tuple(x.shape), lambda: self._runnable)
         # (N, H, W, C) from the plugin, seen as (N, C, H, W) in channels_last: no copy.
         return torch.from_numpy(compiled(x.contiguous().numpy())[0]).permute(0, 3, 1, 2)
+
+    def labels(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        """The labels (N, *size) of the logits resized to ``size``, resize and argmax computed in
+        the compiled graph (``labels_at_size``); uint8 up to 256 classes, else int64."""
+        size = (int(size[0]), int(size[1]))
+        compiled = self._compiled_for(("labels", tuple(x.shape), size), tuple(x.shape),
+                                      lambda: labels_at_size(self.ov_model, size))
+        labels = torch.from_numpy(compiled(x.contiguous().numpy())[0])
+        return labels if labels.dtype == torch.uint8 else labels.long()
+
+    def _compiled_for(self, key: tuple, shape: tuple, graph):
+        """The model compiled for ``key`` (made by ``graph()`` at input ``shape`` on the first call)."""
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            make_room(self._compiled, self.max_shapes)
+            compiled = self._compiled[key] = compile_for_shape(graph(), shape, self.threads, self.precision)
+            self.compiles += 1
+        else:
+            self._compiled.move_to_end(key)
+        return compiled
 
     def info(self) -> dict:
         """The OpenVINO version, the quantization points, and what the last compiled shape executes in."""
