@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fplnet predict on a 1920x1080 H.264 clip (the first 60 CamVid val frames scaled to 1920x1080,
-# as a dash cam records), before and after a change to the video path, 2026-12-03. From the
+# as a dash cam records), before and after a change to predict, 2026-12-03. From the
 # repository root on an idle machine:
 #   bash docs/runs/predict_pipeline_2026-12-03/video.sh BEFORE_COMMIT LABEL > docs/runs/predict_pipeline_2026-12-03/video_LABEL.txt
 # Arms in turn, three rounds, the INT8 IR that `fplnet export --int8` writes (network at 640x360,
