@@ -421,6 +421,11 @@ def test_segmenter_and_predict_run_an_exported_file_as_it_is(shipped_exports, fm
     assert (small.runner.labels(network_input, (360, 480)) is None) == (fmt == "onnx")
     torch_path = small.logits([image]).argmax(1)[0].numpy()
     assert (small.predict(image) == torch_path).mean() >= 0.9999
+    if fmt == "openvino":   # predict took that path, and its compile was counted as setup
+        assert ("labels", (1, 3, 180, 240), (360, 480)) in small.runner._run._compiled
+        steady = small.runner.setup_seconds
+        small.predict(image)
+        assert small.runner.setup_seconds == steady
     # The first call at a shape is setup (OpenVINO compiles there); a second at it is not.
     before = segmenter.runner.setup_seconds
     segmenter.predict(camvid_image(5))

@@ -470,3 +470,23 @@ def test_openvino_resizes_and_takes_the_argmax_in_its_graph_when_sizes_differ(ca
     Segmenter(camvid_ckpt, eval_size=(48, 64), tta="1").predict(image)
     Segmenter(camvid_ckpt, eval_size=(96, 128)).predict(image)
     assert len(calls) == 2
+
+
+@pytest.mark.skipif(not runs_here(), reason="OpenVINO is not installed")
+def test_labels_in_the_graph_leave_bf16_alone_and_recompiles_count_as_setup(camvid_ckpt):
+    """At bf16 an appended resize would move more layers into bf16: no labels path there. And the
+    logits and labels models share OpenVINO's cache of compiled models, so a logits model evicted
+    by labels models for other sizes is compiled again, and that call is setup."""
+    assert Segmenter(camvid_ckpt, variant="openvino+bf16", eval_size=(48, 64)).runner.labels(
+        torch.zeros(1, 3, 48, 64), (96, 128)) is None
+    runner = Segmenter(camvid_ckpt, eval_size=(32, 48)).runner
+    x = torch.zeros(1, 3, 32, 48)
+    runner(x)
+    steady = runner.setup_seconds
+    runner(x)
+    assert runner.setup_seconds == steady
+    for extra in range(runner.MAX_SHAPES):          # fills the cache: the logits model is dropped
+        runner.labels(x, (40 + extra, 60))
+    before = runner.setup_seconds
+    runner(x)
+    assert runner.setup_seconds > before

@@ -512,7 +512,11 @@ class InferenceRunner:
         if self._session is not None:
             out = torch.from_numpy(self._session.run(None, {INPUT_NAME: x.contiguous().numpy()})[0])
         elif self._openvino is not None:
+            compiles = self._openvino.compiles
             out = self._openvino(x)
+            # OpenVINO keeps its own compiled models (logits and ``labels`` ones in one LRU), so
+            # a call is setup when it compiled, whatever this runner's list of shapes says.
+            first = self._openvino.compiles > compiles
         elif self.variant.backend == "torchscript":
             if first:
                 self._per_shape[key] = self._torchscript(x)

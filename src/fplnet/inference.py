@@ -187,11 +187,11 @@ class Segmenter:
     def predict_arrays(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Same-size H x W x 3 uint8 RGB arrays, one forward pass -> H x W train id maps.
 
-        When the network runs at another size than the images' and the runner is OpenVINO's (the
-        CPU fast path, an OpenVINO variant or IR file), without TTA, OpenVINO resizes the logits
-        and takes the argmax in its own graph (``OpenVINORunner.labels``): the same bilinear
-        resize up to float rounding, several times faster at dash-cam sizes than torch's resize and
-        argmax of the full-size logits."""
+        When the network runs at another size than the images' and the runner is OpenVINO's at f32
+        (the CPU fast path, ``openvino``, ``openvino+int8``, an IR file), without TTA, OpenVINO
+        resizes the logits and takes the argmax in its own graph (``OpenVINORunner.labels``): the
+        same bilinear resize up to float rounding, faster than torch's resize and argmax of the
+        full-size logits (a 1080p frame: docs/runs/predict_pipeline_2026-12-03/)."""
         x = self.preprocess(images)
         size = tuple(x.shape[-2:])
         network_input = self.spec.to_network(x)

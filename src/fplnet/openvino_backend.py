@@ -465,9 +465,14 @@ class OpenVINORunner:
         # (N, H, W, C) from the plugin, seen as (N, C, H, W) in channels_last: no copy.
         return torch.from_numpy(compiled(x.contiguous().numpy())[0]).permute(0, 3, 1, 2)
 
-    def labels(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    def labels(self, x: torch.Tensor, size: Sequence[int]) -> Optional[torch.Tensor]:
         """The labels (N, *size) of the logits resized to ``size``, resize and argmax computed in
-        the compiled graph (``labels_at_size``); uint8 up to 256 classes, else int64."""
+        the compiled graph (``labels_at_size``); uint8 up to 256 classes, else int64. None at bf16
+        precision: there the plugin keeps the layers before the output in f32 up to the nearest
+        convolution or interpolation, and an appended Interpolate would put the classifier and 24
+        decoder layers of FPLNet into bf16, another model than the one its logits come from."""
+        if self.precision != "f32":
+            return None
         size = (int(size[0]), int(size[1]))
         compiled = self._compiled_for(("labels", tuple(x.shape), size), tuple(x.shape),
                                       lambda: labels_at_size(self.ov_model, size))
