@@ -114,9 +114,9 @@ class ExportedModel:
     the file is a ValueError that names it.
 
     Like ``fplnet.fast.InferenceRunner``, it adds the time of its loading and of the first call at
-    each input shape (OpenVINO compiles per shape) to ``setup_seconds``, so that a caller can tell
-    steady calls from per-shape setup; at most ``MAX_SHAPES`` shapes are remembered, as OpenVINO
-    keeps that many compiled."""
+    each input shape to ``setup_seconds``, so that a caller can tell steady calls from per-shape
+    setup: for an IR, the calls in which OpenVINO compiled (``call_counting_setup``); for an .onnx,
+    the first call at each of the last ``MAX_SHAPES`` shapes."""
 
     MAX_SHAPES = 8
 
@@ -147,13 +147,10 @@ class ExportedModel:
         self.setup_seconds = time.perf_counter() - started
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if hasattr(self._run, "compiles"):
-            # An IR: OpenVINO keeps its own compiled models (logits and ``labels`` ones in one
-            # LRU), so a call is setup when it compiled.
-            compiles, started = self._run.compiles, time.perf_counter()
-            out = self._run(x)
-            if self._run.compiles > compiles:
-                self.setup_seconds += time.perf_counter() - started
+        if self.backend == "openvino":
+            from .openvino_backend import call_counting_setup
+            out, setup = call_counting_setup(self._run, self._run, x)
+            self.setup_seconds += setup
             return out
         key = tuple(x.shape)
         if key in self._shapes:
@@ -170,12 +167,11 @@ class ExportedModel:
         """For an OpenVINO IR: the labels (N, *size) of the logits resized to ``size``, computed by
         OpenVINO (``OpenVINORunner.labels``); None for an .onnx file. A first call per input shape
         and size compiles, and its time goes to ``setup_seconds``."""
-        if not hasattr(self._run, "labels"):
+        if self.backend != "openvino":
             return None
-        compiles, started = self._run.compiles, time.perf_counter()
-        labels = self._run.labels(x, size)
-        if self._run.compiles > compiles:
-            self.setup_seconds += time.perf_counter() - started
+        from .openvino_backend import call_counting_setup
+        labels, setup = call_counting_setup(self._run, self._run.labels, x, size)
+        self.setup_seconds += setup
         return labels
 
     def backend_info(self) -> dict:

@@ -490,10 +490,10 @@ class InferenceRunner:
         shape and size compiles, and its time goes to ``setup_seconds``."""
         if self._openvino is None:
             return None
-        compiles, started = self._openvino.compiles, time.perf_counter()
-        labels = self._openvino.labels(x.to(self.device, torch.float32), size)
-        if self._openvino.compiles > compiles:
-            self.setup_seconds += time.perf_counter() - started
+        from .openvino_backend import call_counting_setup
+        labels, setup = call_counting_setup(self._openvino, self._openvino.labels,
+                                            x.to(self.device, torch.float32), size)
+        self.setup_seconds += setup
         return labels
 
     # -- the call --
@@ -512,11 +512,9 @@ class InferenceRunner:
         if self._session is not None:
             out = torch.from_numpy(self._session.run(None, {INPUT_NAME: x.contiguous().numpy()})[0])
         elif self._openvino is not None:
-            compiles = self._openvino.compiles
-            out = self._openvino(x)
-            # OpenVINO keeps its own compiled models (logits and ``labels`` ones in one LRU), so
-            # a call is setup when it compiled, whatever this runner's list of shapes says.
-            first = self._openvino.compiles > compiles
+            from .openvino_backend import call_counting_setup
+            out, setup = call_counting_setup(self._openvino, self._openvino, x)
+            first = setup > 0   # OpenVINO's cache decides, whatever this runner's list of shapes says
         elif self.variant.backend == "torchscript":
             if first:
                 self._per_shape[key] = self._torchscript(x)

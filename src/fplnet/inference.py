@@ -195,7 +195,7 @@ class Segmenter:
         x = self.preprocess(images)
         size = tuple(x.shape[-2:])
         network_input = self.spec.to_network(x)
-        if self.tta is None and tuple(network_input.shape[-2:]) != size and hasattr(self.runner, "labels"):
+        if self.tta is None and tuple(network_input.shape[-2:]) != size:
             labels = self.runner.labels(network_input, size)
             if labels is not None:
                 return list(labels.cpu().numpy())
